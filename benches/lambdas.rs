@@ -1,0 +1,214 @@
+//! Benchmark of the bundled activator as Lambda runs it: the real `bootstrap` under a Lambda
+//! Runtime API host on loopback, talking to moto.
+//!
+//! Prints cold start (process start to first answer), peak RSS, CPU per event in a warm
+//! process, and zip sizes, against the targets. Run with `scripts/bench-lambdas`.
+
+use aws_sdk_iot::types::{CertificateMode, CertificateStatus};
+use jitr_infra::assets::{self, BuildOptions};
+use serde_json::json;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+use testkit::pki::TestCa;
+use testkit::runtime::RuntimeHost;
+use testkit::{moto, unique};
+
+const COLD_RUNS: usize = 25;
+const WARM_EVENTS: usize = 200;
+
+struct Setup {
+    iot: aws_sdk_iot::Client,
+    ca: TestCa,
+    ca_id: String,
+    env: Vec<(String, String)>,
+}
+
+impl Setup {
+    async fn pending(&self) -> String {
+        self.iot
+            .register_certificate()
+            .certificate_pem(self.ca.issue(&unique("bench")))
+            .ca_certificate_pem(&self.ca.pem)
+            .status(CertificateStatus::PendingActivation)
+            .send()
+            .await
+            .unwrap()
+            .certificate_id()
+            .unwrap()
+            .to_string()
+    }
+
+    fn event(&self, id: &str) -> serde_json::Value {
+        json!({"certificateId": id, "caCertificateId": self.ca_id, "timestamp": 1764000000000u64,
+               "certificateStatus": "PENDING_ACTIVATION", "awsAccountId": testkit::ACCOUNT})
+    }
+}
+
+fn status_kib(pid: u32, field: &str) -> u64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    text.lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// CPU time the process has spent on a CPU, from the scheduler (nanosecond resolution).
+fn cpu_ns(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/schedstat"))
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse().ok()))
+        .unwrap_or(0)
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+#[tokio::main]
+async fn main() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let mut opts = BuildOptions::new(&root);
+    opts.show_progress = true;
+    let activator = assets::bundle(&opts, assets::ACTIVATOR).expect("bundle the activator");
+    let provider = assets::bundle(&opts, assets::CA_PROVIDER).expect("bundle the provider");
+
+    let moto = moto();
+    let iot = moto.iot().await;
+    let ca = TestCa::new(&unique("Bench CA"));
+    let ca_id = iot
+        .register_ca_certificate()
+        .ca_certificate(&ca.pem)
+        .set_as_active(true)
+        .allow_auto_registration(true)
+        .certificate_mode(CertificateMode::SniOnly)
+        .send()
+        .await
+        .unwrap()
+        .certificate_id()
+        .unwrap()
+        .to_string();
+    let policy = unique("bench-policy");
+    iot.create_policy()
+        .policy_name(&policy)
+        .policy_document(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"iot:Connect","Resource":"*"}]}"#)
+        .send()
+        .await
+        .unwrap();
+    let mut env = moto.aws_env();
+    env.push(("JITR_CA_CERTIFICATE_ID".into(), ca_id.clone()));
+    env.push(("JITR_DEVICE_POLICY_NAME".into(), policy));
+    let setup = Setup {
+        iot,
+        ca,
+        ca_id,
+        env,
+    };
+
+    // Cold starts: a new process per run, the event already queued, as Lambda does it.
+    let mut cold_ms = Vec::new();
+    let mut rss_kib = Vec::new();
+    for _ in 0..COLD_RUNS {
+        let id = setup.pending().await;
+        let host = RuntimeHost::start();
+        let request = host.invoke(setup.event(&id), Duration::from_secs(30));
+        let started = Instant::now();
+        let mut child = host.spawn(&activator.binary, &setup.env);
+        let answer = host
+            .wait_result(&request, Duration::from_secs(30))
+            .expect("an answer");
+        let outcome = answer.result.as_ref().expect("success")["outcome"].clone();
+        assert_eq!(outcome, "activated");
+        cold_ms.push((answer.answered_at - started).as_secs_f64() * 1000.0);
+        rss_kib.push(status_kib(child.id(), "VmHWM:"));
+        child.kill().ok();
+        child.wait().ok();
+    }
+
+    // Warm: one process, many events; CPU time per event from the scheduler.
+    let ids = {
+        let mut ids = Vec::new();
+        for _ in 0..WARM_EVENTS {
+            ids.push(setup.pending().await);
+        }
+        ids
+    };
+    let host = RuntimeHost::start();
+    let mut child = host.spawn(&activator.binary, &setup.env);
+    let first = host.invoke(setup.event(&setup.pending().await), Duration::from_secs(30));
+    host.wait_result(&first, Duration::from_secs(30))
+        .expect("warm-up");
+    let cpu_before = cpu_ns(child.id());
+    let wall = Instant::now();
+    for id in &ids {
+        let r = host.invoke(setup.event(id), Duration::from_secs(30));
+        let answer = host
+            .wait_result(&r, Duration::from_secs(30))
+            .expect("an answer");
+        assert!(answer.result.is_ok(), "{answer:?}");
+    }
+    let wall_per_event = wall.elapsed().as_secs_f64() * 1000.0 / WARM_EVENTS as f64;
+    let cpu_per_event = (cpu_ns(child.id()) - cpu_before) as f64 / 1e6 / WARM_EVENTS as f64;
+    let warm_rss = status_kib(child.id(), "VmHWM:");
+    child.kill().ok();
+    child.wait().ok();
+
+    cold_ms.sort_by(f64::total_cmp);
+    rss_kib.sort();
+    let mib = |kib: u64| kib as f64 / 1024.0;
+    println!("activator benchmark (real bootstrap under a Runtime API host, moto on loopback)");
+    println!("  each invocation: DescribeCertificate, [DescribeCACertificate on cold start],");
+    println!("  CreateThing, AttachThingPrincipal, AttachPolicy, UpdateCertificate");
+    println!();
+    println!(
+        "{:<34} {:>10} {:>10}   {}",
+        "metric", "value", "target", "python/boto3 blog lambda"
+    );
+    println!(
+        "{:<34} {:>7.1} ms {:>7} ms   {}",
+        "cold start, median (n=25)",
+        percentile(&cold_ms, 0.5),
+        25,
+        "500 ms"
+    );
+    println!(
+        "{:<34} {:>7.1} ms",
+        "cold start, p90",
+        percentile(&cold_ms, 0.9)
+    );
+    println!(
+        "{:<34} {:>6.1} MiB {:>6} MiB   {}",
+        "peak RSS, cold (max of runs)",
+        mib(*rss_kib.last().unwrap()),
+        15,
+        "48 MiB"
+    );
+    println!(
+        "{:<34} {:>6.1} MiB {:>6} MiB",
+        "peak RSS, warm after 200 events",
+        mib(warm_rss),
+        15
+    );
+    println!(
+        "{:<34} {:>7.2} ms {:>10}   {}",
+        "client CPU per event (warm)", cpu_per_event, "-", "6.85 ms"
+    );
+    println!(
+        "{:<34} {:>7.2} ms",
+        "wall per event incl. moto (warm)", wall_per_event
+    );
+    println!(
+        "{:<34} {:>6.2} MiB {:>6} MiB",
+        "activator zip",
+        activator.zip.len() as f64 / 1048576.0,
+        6
+    );
+    println!(
+        "{:<34} {:>6.2} MiB {:>6} MiB",
+        "ca-provider zip",
+        provider.zip.len() as f64 / 1048576.0,
+        6
+    );
+    println!("activator zip sha256 {}", activator.sha256);
+    println!("ca-provider zip sha256 {}", provider.sha256);
+}

@@ -1,0 +1,142 @@
+//! CloudFormation's custom resource protocol: the request the provider receives and the
+//! response it PUTs to the request's `ResponseURL`.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// CloudFormation reads at most this many bytes of a response body.
+pub const MAX_RESPONSE_BYTES: usize = 4096;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RequestType {
+    Create,
+    Update,
+    Delete,
+}
+
+/// A custom resource request. Properties stay raw JSON here: a request whose properties do
+/// not parse must still be answered (FAILED, with the reason).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Request {
+    pub request_type: RequestType,
+    #[serde(rename = "ResponseURL")]
+    pub response_url: String,
+    pub stack_id: String,
+    pub request_id: String,
+    #[serde(default)]
+    pub resource_type: String,
+    pub logical_resource_id: String,
+    /// Absent on Create.
+    #[serde(default)]
+    pub physical_resource_id: Option<String>,
+    #[serde(default)]
+    pub resource_properties: serde_json::Value,
+    /// Present on Update.
+    #[serde(default)]
+    pub old_resource_properties: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Status {
+    Success,
+    Failed,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Response {
+    pub status: Status,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub reason: String,
+    pub physical_resource_id: String,
+    pub stack_id: String,
+    pub request_id: String,
+    pub logical_resource_id: String,
+    #[serde(default)]
+    pub no_echo: bool,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub data: BTreeMap<String, String>,
+}
+
+impl Response {
+    /// The physical id to report when a request fails: the existing one, or for a failed
+    /// Create a placeholder that is not a certificate id, so the Delete CloudFormation sends
+    /// during rollback knows there is nothing to deregister.
+    pub fn failure_physical_id(request: &Request) -> String {
+        match &request.physical_resource_id {
+            Some(id) if !id.is_empty() => id.clone(),
+            _ => format!(
+                "{}-create-failed-{}",
+                request.logical_resource_id,
+                request.request_id.chars().take(8).collect::<String>()
+            ),
+        }
+    }
+
+    /// Serializes the response, shortening `Reason` until the body fits in
+    /// [`MAX_RESPONSE_BYTES`] (everything else is small and fixed).
+    pub fn to_body(&self) -> Vec<u8> {
+        let mut response = self.clone();
+        let mut keep = self.reason.len();
+        loop {
+            let body = serde_json::to_vec(&response).expect("response serializes");
+            if body.len() <= MAX_RESPONSE_BYTES || keep == 0 {
+                return body;
+            }
+            // JSON escaping makes the reason longer on the wire than in memory: shrink it in
+            // proportion, with some slack, until the body fits.
+            keep = (keep as f64 * MAX_RESPONSE_BYTES as f64 / body.len() as f64 * 0.9) as usize;
+            while !self.reason.is_char_boundary(keep) {
+                keep -= 1;
+            }
+            response.reason = format!("{} [truncated]", &self.reason[..keep]);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request() -> Request {
+        serde_json::from_value(serde_json::json!({
+            "RequestType": "Create",
+            "ResponseURL": "http://127.0.0.1:1/x",
+            "StackId": "arn:aws:cloudformation:eu-west-1:123456789012:stack/s/1",
+            "RequestId": "abcdef12-3456",
+            "ResourceType": "Custom::JitrCaRegistration",
+            "LogicalResourceId": "CaRegistration",
+            "ResourceProperties": {}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn failed_create_gets_a_placeholder_that_is_not_a_certificate_id() {
+        let id = Response::failure_physical_id(&request());
+        assert_eq!(id, "CaRegistration-create-failed-abcdef12");
+        assert!(!jitr_contract::is_certificate_id(&id));
+    }
+
+    #[test]
+    fn long_reasons_are_truncated_to_fit() {
+        let r = request();
+        let response = Response {
+            status: Status::Failed,
+            reason: "é\"".repeat(5000),
+            physical_resource_id: "p".into(),
+            stack_id: r.stack_id,
+            request_id: r.request_id,
+            logical_resource_id: r.logical_resource_id,
+            no_echo: false,
+            data: BTreeMap::new(),
+        };
+        let body = response.to_body();
+        assert!(body.len() <= MAX_RESPONSE_BYTES, "{}", body.len());
+        let back: Response = serde_json::from_slice(&body).unwrap();
+        assert!(back.reason.ends_with("[truncated]"));
+        assert!(back.reason.len() > 1000);
+    }
+}

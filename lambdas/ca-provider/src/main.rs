@@ -1,0 +1,24 @@
+//! Lambda entry point: logging, the IoT client and the HTTP client for answers are built
+//! once per container.
+
+use jitr_ca_provider::{answer, Provider, ResponseSender};
+use lambda_runtime::{service_fn, LambdaEvent};
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    jitr_lambda_common::init_logging();
+    let provider: &'static Provider = Box::leak(Box::new(Provider::new(
+        jitr_lambda_common::iot_client().await,
+    )));
+    let sender: &'static ResponseSender = Box::leak(Box::new(ResponseSender::new()?));
+    lambda_runtime::run(service_fn(
+        move |event: LambdaEvent<serde_json::Value>| async move {
+            let deadline = jitr_ca_provider::respond::deadline_instant(event.context.deadline);
+            let log_stream = event.context.env_config.log_stream.clone();
+            answer(provider, event.payload, deadline, sender, &log_stream)
+                .await
+                .map(|response| serde_json::json!({ "Status": response.status }))
+        },
+    ))
+    .await
+}

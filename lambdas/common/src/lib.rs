@@ -1,0 +1,95 @@
+//! What both bundled Lambdas share: JSON logging, the AWS IoT client (built once per
+//! container, with retries and timeouts that fit inside a Lambda invocation), and the few
+//! X.509 facts they need from a PEM certificate.
+
+pub mod pki;
+
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::BehaviorVersion;
+use std::time::Duration;
+
+/// Structured JSON logs on stdout, which Lambda ships to CloudWatch Logs.
+///
+/// The level comes from `AWS_LAMBDA_LOG_LEVEL` (Lambda's own log-level setting), INFO by
+/// default. Never log certificates' private material: the Lambdas never see any, and log
+/// only ids, names and outcomes.
+pub fn init_logging() {
+    let level = match std::env::var("AWS_LAMBDA_LOG_LEVEL")
+        .unwrap_or_default()
+        .to_ascii_uppercase()
+        .as_str()
+    {
+        "TRACE" => tracing::Level::TRACE,
+        "DEBUG" => tracing::Level::DEBUG,
+        "WARN" => tracing::Level::WARN,
+        "ERROR" | "FATAL" => tracing::Level::ERROR,
+        _ => tracing::Level::INFO,
+    };
+    // A second call (tests) keeps the first subscriber.
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .with_max_level(level)
+        .with_current_span(false)
+        .with_span_list(false)
+        .with_target(false)
+        .with_ansi(false)
+        .try_init();
+}
+
+/// The shared AWS configuration: standard retries with jittered exponential backoff (which
+/// cover throttling and transient errors), and timeouts short enough that a stuck call fails
+/// inside the function's own timeout instead of consuming it.
+pub async fn aws_config() -> aws_config::SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .retry_config(
+            RetryConfig::standard()
+                .with_max_attempts(6)
+                .with_initial_backoff(Duration::from_millis(100))
+                .with_max_backoff(Duration::from_secs(5)),
+        )
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(3))
+                .operation_attempt_timeout(Duration::from_secs(8))
+                .operation_timeout(Duration::from_secs(30))
+                .build(),
+        )
+        .load()
+        .await
+}
+
+/// An AWS IoT client from [`aws_config`].
+pub async fn iot_client() -> aws_sdk_iot::Client {
+    aws_sdk_iot::Client::new(&aws_config().await)
+}
+
+/// Renders an SDK error with its service error code and message, not just "service error".
+pub fn describe_sdk_error<E, R>(err: &aws_sdk_iot::error::SdkError<E, R>) -> String
+where
+    E: aws_sdk_iot::error::ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    use aws_sdk_iot::error::SdkError;
+    match err {
+        SdkError::ServiceError(se) => {
+            let e = se.err();
+            match (e.code(), e.message()) {
+                (Some(code), Some(msg)) => format!("{code}: {msg}"),
+                (Some(code), None) => code.to_string(),
+                _ => e.to_string(),
+            }
+        }
+        other => {
+            // Walk the source chain: the top level alone says only "dispatch failure".
+            let mut text = other.to_string();
+            let mut source = std::error::Error::source(other);
+            while let Some(s) = source {
+                text.push_str(": ");
+                text.push_str(&s.to_string());
+                source = s.source();
+            }
+            text
+        }
+    }
+}

@@ -1,0 +1,163 @@
+//! X.509 facts the Lambdas need, from PEM text: the DER bytes, whether a certificate is a CA,
+//! its subject CN and validity, its AWS IoT id, and whether our CA signed it.
+
+use sha2::{Digest, Sha256};
+use std::fmt;
+use x509_parser::pem::parse_x509_pem;
+use x509_parser::prelude::*;
+
+/// A certificate problem, in words an operator can act on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertError(pub String);
+
+impl fmt::Display for CertError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for CertError {}
+
+/// A parsed certificate, kept as DER and re-parsed on demand (parsing is cheap and this keeps
+/// the type free of borrows).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Certificate {
+    der: Vec<u8>,
+}
+
+impl Certificate {
+    /// Parses the first PEM block of `pem`, which must be a `CERTIFICATE`.
+    pub fn from_pem(pem: &str) -> Result<Self, CertError> {
+        let (_, block) = parse_x509_pem(pem.trim_start().as_bytes())
+            .map_err(|_| CertError("not a PEM document (no -----BEGIN ...----- block)".into()))?;
+        if block.label != "CERTIFICATE" {
+            return Err(CertError(format!(
+                "the PEM block is `{}`, expected `CERTIFICATE`",
+                block.label
+            )));
+        }
+        let cert = Certificate {
+            der: block.contents,
+        };
+        cert.parsed()?;
+        Ok(cert)
+    }
+
+    pub fn der(&self) -> &[u8] {
+        &self.der
+    }
+
+    fn parsed(&self) -> Result<X509Certificate<'_>, CertError> {
+        let (rest, cert) = X509Certificate::from_der(&self.der)
+            .map_err(|e| CertError(format!("not a valid X.509 certificate: {e}")))?;
+        if !rest.is_empty() {
+            return Err(CertError(
+                "not a valid X.509 certificate: trailing bytes after the DER".into(),
+            ));
+        }
+        Ok(cert)
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&X509Certificate<'_>) -> T) -> T {
+        // `from_pem` proved the DER parses.
+        f(&self
+            .parsed()
+            .expect("certificate was validated when constructed"))
+    }
+
+    /// The id AWS IoT gives this certificate: hex SHA-256 of the DER encoding.
+    pub fn aws_iot_id(&self) -> String {
+        Sha256::digest(&self.der)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    /// Basic constraints say CA:TRUE.
+    pub fn is_ca(&self) -> bool {
+        self.with(|c| c.is_ca())
+    }
+
+    /// The first common name of the subject, if it is a UTF-8 string.
+    pub fn subject_cn(&self) -> Option<String> {
+        self.with(|c| {
+            c.subject()
+                .iter_common_name()
+                .next()
+                .and_then(|cn| cn.as_str().ok())
+                .map(str::to_string)
+        })
+    }
+
+    /// The subject as RFC 4514 text, for messages.
+    pub fn subject(&self) -> String {
+        self.with(|c| c.subject().to_string())
+    }
+
+    /// `notBefore` and `notAfter`, seconds since the Unix epoch.
+    pub fn validity(&self) -> (i64, i64) {
+        self.with(|c| {
+            (
+                c.validity().not_before.timestamp(),
+                c.validity().not_after.timestamp(),
+            )
+        })
+    }
+
+    /// Checks the validity period against `now` (seconds since the epoch).
+    pub fn check_validity_at(&self, now: i64) -> Result<(), CertError> {
+        let (not_before, not_after) = self.validity();
+        if now < not_before {
+            return Err(CertError(format!(
+                "certificate is not valid yet (notBefore {not_before}, now {now})"
+            )));
+        }
+        if now > not_after {
+            return Err(CertError(format!(
+                "certificate has expired (notAfter {not_after}, now {now})"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Verifies that `issuer`'s key signed this certificate and that the issuer name matches.
+    pub fn verify_signed_by(&self, issuer: &Certificate) -> Result<(), CertError> {
+        let issuer_parsed = issuer.parsed()?;
+        self.with(|c| {
+            if c.issuer().as_raw() != issuer_parsed.subject().as_raw() {
+                return Err(CertError(format!(
+                    "issued by `{}`, not by our CA `{}`",
+                    c.issuer(),
+                    issuer_parsed.subject()
+                )));
+            }
+            c.verify_signature(Some(issuer_parsed.public_key()))
+                .map_err(|e| CertError(format!("signature does not verify against our CA: {e}")))
+        })
+    }
+}
+
+/// Seconds since the Unix epoch, now.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejects_non_pem_and_wrong_label() {
+        let err = Certificate::from_pem("hello").unwrap_err();
+        assert!(err.0.contains("not a PEM document"), "{err}");
+        let key = "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n";
+        let err = Certificate::from_pem(key).unwrap_err();
+        assert!(err.0.contains("`PRIVATE KEY`"), "{err}");
+        let junk = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
+        let err = Certificate::from_pem(junk).unwrap_err();
+        assert!(err.0.contains("not a valid X.509 certificate"), "{err}");
+    }
+}

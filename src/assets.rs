@@ -1,0 +1,409 @@
+//! Building the bundled Lambdas and packing them as byte-reproducible zips.
+//!
+//! Each Lambda is a workspace crate built with cargo's `lambda` profile (size-tuned release)
+//! for `provided.al2023` on x86_64, in its own target directory (`target/lambda`) so it never
+//! waits on, or invalidates, the CLI's build. The zip holds one entry, `bootstrap`, mode 0755,
+//! with a fixed timestamp, so the same sources give the same bytes and the same sha256 on
+//! every machine: the asset hash changes exactly when the code does.
+//!
+//! Results are cached by a fingerprint of the Lambda sources, so a synth whose Lambdas have
+//! not changed does not even start cargo.
+
+use sha2::{Digest, Sha256};
+use std::fmt;
+use std::io::{Cursor, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// AL2023, which `provided.al2023` runs on, ships glibc 2.34: a binary must not need a newer
+/// symbol version.
+pub const MAX_GLIBC: (u32, u32) = (2, 34);
+
+/// The cargo profile the Lambdas are built with (defined in the root `Cargo.toml`).
+pub const PROFILE: &str = "lambda";
+
+/// Zip entries get this timestamp (the zip format's earliest: 1980-01-01 00:00:00).
+fn zip_epoch() -> zip::DateTime {
+    zip::DateTime::default()
+}
+
+/// A bundled Lambda crate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LambdaCrate {
+    /// Cargo package and binary name.
+    pub package: &'static str,
+    /// Workspace-relative directories whose contents the build depends on.
+    pub sources: &'static [&'static str],
+}
+
+/// The JITR activator (topic rule target).
+pub const ACTIVATOR: LambdaCrate = LambdaCrate {
+    package: "jitr-activator",
+    sources: &["lambdas/activator", "lambdas/common", "lambdas/contract"],
+};
+
+/// The CA registration custom resource provider.
+pub const CA_PROVIDER: LambdaCrate = LambdaCrate {
+    package: "jitr-ca-provider",
+    sources: &["lambdas/ca-provider", "lambdas/common", "lambdas/contract"],
+};
+
+pub const ALL: [LambdaCrate; 2] = [ACTIVATOR, CA_PROVIDER];
+
+/// Files outside the crates that change what gets built.
+const SHARED_INPUTS: &[&str] = &["Cargo.toml", "Cargo.lock", "rust-toolchain.toml"];
+
+#[derive(Debug)]
+pub enum AssetError {
+    /// Reading or writing a file failed.
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// cargo could not be started.
+    CargoNotFound {
+        cargo: PathBuf,
+        source: std::io::Error,
+    },
+    /// cargo ran and failed; `output` is the end of what it printed.
+    BuildFailed { package: String, output: String },
+    /// The built binary needs a glibc newer than the Lambda runtime has.
+    GlibcTooNew { package: String, found: (u32, u32) },
+    /// Writing the zip failed.
+    Zip(String),
+}
+
+impl fmt::Display for AssetError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AssetError::Io { path, source } => write!(f, "{}: {source}", path.display()),
+            AssetError::CargoNotFound { cargo, source } => {
+                write!(
+                    f,
+                    "cannot run {} to build the Lambdas: {source}",
+                    cargo.display()
+                )
+            }
+            AssetError::BuildFailed { package, output } => {
+                write!(f, "building Lambda `{package}` failed:\n{output}")
+            }
+            AssetError::GlibcTooNew { package, found } => write!(
+                f,
+                "Lambda `{package}` needs GLIBC_{}.{}, but provided.al2023 has glibc {}.{}",
+                found.0, found.1, MAX_GLIBC.0, MAX_GLIBC.1
+            ),
+            AssetError::Zip(m) => write!(f, "writing the Lambda zip: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for AssetError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            AssetError::Io { source, .. } | AssetError::CargoNotFound { source, .. } => {
+                Some(source)
+            }
+            _ => None,
+        }
+    }
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> AssetError + '_ {
+    move |source| AssetError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Where and how to build.
+#[derive(Debug, Clone)]
+pub struct BuildOptions {
+    /// The workspace root (holds `Cargo.toml` and `lambdas/`).
+    pub workspace_root: PathBuf,
+    /// cargo's target directory for the Lambda builds; the zip cache lives inside it.
+    pub target_dir: PathBuf,
+    /// The cargo to run (`$CARGO` when set, else `cargo` on PATH).
+    pub cargo: PathBuf,
+    /// Show cargo's progress on stderr (a cold build takes minutes).
+    pub show_progress: bool,
+}
+
+impl BuildOptions {
+    pub fn new(workspace_root: impl Into<PathBuf>) -> Self {
+        let workspace_root = workspace_root.into();
+        BuildOptions {
+            target_dir: workspace_root.join("target").join("lambda"),
+            workspace_root,
+            cargo: std::env::var_os("CARGO")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("cargo")),
+            show_progress: false,
+        }
+    }
+}
+
+/// A bundled Lambda.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bundle {
+    pub package: String,
+    /// The zip: one executable `bootstrap`.
+    pub zip: Vec<u8>,
+    /// Hex SHA-256 of `zip`.
+    pub sha256: String,
+    /// The binary inside, on disk, for running it locally.
+    pub binary: PathBuf,
+    /// Whether cargo had to run (false: the source fingerprint matched the cache).
+    pub built: bool,
+}
+
+/// Builds `lambda` (unless its sources are unchanged since the last build) and zips it.
+pub fn bundle(opts: &BuildOptions, lambda: LambdaCrate) -> Result<Bundle, AssetError> {
+    let fingerprint = source_fingerprint(&opts.workspace_root, lambda)?;
+    let cache_dir = opts.target_dir.join("bundles");
+    let cached_zip = cache_dir.join(format!("{}-{fingerprint}.zip", lambda.package));
+    let binary = opts.target_dir.join(PROFILE).join(lambda.package);
+    if let (Ok(zip), true) = (std::fs::read(&cached_zip), binary.exists()) {
+        return Ok(Bundle {
+            package: lambda.package.to_string(),
+            sha256: sha256_hex(&zip),
+            zip,
+            binary,
+            built: false,
+        });
+    }
+    build(opts, lambda)?;
+    let bytes = std::fs::read(&binary).map_err(io(&binary))?;
+    if let Some(found) = max_glibc(&bytes) {
+        if found > MAX_GLIBC {
+            return Err(AssetError::GlibcTooNew {
+                package: lambda.package.to_string(),
+                found,
+            });
+        }
+    }
+    let zip = zip_bootstrap(&bytes)?;
+    std::fs::create_dir_all(&cache_dir).map_err(io(&cache_dir))?;
+    write_atomically(&cached_zip, &zip)?;
+    Ok(Bundle {
+        package: lambda.package.to_string(),
+        sha256: sha256_hex(&zip),
+        zip,
+        binary,
+        built: true,
+    })
+}
+
+/// Runs `cargo build --profile lambda -p <package>` with paths remapped, so the binary holds
+/// no path of this machine (panic messages embed source paths).
+pub fn build(opts: &BuildOptions, lambda: LambdaCrate) -> Result<(), AssetError> {
+    let mut flags = vec![format!(
+        "--remap-path-prefix={}=/build",
+        opts.workspace_root.display()
+    )];
+    if let Some(home) = cargo_home() {
+        flags.push(format!("--remap-path-prefix={}=/cargo", home.display()));
+    }
+    let mut cmd = Command::new(&opts.cargo);
+    cmd.current_dir(&opts.workspace_root)
+        .args([
+            "build",
+            "--locked",
+            "--profile",
+            PROFILE,
+            "-p",
+            lambda.package,
+        ])
+        .arg("--target-dir")
+        .arg(&opts.target_dir)
+        // Takes precedence over RUSTFLAGS from the caller's environment.
+        .env("CARGO_ENCODED_RUSTFLAGS", flags.join("\u{1f}"))
+        .env_remove("RUSTFLAGS")
+        .stdin(Stdio::null());
+    if opts.show_progress {
+        cmd.stdout(Stdio::inherit()).stderr(Stdio::inherit());
+        let status = cmd.status().map_err(|source| AssetError::CargoNotFound {
+            cargo: opts.cargo.clone(),
+            source,
+        })?;
+        if !status.success() {
+            return Err(AssetError::BuildFailed {
+                package: lambda.package.to_string(),
+                output: format!("cargo exited with {status} (its output is above)"),
+            });
+        }
+    } else {
+        let out = cmd.output().map_err(|source| AssetError::CargoNotFound {
+            cargo: opts.cargo.clone(),
+            source,
+        })?;
+        if !out.status.success() {
+            let text = String::from_utf8_lossy(&out.stderr);
+            let tail: Vec<&str> = text.lines().rev().take(40).collect();
+            return Err(AssetError::BuildFailed {
+                package: lambda.package.to_string(),
+                output: tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn cargo_home() -> Option<PathBuf> {
+    std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
+        .and_then(|p| p.canonicalize().ok())
+}
+
+/// Packs `binary` as the zip Lambda expects: a single `bootstrap`, mode 0755, deflated, with
+/// a fixed timestamp. The same bytes in give the same bytes out.
+pub fn zip_bootstrap(binary: &[u8]) -> Result<Vec<u8>, AssetError> {
+    let mut writer = zip::ZipWriter::new(Cursor::new(Vec::new()));
+    let options = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated)
+        .compression_level(Some(9))
+        .last_modified_time(zip_epoch())
+        .unix_permissions(0o755);
+    writer
+        .start_file("bootstrap", options)
+        .map_err(|e| AssetError::Zip(e.to_string()))?;
+    writer
+        .write_all(binary)
+        .map_err(|e| AssetError::Zip(e.to_string()))?;
+    let cursor = writer
+        .finish()
+        .map_err(|e| AssetError::Zip(e.to_string()))?;
+    Ok(cursor.into_inner())
+}
+
+/// Hex SHA-256.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The highest `GLIBC_x.y` symbol version an ELF binary references, if any. Version names
+/// live in the dynamic string table as plain text, so a scan finds every one of them.
+pub fn max_glibc(binary: &[u8]) -> Option<(u32, u32)> {
+    const TAG: &[u8] = b"GLIBC_";
+    let mut best: Option<(u32, u32)> = None;
+    let mut i = 0;
+    while let Some(pos) = find(&binary[i..], TAG) {
+        let start = i + pos + TAG.len();
+        let digits = |from: usize| {
+            let end = binary[from..]
+                .iter()
+                .position(|b| !b.is_ascii_digit())
+                .map_or(binary.len(), |p| from + p);
+            (
+                std::str::from_utf8(&binary[from..end])
+                    .ok()
+                    .and_then(|s| s.parse::<u32>().ok()),
+                end,
+            )
+        };
+        if let (Some(major), end) = digits(start) {
+            if binary.get(end) == Some(&b'.') {
+                if let (Some(minor), _) = digits(end + 1) {
+                    best = best.max(Some((major, minor)));
+                }
+            }
+        }
+        i = start;
+    }
+    best
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// A digest of everything the Lambda's build reads from the workspace: its crate directories
+/// (sorted relative paths and contents, `target` excluded) and the workspace manifests.
+pub fn source_fingerprint(root: &Path, lambda: LambdaCrate) -> Result<String, AssetError> {
+    let mut files = Vec::new();
+    for dir in lambda.sources {
+        collect_files(root, &root.join(dir), &mut files)?;
+    }
+    for f in SHARED_INPUTS {
+        let path = root.join(f);
+        if path.exists() {
+            files.push(path);
+        }
+    }
+    files.sort();
+    let mut hasher = Sha256::new();
+    hasher.update(lambda.package.as_bytes());
+    hasher.update(PROFILE.as_bytes());
+    for path in files {
+        let rel = path.strip_prefix(root).unwrap_or(&path);
+        let contents = std::fs::read(&path).map_err(io(&path))?;
+        hasher.update(rel.to_string_lossy().as_bytes());
+        hasher.update([0]);
+        hasher.update((contents.len() as u64).to_le_bytes());
+        hasher.update(&contents);
+    }
+    Ok(hex(&hasher.finalize())[..16].to_string())
+}
+
+fn collect_files(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), AssetError> {
+    let entries = std::fs::read_dir(dir).map_err(io(dir))?;
+    for entry in entries {
+        let entry = entry.map_err(io(dir))?;
+        let path = entry.path();
+        let name = entry.file_name();
+        if name == "target" || name.to_string_lossy().starts_with('.') {
+            continue;
+        }
+        let kind = entry.file_type().map_err(io(&path))?;
+        if kind.is_dir() {
+            // Tests do not change the binary.
+            if path
+                .strip_prefix(root)
+                .is_ok_and(|rel| rel.ends_with("tests"))
+            {
+                continue;
+            }
+            collect_files(root, &path, out)?;
+        } else if kind.is_file() {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// Writes `path` through a temporary file and a rename: readers see the old file or the new
+/// one, never half of one.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), AssetError> {
+    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
+    std::fs::write(&tmp, bytes).map_err(io(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(io(path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn glibc_scan_finds_the_highest_version() {
+        let blob = b"\0GLIBC_2.2.5\0GLIBC_2.34\0GLIBC_2.17\0GLIBC_PRIVATE\0GLIBC_2.3.4\0";
+        assert_eq!(max_glibc(blob), Some((2, 34)));
+        assert_eq!(max_glibc(b"no versions here"), None);
+    }
+
+    #[test]
+    fn zip_is_deterministic_and_executable() {
+        let a = zip_bootstrap(b"#!/bin/sh\necho hi\n").unwrap();
+        let b = zip_bootstrap(b"#!/bin/sh\necho hi\n").unwrap();
+        assert_eq!(a, b);
+        let mut archive = zip::ZipArchive::new(Cursor::new(a)).unwrap();
+        assert_eq!(archive.len(), 1);
+        let entry = archive.by_index(0).unwrap();
+        assert_eq!(entry.name().unwrap(), "bootstrap");
+        assert_eq!(entry.unix_mode().unwrap() & 0o777, 0o755);
+        assert_eq!(entry.last_modified(), Some(zip_epoch()));
+    }
+}

@@ -1,0 +1,560 @@
+//! A typed CloudFormation model: values with intrinsic functions, and a template of
+//! parameters, resources and outputs that serializes to the JSON CloudFormation reads.
+//!
+//! Keys keep the order the constructs add them in (and the template's sections come in
+//! CloudFormation's customary order), so the same inputs give byte-identical JSON.
+
+use serde_json::{json, Map, Value as Json};
+use std::fmt;
+
+/// A logical id: alphanumeric, at most 255 characters. Constructs spell them as constants;
+/// renaming one makes CloudFormation replace the resource, which `tests/synth.rs` pins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct LogicalId(pub &'static str);
+
+impl LogicalId {
+    pub fn as_str(&self) -> &'static str {
+        self.0
+    }
+
+    /// `{"Ref": id}`.
+    pub fn r#ref(self) -> Value {
+        Value::Ref(self.0.to_string())
+    }
+
+    /// `{"Fn::GetAtt": [id, attribute]}`.
+    pub fn get_att(self, attribute: &str) -> Value {
+        Value::GetAtt(self.0.to_string(), attribute.to_string())
+    }
+}
+
+impl fmt::Display for LogicalId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+/// Pseudo parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pseudo {
+    AccountId,
+    Partition,
+    Region,
+    StackName,
+    StackId,
+    UrlSuffix,
+}
+
+impl Pseudo {
+    pub fn name(self) -> &'static str {
+        match self {
+            Pseudo::AccountId => "AWS::AccountId",
+            Pseudo::Partition => "AWS::Partition",
+            Pseudo::Region => "AWS::Region",
+            Pseudo::StackName => "AWS::StackName",
+            Pseudo::StackId => "AWS::StackId",
+            Pseudo::UrlSuffix => "AWS::URLSuffix",
+        }
+    }
+}
+
+/// A template value: plain JSON, or an intrinsic function.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Str(String),
+    List(Vec<Value>),
+    /// Insertion-ordered.
+    Map(Vec<(String, Value)>),
+    Ref(String),
+    GetAtt(String, String),
+    /// `Fn::Sub` with a template string and optional variables.
+    Sub(String, Vec<(String, Value)>),
+    Join(String, Vec<Value>),
+    Pseudo(Pseudo),
+    /// Raw JSON taken as is (e.g. a rendered policy document).
+    Json(Json),
+}
+
+impl Value {
+    pub fn str(s: impl Into<String>) -> Value {
+        Value::Str(s.into())
+    }
+
+    /// `Fn::Sub` without variables.
+    pub fn sub(s: impl Into<String>) -> Value {
+        Value::Sub(s.into(), Vec::new())
+    }
+
+    pub fn list(items: impl IntoIterator<Item = Value>) -> Value {
+        Value::List(items.into_iter().collect())
+    }
+
+    pub fn map<K: Into<String>>(entries: impl IntoIterator<Item = (K, Value)>) -> Value {
+        Value::Map(entries.into_iter().map(|(k, v)| (k.into(), v)).collect())
+    }
+
+    pub fn to_json(&self) -> Json {
+        match self {
+            Value::Null => Json::Null,
+            Value::Bool(b) => Json::Bool(*b),
+            Value::Int(i) => json!(i),
+            Value::Str(s) => Json::String(s.clone()),
+            Value::List(items) => Json::Array(items.iter().map(Value::to_json).collect()),
+            Value::Map(entries) => {
+                let mut m = Map::new();
+                for (k, v) in entries {
+                    m.insert(k.clone(), v.to_json());
+                }
+                Json::Object(m)
+            }
+            Value::Ref(id) => json!({ "Ref": id }),
+            Value::GetAtt(id, att) => json!({ "Fn::GetAtt": [id, att] }),
+            Value::Sub(s, vars) if vars.is_empty() => json!({ "Fn::Sub": s }),
+            Value::Sub(s, vars) => {
+                let mut m = Map::new();
+                for (k, v) in vars {
+                    m.insert(k.clone(), v.to_json());
+                }
+                json!({ "Fn::Sub": [s, Json::Object(m)] })
+            }
+            Value::Join(sep, items) => {
+                json!({ "Fn::Join": [sep, items.iter().map(Value::to_json).collect::<Vec<_>>()] })
+            }
+            Value::Pseudo(p) => json!({ "Ref": p.name() }),
+            Value::Json(j) => j.clone(),
+        }
+    }
+
+    /// Every logical id this value references (`Ref`, `Fn::GetAtt`, and `${Id}` / `${Id.Att}`
+    /// inside `Fn::Sub`), for the template's reference check.
+    pub fn references(&self, out: &mut Vec<String>) {
+        match self {
+            Value::Ref(id) | Value::GetAtt(id, _) => out.push(id.clone()),
+            Value::List(items) | Value::Join(_, items) => {
+                items.iter().for_each(|v| v.references(out))
+            }
+            Value::Map(entries) => entries.iter().for_each(|(_, v)| v.references(out)),
+            Value::Sub(s, vars) => {
+                let mut rest = s.as_str();
+                while let Some(start) = rest.find("${") {
+                    let after = &rest[start + 2..];
+                    let Some(end) = after.find('}') else { break };
+                    let name = &after[..end];
+                    // `${!Literal}` is an escape; `${AWS::...}` a pseudo parameter.
+                    if !name.starts_with('!')
+                        && !name.contains("::")
+                        && !vars.iter().any(|(k, _)| k == name)
+                    {
+                        out.push(name.split('.').next().unwrap_or(name).to_string());
+                    }
+                    rest = &after[end + 1..];
+                }
+                vars.iter().for_each(|(_, v)| v.references(out));
+            }
+            Value::Json(j) => json_references(j, out),
+            _ => {}
+        }
+    }
+}
+
+fn json_references(j: &Json, out: &mut Vec<String>) {
+    match j {
+        Json::Object(m) => {
+            if let Some(Json::String(id)) = m.get("Ref") {
+                if !id.contains("::") {
+                    out.push(id.clone());
+                }
+            }
+            m.values().for_each(|v| json_references(v, out));
+        }
+        Json::Array(a) => a.iter().for_each(|v| json_references(v, out)),
+        _ => {}
+    }
+}
+
+impl From<&str> for Value {
+    fn from(s: &str) -> Value {
+        Value::Str(s.to_string())
+    }
+}
+
+impl From<String> for Value {
+    fn from(s: String) -> Value {
+        Value::Str(s)
+    }
+}
+
+impl From<bool> for Value {
+    fn from(b: bool) -> Value {
+        Value::Bool(b)
+    }
+}
+
+impl From<i64> for Value {
+    fn from(i: i64) -> Value {
+        Value::Int(i)
+    }
+}
+
+impl From<u32> for Value {
+    fn from(i: u32) -> Value {
+        Value::Int(i64::from(i))
+    }
+}
+
+impl From<Pseudo> for Value {
+    fn from(p: Pseudo) -> Value {
+        Value::Pseudo(p)
+    }
+}
+
+/// What CloudFormation does with a resource when it is deleted or replaced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeletionPolicy {
+    Delete,
+    Retain,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resource {
+    pub id: LogicalId,
+    pub kind: &'static str,
+    pub properties: Vec<(String, Value)>,
+    pub depends_on: Vec<LogicalId>,
+    pub deletion_policy: Option<DeletionPolicy>,
+    /// Why a linter rule does not apply here (`Metadata.cfn-lint.config.ignore_checks`).
+    pub lint_ignores: Vec<(&'static str, &'static str)>,
+}
+
+impl Resource {
+    pub fn new(id: LogicalId, kind: &'static str) -> Resource {
+        Resource {
+            id,
+            kind,
+            properties: Vec::new(),
+            depends_on: Vec::new(),
+            deletion_policy: None,
+            lint_ignores: Vec::new(),
+        }
+    }
+
+    pub fn prop(mut self, name: &str, value: impl Into<Value>) -> Resource {
+        self.properties.push((name.to_string(), value.into()));
+        self
+    }
+
+    pub fn prop_opt(self, name: &str, value: Option<impl Into<Value>>) -> Resource {
+        match value {
+            Some(v) => self.prop(name, v),
+            None => self,
+        }
+    }
+
+    pub fn depends_on(mut self, id: LogicalId) -> Resource {
+        self.depends_on.push(id);
+        self
+    }
+
+    pub fn deletion_policy(mut self, policy: DeletionPolicy) -> Resource {
+        self.deletion_policy = Some(policy);
+        self
+    }
+
+    /// Suppresses one cfn-lint rule on this resource, with the reason written next to it.
+    pub fn lint_ignore(mut self, rule: &'static str, reason: &'static str) -> Resource {
+        self.lint_ignores.push((rule, reason));
+        self
+    }
+
+    pub fn property(&self, name: &str) -> Option<&Value> {
+        self.properties
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v)
+    }
+
+    fn to_json(&self) -> Json {
+        let mut m = Map::new();
+        m.insert("Type".into(), json!(self.kind));
+        if !self.lint_ignores.is_empty() {
+            let rules: Vec<&str> = self.lint_ignores.iter().map(|(r, _)| *r).collect();
+            let reasons: Map<String, Json> = self
+                .lint_ignores
+                .iter()
+                .map(|(r, why)| (r.to_string(), json!(why)))
+                .collect();
+            m.insert(
+                "Metadata".into(),
+                json!({ "cfn-lint": { "config": { "ignore_checks": rules } }, "LintReasons": reasons }),
+            );
+        }
+        if !self.depends_on.is_empty() {
+            m.insert(
+                "DependsOn".into(),
+                json!(self.depends_on.iter().map(|d| d.0).collect::<Vec<_>>()),
+            );
+        }
+        if let Some(p) = self.deletion_policy {
+            let text = match p {
+                DeletionPolicy::Delete => "Delete",
+                DeletionPolicy::Retain => "Retain",
+            };
+            m.insert("DeletionPolicy".into(), json!(text));
+            m.insert("UpdateReplacePolicy".into(), json!(text));
+        }
+        if !self.properties.is_empty() {
+            m.insert(
+                "Properties".into(),
+                Value::Map(self.properties.clone()).to_json(),
+            );
+        }
+        Json::Object(m)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Parameter {
+    pub name: &'static str,
+    pub kind: &'static str,
+    pub description: String,
+    pub default: Option<String>,
+    pub no_echo: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Output {
+    pub name: &'static str,
+    pub description: &'static str,
+    pub value: Value,
+}
+
+/// A template problem found by [`Template::validate`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TemplateError(pub String);
+
+impl fmt::Display for TemplateError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// CloudFormation accepts at most this many resources per stack.
+pub const MAX_RESOURCES: usize = 500;
+/// Larger templates must be uploaded to S3 and passed by URL.
+pub const MAX_INLINE_TEMPLATE_BYTES: usize = 51_200;
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Template {
+    pub description: String,
+    pub parameters: Vec<Parameter>,
+    pub resources: Vec<Resource>,
+    pub outputs: Vec<Output>,
+}
+
+impl Template {
+    pub fn resource(&self, id: LogicalId) -> Option<&Resource> {
+        self.resources.iter().find(|r| r.id == id)
+    }
+
+    pub fn add(&mut self, resource: Resource) {
+        self.resources.push(resource);
+    }
+
+    /// Structural checks CloudFormation would otherwise reject at deploy time: logical ids
+    /// alphanumeric and unique, references resolvable, the resource limit. All problems are
+    /// returned, not just the first.
+    pub fn validate(&self) -> Vec<TemplateError> {
+        let mut problems = Vec::new();
+        let mut names: Vec<&str> = Vec::new();
+        let all_ids = self
+            .resources
+            .iter()
+            .map(|r| r.id.0)
+            .chain(self.parameters.iter().map(|p| p.name));
+        for id in all_ids {
+            if id.is_empty() || id.len() > 255 || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+                problems.push(TemplateError(format!(
+                    "logical id {id:?} must be 1-255 alphanumeric characters"
+                )));
+            }
+            if names.contains(&id) {
+                problems.push(TemplateError(format!("logical id {id} is used twice")));
+            }
+            names.push(id);
+        }
+        for out in &self.outputs {
+            if names.contains(&out.name) {
+                // Outputs live in their own namespace; a clash still confuses readers.
+                problems.push(TemplateError(format!(
+                    "output {} has the same name as a resource or parameter",
+                    out.name
+                )));
+            }
+        }
+        let check = |owner: &str, value: &Value, problems: &mut Vec<TemplateError>| {
+            let mut refs = Vec::new();
+            value.references(&mut refs);
+            for r in refs {
+                if !names.contains(&r.as_str()) {
+                    problems.push(TemplateError(format!("{owner} references unknown {r:?}")));
+                }
+            }
+        };
+        for r in &self.resources {
+            for (k, v) in &r.properties {
+                check(&format!("{}.{k}", r.id), v, &mut problems);
+            }
+            for d in &r.depends_on {
+                if !names.contains(&d.0) {
+                    problems.push(TemplateError(format!(
+                        "{} depends on unknown {}",
+                        r.id, d.0
+                    )));
+                }
+            }
+        }
+        for o in &self.outputs {
+            check(&format!("output {}", o.name), &o.value, &mut problems);
+        }
+        if self.resources.len() > MAX_RESOURCES {
+            problems.push(TemplateError(format!(
+                "{} resources; CloudFormation allows {MAX_RESOURCES}",
+                self.resources.len()
+            )));
+        }
+        problems
+    }
+
+    pub fn to_json(&self) -> Json {
+        let mut m = Map::new();
+        m.insert("AWSTemplateFormatVersion".into(), json!("2010-09-09"));
+        if !self.description.is_empty() {
+            m.insert("Description".into(), json!(self.description));
+        }
+        if !self.parameters.is_empty() {
+            let mut params = Map::new();
+            for p in &self.parameters {
+                let mut pm = Map::new();
+                pm.insert("Type".into(), json!(p.kind));
+                pm.insert("Description".into(), json!(p.description));
+                if let Some(d) = &p.default {
+                    pm.insert("Default".into(), json!(d));
+                }
+                if p.no_echo {
+                    pm.insert("NoEcho".into(), json!(true));
+                }
+                params.insert(p.name.to_string(), Json::Object(pm));
+            }
+            m.insert("Parameters".into(), Json::Object(params));
+        }
+        let mut resources = Map::new();
+        for r in &self.resources {
+            resources.insert(r.id.0.to_string(), r.to_json());
+        }
+        m.insert("Resources".into(), Json::Object(resources));
+        if !self.outputs.is_empty() {
+            let mut outputs = Map::new();
+            for o in &self.outputs {
+                outputs.insert(
+                    o.name.to_string(),
+                    json!({ "Description": o.description, "Value": o.value.to_json() }),
+                );
+            }
+            m.insert("Outputs".into(), Json::Object(outputs));
+        }
+        Json::Object(m)
+    }
+
+    /// The template as CloudFormation reads it: pretty JSON with a final newline.
+    pub fn render(&self) -> String {
+        let mut s = serde_json::to_string_pretty(&self.to_json()).expect("template serializes");
+        s.push('\n');
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: LogicalId = LogicalId("Alpha");
+    const B: LogicalId = LogicalId("Beta");
+
+    #[test]
+    fn intrinsics_serialize_as_cloudformation_expects() {
+        assert_eq!(A.r#ref().to_json(), json!({"Ref": "Alpha"}));
+        assert_eq!(
+            A.get_att("Arn").to_json(),
+            json!({"Fn::GetAtt": ["Alpha", "Arn"]})
+        );
+        assert_eq!(
+            Value::sub("x-${AWS::Region}").to_json(),
+            json!({"Fn::Sub": "x-${AWS::Region}"})
+        );
+        assert_eq!(
+            Value::Sub("${X}".into(), vec![("X".into(), A.r#ref())]).to_json(),
+            json!({"Fn::Sub": ["${X}", {"X": {"Ref": "Alpha"}}]})
+        );
+        assert_eq!(
+            Value::Join(":".into(), vec!["a".into(), Pseudo::Region.into()]).to_json(),
+            json!({"Fn::Join": [":", ["a", {"Ref": "AWS::Region"}]]})
+        );
+    }
+
+    #[test]
+    fn validate_finds_every_problem() {
+        let mut t = Template::default();
+        t.add(
+            Resource::new(A, "AWS::SQS::Queue")
+                .prop("X", Value::sub("${Gamma.Arn}-${!Literal}-${AWS::Region}")),
+        );
+        t.add(Resource::new(A, "AWS::SQS::Queue").depends_on(LogicalId("Delta")));
+        t.add(Resource::new(LogicalId("bad-id"), "AWS::SQS::Queue").prop("Y", B.r#ref()));
+        let problems: Vec<String> = t.validate().into_iter().map(|e| e.0).collect();
+        assert!(
+            problems.contains(&"logical id Alpha is used twice".to_string()),
+            "{problems:?}"
+        );
+        assert!(
+            problems.iter().any(|p| p.contains("\"Gamma\"")),
+            "{problems:?}"
+        );
+        assert!(
+            problems.iter().any(|p| p.contains("unknown Delta")),
+            "{problems:?}"
+        );
+        assert!(
+            problems.iter().any(|p| p.contains("\"bad-id\"")),
+            "{problems:?}"
+        );
+        assert!(
+            problems.iter().any(|p| p.contains("\"Beta\"")),
+            "{problems:?}"
+        );
+        assert!(!problems
+            .iter()
+            .any(|p| p.contains("Literal") || p.contains("AWS::")));
+    }
+
+    #[test]
+    fn sections_come_in_order() {
+        let mut t = Template {
+            description: "d".into(),
+            ..Default::default()
+        };
+        t.add(Resource::new(A, "AWS::SQS::Queue"));
+        t.outputs.push(Output {
+            name: "Out",
+            description: "o",
+            value: A.r#ref(),
+        });
+        let text = t.render();
+        let pos = |k: &str| text.find(k).unwrap();
+        assert!(pos("AWSTemplateFormatVersion") < pos("Description"));
+        assert!(pos("Description") < pos("Resources"));
+        assert!(pos("Resources") < pos("Outputs"));
+    }
+}

@@ -1,0 +1,492 @@
+//! The JITR stack, composed from one construct per resource family.
+//!
+//! [`jitr_stack`] is the one place that decides what the template holds. Logical ids are
+//! constants here and pinned by `tests/synth.rs`: renaming one makes CloudFormation replace
+//! the resource, and replacing the CA registration breaks the fleet's onboarding.
+
+pub mod device_policy;
+pub mod iam;
+
+use crate::cfn::{LogicalId, Output, Parameter, Pseudo, Resource, Template, Value};
+use crate::stage::{Stage, Verification};
+use iam::{arn, role, Statement};
+use jitr_contract::activator::ActivatorConfig;
+use jitr_contract::ca_registration::{
+    ATTR_CA_CERTIFICATE_ARN, ATTR_CA_CERTIFICATE_ID, RESOURCE_TYPE as CA_RESOURCE_TYPE,
+};
+
+pub const CA_PROVIDER_ROLE: LogicalId = LogicalId("CaProviderRole");
+pub const CA_PROVIDER_LOG_GROUP: LogicalId = LogicalId("CaProviderLogGroup");
+pub const CA_PROVIDER_FUNCTION: LogicalId = LogicalId("CaProviderFunction");
+pub const CA_REGISTRATION: LogicalId = LogicalId("CaRegistration");
+pub const DEVICE_POLICY: LogicalId = LogicalId("DevicePolicy");
+pub const DEVICE_THING_GROUP: LogicalId = LogicalId("DeviceThingGroup");
+pub const ACTIVATOR_ROLE: LogicalId = LogicalId("ActivatorRole");
+pub const ACTIVATOR_LOG_GROUP: LogicalId = LogicalId("ActivatorLogGroup");
+pub const ACTIVATOR_FUNCTION: LogicalId = LogicalId("ActivatorFunction");
+pub const ACTIVATOR_FAILURE_QUEUE: LogicalId = LogicalId("ActivatorFailureQueue");
+pub const ACTIVATOR_INVOKE_CONFIG: LogicalId = LogicalId("ActivatorInvokeConfig");
+pub const REGISTRATION_RULE: LogicalId = LogicalId("RegistrationRule");
+pub const RULE_ERROR_LOG_GROUP: LogicalId = LogicalId("RegistrationRuleErrorLogGroup");
+pub const RULE_ERROR_ROLE: LogicalId = LogicalId("RegistrationRuleErrorRole");
+pub const ACTIVATOR_INVOKE_PERMISSION: LogicalId = LogicalId("ActivatorInvokePermission");
+
+/// The template parameter carrying the `DEFAULT`-mode verification certificate, which
+/// deploy makes (it needs the account's registration code and the operator's CA key).
+pub const VERIFICATION_PARAMETER: &str = "VerificationCertificatePem";
+
+/// The asset bucket, per account and region; deploy creates it.
+pub const ASSET_BUCKET: &str = "jitr-assets-${AWS::AccountId}-${AWS::Region}";
+
+/// How long CloudFormation waits for the CA provider before failing the resource
+/// (instead of the default hour).
+pub const CA_SERVICE_TIMEOUT_SECONDS: u32 = 300;
+/// The CA provider's own timeout; below the service timeout so it always answers first.
+pub const CA_PROVIDER_TIMEOUT_SECONDS: u32 = 120;
+
+/// A bundled Lambda, as the template references it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AssetRef {
+    pub sha256: String,
+}
+
+impl AssetRef {
+    /// The S3 object key (and the file name in the output directory).
+    pub fn key(&self) -> String {
+        format!("asset.{}.zip", self.sha256)
+    }
+}
+
+/// The two bundled Lambdas.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Assets {
+    pub activator: AssetRef,
+    pub ca_provider: AssetRef,
+}
+
+/// Names derived from the stack name (all within AWS's limits for a valid stage).
+pub struct Names {
+    pub activator_function: String,
+    pub ca_provider_function: String,
+    pub device_policy: String,
+    pub rule: String,
+    pub failure_queue: String,
+}
+
+impl Names {
+    pub fn new(stack_name: &str) -> Names {
+        Names {
+            activator_function: format!("{stack_name}-activator"),
+            ca_provider_function: format!("{stack_name}-ca-provider"),
+            device_policy: format!("{stack_name}-device"),
+            // Rule names allow only letters, digits and underscores.
+            rule: format!("{}_registered", stack_name.replace('-', "_")),
+            failure_queue: format!("{stack_name}-activator-failures"),
+        }
+    }
+}
+
+/// Composes the whole stack. Fails only when the device policy template does not render or
+/// does not pass its checks (every other input was validated with the stage).
+pub fn jitr_stack(stage: &Stage, assets: &Assets) -> Result<Template, Vec<String>> {
+    let names = Names::new(&stage.stack_name);
+    let policy = device_policy::render(
+        &stage.device_policy.template_file,
+        &stage.device_policy.template,
+        &stage.stack_name,
+        &stage.name,
+        &stage.device_policy.vars,
+    )?;
+    let mut t = Template {
+        description: format!(
+            "AWS IoT Just-In-Time Registration for stage {} (jitr-infra)",
+            stage.name
+        ),
+        ..Template::default()
+    };
+    ca_registration(&mut t, stage, &names, &assets.ca_provider);
+    t.add(
+        Resource::new(DEVICE_POLICY, "AWS::IoT::Policy")
+            .prop("PolicyName", names.device_policy.as_str())
+            .prop("PolicyDocument", policy.value),
+    );
+    if let Some(group) = &stage.activator.thing_group {
+        t.add(
+            Resource::new(DEVICE_THING_GROUP, "AWS::IoT::ThingGroup")
+                .prop("ThingGroupName", group.as_str()),
+        );
+    }
+    activator(&mut t, stage, &names, &assets.activator);
+    registration_rule(&mut t, stage, &names);
+    t.outputs = vec![
+        Output {
+            name: "CaCertificateId",
+            description: "AWS IoT id of the registered device CA",
+            value: CA_REGISTRATION.get_att(ATTR_CA_CERTIFICATE_ID),
+        },
+        Output {
+            name: "CaCertificateArn",
+            description: "ARN of the registered device CA",
+            value: CA_REGISTRATION.get_att(ATTR_CA_CERTIFICATE_ARN),
+        },
+        Output {
+            name: "RegistrationRuleName",
+            description: "Topic rule on the CA's registered-certificate events",
+            value: REGISTRATION_RULE.r#ref(),
+        },
+        Output {
+            name: "ActivatorFunctionArn",
+            description: "The activator Lambda",
+            value: ACTIVATOR_FUNCTION.get_att("Arn"),
+        },
+        Output {
+            name: "DevicePolicyName",
+            description: "The shared IoT policy attached to every device certificate",
+            value: DEVICE_POLICY.r#ref(),
+        },
+        Output {
+            name: "ActivatorFailureQueueUrl",
+            description: "Events the activator failed on after Lambda's retries",
+            value: ACTIVATOR_FAILURE_QUEUE.r#ref(),
+        },
+    ];
+    let problems = t.validate();
+    if !problems.is_empty() {
+        return Err(problems
+            .into_iter()
+            .map(|p| format!("template: {p}"))
+            .collect());
+    }
+    Ok(t)
+}
+
+fn log_group(id: LogicalId, name: String, retention_days: u32) -> Resource {
+    Resource::new(id, "AWS::Logs::LogGroup")
+        .prop("LogGroupName", name)
+        .prop("RetentionInDays", retention_days)
+}
+
+fn logs_statement(log_group: LogicalId) -> Statement {
+    // The log group's Arn attribute ends in `:*`, which covers its streams.
+    Statement::new(
+        "WriteOwnLogs",
+        &["logs:CreateLogStream", "logs:PutLogEvents"],
+        vec![log_group.get_att("Arn")],
+    )
+}
+
+fn function(
+    id: LogicalId,
+    name: &str,
+    description: &str,
+    role: LogicalId,
+    asset: &AssetRef,
+    memory_mb: u32,
+    timeout_seconds: u32,
+) -> Resource {
+    Resource::new(id, "AWS::Lambda::Function")
+        .prop("FunctionName", name)
+        .prop("Description", description)
+        .prop("Runtime", "provided.al2023")
+        .prop("Handler", "bootstrap")
+        .prop("Architectures", Value::list([Value::str("x86_64")]))
+        .prop("MemorySize", memory_mb)
+        .prop("Timeout", timeout_seconds)
+        .prop("Role", role.get_att("Arn"))
+        .prop(
+            "Code",
+            Value::map([
+                ("S3Bucket", Value::sub(ASSET_BUCKET)),
+                ("S3Key", Value::str(asset.key())),
+            ]),
+        )
+}
+
+fn ca_registration(t: &mut Template, stage: &Stage, names: &Names, asset: &AssetRef) {
+    let retention = stage.activator.log_retention_days;
+    t.add(log_group(
+        CA_PROVIDER_LOG_GROUP,
+        format!("/aws/lambda/{}", names.ca_provider_function),
+        retention,
+    ));
+    t.add(role(
+        CA_PROVIDER_ROLE,
+        "Registers, updates and deregisters the JITR device CA",
+        "lambda.amazonaws.com",
+        None,
+        &[
+            // RegisterCACertificate and ListCACertificates have no resource type in the IAM
+            // reference; they can only be granted on `*`.
+            Statement::unscoped(
+                "RegisterCa",
+                &["iot:RegisterCACertificate", "iot:ListCACertificates"],
+            ),
+            // `cacert/*`, not the CA's own id: after a CA rotation CloudFormation deletes the
+            // old CA with the updated role.
+            Statement::new(
+                "ManageCa",
+                &[
+                    "iot:DescribeCACertificate",
+                    "iot:UpdateCACertificate",
+                    "iot:DeleteCACertificate",
+                ],
+                vec![arn("iot", "cacert/*")],
+            ),
+            logs_statement(CA_PROVIDER_LOG_GROUP),
+        ],
+    ));
+    t.add(
+        function(
+            CA_PROVIDER_FUNCTION,
+            &names.ca_provider_function,
+            "CloudFormation custom resource: registers the JITR device CA with AWS IoT",
+            CA_PROVIDER_ROLE,
+            asset,
+            128,
+            CA_PROVIDER_TIMEOUT_SECONDS,
+        )
+        .depends_on(CA_PROVIDER_LOG_GROUP),
+    );
+    if let Some(v) = &stage.ca.verification {
+        t.parameters.push(Parameter {
+            name: VERIFICATION_PARAMETER,
+            kind: "String",
+            description: format!(
+                "DEFAULT-mode verification certificate (PEM, public): {}",
+                v.describe()
+            ),
+            default: None,
+            no_echo: false,
+        });
+    }
+    let ca = &stage.ca;
+    let mut r = Resource::new(CA_REGISTRATION, CA_RESOURCE_TYPE)
+        .prop("ServiceToken", CA_PROVIDER_FUNCTION.get_att("Arn"))
+        .prop("ServiceTimeout", CA_SERVICE_TIMEOUT_SECONDS)
+        .prop("CaCertificatePem", ca.pem.as_str())
+        .prop("CertificateMode", ca.mode.as_str());
+    if ca.verification.is_some() {
+        r = r.prop(
+            "VerificationCertificatePem",
+            Value::Ref(VERIFICATION_PARAMETER.to_string()),
+        );
+    }
+    let r = r
+        .prop("Status", ca.status.as_str())
+        // Custom resource properties reach the provider as strings; write them as such.
+        .prop("AutoRegistration", ca.auto_registration.to_string())
+        .prop("RetainOnDelete", ca.retain_on_delete.to_string());
+    t.add(r);
+    // The verification source is only described in the parameter; make sure the variant is
+    // used so a new source cannot be added without deciding how deploy handles it.
+    let _: Option<&Verification> = stage.ca.verification.as_ref();
+}
+
+fn activator(t: &mut Template, stage: &Stage, names: &Names, asset: &AssetRef) {
+    let a = &stage.activator;
+    t.add(log_group(
+        ACTIVATOR_LOG_GROUP,
+        format!("/aws/lambda/{}", names.activator_function),
+        a.log_retention_days,
+    ));
+    t.add(
+        Resource::new(ACTIVATOR_FAILURE_QUEUE, "AWS::SQS::Queue")
+            .prop("QueueName", names.failure_queue.as_str())
+            .prop("SqsManagedSseEnabled", true)
+            .prop("MessageRetentionPeriod", 1_209_600u32),
+    );
+    let mut statements = vec![
+        Statement::new(
+            "ReadAndActivateCertificates",
+            &["iot:DescribeCertificate", "iot:UpdateCertificate"],
+            vec![arn("iot", "cert/*")],
+        ),
+        Statement::new(
+            "ReadOurCa",
+            &["iot:DescribeCACertificate"],
+            vec![arn(
+                "iot",
+                &format!("cacert/${{{}.{}}}", CA_REGISTRATION, ATTR_CA_CERTIFICATE_ID),
+            )],
+        ),
+        Statement::new(
+            "AttachDevicePolicy",
+            &["iot:AttachPolicy"],
+            vec![arn("iot", "cert/*")],
+        ),
+    ];
+    if a.create_thing {
+        statements.push(Statement::new(
+            "CreateThings",
+            &["iot:CreateThing"],
+            vec![arn("iot", "thing/*")],
+        ));
+        // The IAM reference lists no resource type for AttachThingPrincipal: `*` only.
+        statements.push(Statement::unscoped(
+            "AttachThingsToCertificates",
+            &["iot:AttachThingPrincipal"],
+        ));
+        if let Some(group) = &a.thing_group {
+            statements.push(Statement::new(
+                "JoinThingGroup",
+                &["iot:AddThingToThingGroup"],
+                vec![
+                    arn("iot", &format!("thinggroup/{group}")),
+                    arn("iot", "thing/*"),
+                ],
+            ));
+        }
+    }
+    statements.push(Statement::new(
+        "ReportFailedEvents",
+        &["sqs:SendMessage"],
+        vec![ACTIVATOR_FAILURE_QUEUE.get_att("Arn")],
+    ));
+    statements.push(logs_statement(ACTIVATOR_LOG_GROUP));
+    t.add(role(
+        ACTIVATOR_ROLE,
+        "Activates JITR device certificates signed by the stage's CA",
+        "lambda.amazonaws.com",
+        None,
+        &statements,
+    ));
+
+    let config = ActivatorConfig {
+        // Replaced below by the CA id from the custom resource.
+        ca_certificate_id: String::new(),
+        device_policy_name: names.device_policy.clone(),
+        create_thing: a.create_thing,
+        thing_name_source: a.thing_name,
+        thing_group: a.thing_group.clone(),
+        subject_pattern: a.subject_pattern.clone(),
+        reject_action: a.on_reject,
+    };
+    let env = config.to_env().into_iter().map(|(k, v)| {
+        let value = if k == jitr_contract::activator::ENV_CA_CERTIFICATE_ID {
+            CA_REGISTRATION.get_att(ATTR_CA_CERTIFICATE_ID)
+        } else if k == jitr_contract::activator::ENV_DEVICE_POLICY_NAME {
+            DEVICE_POLICY.r#ref()
+        } else {
+            Value::Str(v)
+        };
+        (k, value)
+    });
+    let mut f = function(
+        ACTIVATOR_FUNCTION,
+        &names.activator_function,
+        "JITR activator: activates auto-registered device certificates of the stage's CA",
+        ACTIVATOR_ROLE,
+        asset,
+        a.memory_mb,
+        a.timeout_seconds,
+    )
+    .prop("Environment", Value::map([("Variables", Value::map(env))]))
+    .prop("ReservedConcurrentExecutions", a.reserved_concurrency)
+    .depends_on(ACTIVATOR_LOG_GROUP);
+    if a.thing_group.is_some() {
+        // The group must exist before the first device joins it.
+        f = f.depends_on(DEVICE_THING_GROUP);
+    }
+    t.add(f);
+    t.add(
+        Resource::new(ACTIVATOR_INVOKE_CONFIG, "AWS::Lambda::EventInvokeConfig")
+            .prop("FunctionName", ACTIVATOR_FUNCTION.r#ref())
+            .prop("Qualifier", "$LATEST")
+            .prop("MaximumRetryAttempts", 2u32)
+            .prop("MaximumEventAgeInSeconds", 21_600u32)
+            .prop(
+                "DestinationConfig",
+                Value::map([(
+                    "OnFailure",
+                    Value::map([("Destination", ACTIVATOR_FAILURE_QUEUE.get_att("Arn"))]),
+                )]),
+            ),
+    );
+}
+
+fn registration_rule(t: &mut Template, stage: &Stage, names: &Names) {
+    t.add(log_group(
+        RULE_ERROR_LOG_GROUP,
+        format!("/aws/iot/rules/{}/errors", names.rule),
+        stage.activator.log_retention_days,
+    ));
+    let rule_arn = format!(
+        "arn:${{AWS::Partition}}:iot:${{AWS::Region}}:${{AWS::AccountId}}:rule/{}",
+        names.rule
+    );
+    t.add(role(
+        RULE_ERROR_ROLE,
+        "Lets the JITR topic rule log the events it failed to deliver",
+        "iot.amazonaws.com",
+        // Only our account's rule may assume it (confused-deputy protection).
+        Some(Value::map([
+            (
+                "StringEquals",
+                Value::map([("aws:SourceAccount", Value::Pseudo(Pseudo::AccountId))]),
+            ),
+            (
+                "ArnLike",
+                Value::map([("aws:SourceArn", Value::sub(rule_arn))]),
+            ),
+        ])),
+        &[Statement::new(
+            "WriteRuleErrors",
+            &[
+                "logs:CreateLogStream",
+                "logs:DescribeLogStreams",
+                "logs:PutLogEvents",
+            ],
+            vec![RULE_ERROR_LOG_GROUP.get_att("Arn")],
+        )],
+    ));
+    let sql = format!(
+        "SELECT * FROM '{}${{{}.{}}}' WHERE certificateStatus = \"{}\"",
+        jitr_contract::event::REGISTERED_TOPIC_PREFIX,
+        CA_REGISTRATION,
+        ATTR_CA_CERTIFICATE_ID,
+        jitr_contract::event::PENDING_ACTIVATION
+    );
+    t.add(
+        Resource::new(REGISTRATION_RULE, "AWS::IoT::TopicRule")
+            .prop("RuleName", names.rule.as_str())
+            .prop(
+                "TopicRulePayload",
+                Value::map([
+                    (
+                        "Description",
+                        Value::str(
+                            "JITR: hands the CA's newly registered certificates to the activator",
+                        ),
+                    ),
+                    ("Sql", Value::sub(sql)),
+                    ("AwsIotSqlVersion", Value::str("2016-03-23")),
+                    ("RuleDisabled", Value::Bool(false)),
+                    (
+                        "Actions",
+                        Value::list([Value::map([(
+                            "Lambda",
+                            Value::map([("FunctionArn", ACTIVATOR_FUNCTION.get_att("Arn"))]),
+                        )])]),
+                    ),
+                    (
+                        "ErrorAction",
+                        Value::map([(
+                            "CloudwatchLogs",
+                            Value::map([
+                                ("LogGroupName", RULE_ERROR_LOG_GROUP.r#ref()),
+                                ("RoleArn", RULE_ERROR_ROLE.get_att("Arn")),
+                            ]),
+                        )]),
+                    ),
+                ]),
+            ),
+    );
+    t.add(
+        Resource::new(ACTIVATOR_INVOKE_PERMISSION, "AWS::Lambda::Permission")
+            .prop("Action", "lambda:InvokeFunction")
+            .prop("FunctionName", ACTIVATOR_FUNCTION.get_att("Arn"))
+            .prop("Principal", "iot.amazonaws.com")
+            .prop("SourceArn", REGISTRATION_RULE.get_att("Arn"))
+            .prop("SourceAccount", Value::Pseudo(Pseudo::AccountId)),
+    );
+}

@@ -1,0 +1,86 @@
+//! The library's error type and the CLI's exit codes.
+
+use crate::assets::AssetError;
+use crate::stage::StageError;
+use std::fmt;
+use std::path::PathBuf;
+
+/// Exit codes, documented in the README. clap uses 2 for usage errors; ours avoid it.
+pub mod exit {
+    /// Success; for `diff`, no changes.
+    pub const OK: i32 = 0;
+    /// Any error: bad input, a failed build, an AWS failure.
+    pub const ERROR: i32 = 1;
+    /// Command-line usage error (clap's code).
+    pub const USAGE: i32 = 2;
+    /// `diff` found changes.
+    pub const CHANGES: i32 = 3;
+}
+
+#[derive(Debug)]
+pub enum Error {
+    /// The stage file is missing or invalid (every problem listed).
+    Stage(StageError),
+    /// Building or bundling a Lambda failed.
+    Asset(AssetError),
+    /// The stack could not be composed (e.g. the device policy template).
+    Template {
+        stage_file: PathBuf,
+        problems: Vec<String>,
+    },
+    /// Reading or writing a file.
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The project directory is not a jitr-infra project.
+    Project(String),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Stage(e) => write!(f, "{e}"),
+            Error::Asset(e) => write!(f, "{e}"),
+            Error::Template {
+                stage_file,
+                problems,
+            } => {
+                writeln!(f, "{}: the stack cannot be composed:", stage_file.display())?;
+                for p in problems {
+                    writeln!(f, "  {p}")?;
+                }
+                Ok(())
+            }
+            Error::Io { path, source } => write!(f, "{}: {source}", path.display()),
+            Error::Project(m) => f.write_str(m),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Asset(e) => Some(e),
+            Error::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+impl From<StageError> for Error {
+    fn from(e: StageError) -> Self {
+        Error::Stage(e)
+    }
+}
+
+impl From<AssetError> for Error {
+    fn from(e: AssetError) -> Self {
+        Error::Asset(e)
+    }
+}
+
+pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Error {
+    let path = path.into();
+    move |source| Error::Io { path, source }
+}

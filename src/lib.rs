@@ -1,0 +1,13 @@
+//! jitr-infra: synthesizes, diffs and deploys the AWS IoT Just-In-Time Registration stack.
+//!
+//! Data flows stage file -> [`stage::Stage`] -> [`constructs::jitr_stack`] ->
+//! [`cfn::Template`] -> [`synth`] output directory (template, manifest, Lambda zips from
+//! [`assets`]). See ARCHITECTURE.md.
+
+pub mod assets;
+pub mod cfn;
+pub mod cli;
+pub mod constructs;
+pub mod error;
+pub mod stage;
+pub mod synth;

@@ -1,0 +1,242 @@
+//! `synth`: stage file -> validated stage -> bundled Lambdas -> template -> output directory.
+//!
+//! Phases run in order and stop at the first failing phase; each phase reports every
+//! problem it finds. Nothing is written until everything succeeded, and then the output
+//! directory is replaced in one rename: a failed synth leaves the previous output (or
+//! nothing) in place, never half of a new one.
+
+use crate::assets::{self, BuildOptions, Bundle};
+use crate::cfn::{Template, MAX_INLINE_TEMPLATE_BYTES};
+use crate::constructs::{self, AssetRef, Assets, ASSET_BUCKET, VERIFICATION_PARAMETER};
+use crate::error::{io, Error};
+use crate::stage::{self, Stage};
+use serde_json::json;
+use std::path::{Path, PathBuf};
+
+/// The default output directory, relative to the project root; each stage gets a
+/// subdirectory.
+pub const DEFAULT_OUT_DIR: &str = "jitr.out";
+
+/// What a synth produced.
+#[derive(Debug, Clone)]
+pub struct Synthesized {
+    pub stage: Stage,
+    pub template: Template,
+    /// The template as written (pretty JSON).
+    pub template_json: String,
+    pub template_sha256: String,
+    pub manifest_json: String,
+    pub bundles: Vec<Bundle>,
+}
+
+impl Synthesized {
+    pub fn template_file(&self) -> String {
+        format!("{}.template.json", self.stage.stack_name)
+    }
+
+    /// Over CloudFormation's inline limit: deploy uploads it to S3.
+    pub fn needs_template_upload(&self) -> bool {
+        self.template_json.len() > MAX_INLINE_TEMPLATE_BYTES
+    }
+}
+
+/// Progress messages (a cold build takes minutes; say so).
+pub trait Progress {
+    fn message(&self, text: &str);
+}
+
+/// Reports nothing.
+pub struct Quiet;
+
+impl Progress for Quiet {
+    fn message(&self, _text: &str) {}
+}
+
+/// Loads stage `name`, builds what changed, composes the template. Writes nothing.
+pub fn synthesize(
+    root: &Path,
+    name: &str,
+    build: &BuildOptions,
+    progress: &dyn Progress,
+) -> Result<Synthesized, Error> {
+    let stage = stage::load(root, name)?;
+    // Compose once with placeholder assets first, so a bad device policy fails before a
+    // multi-minute Lambda build.
+    compose(&stage, &placeholder_assets())?;
+    let mut bundles = Vec::new();
+    for lambda in assets::ALL {
+        let fresh = assets::source_fingerprint(root, lambda)
+            .map(|f| {
+                build
+                    .target_dir
+                    .join("bundles")
+                    .join(format!("{}-{f}.zip", lambda.package))
+                    .exists()
+            })
+            .unwrap_or(false);
+        if !fresh {
+            progress.message(&format!(
+                "building Lambda {} (its sources changed or it was never built; a cold build takes minutes)",
+                lambda.package
+            ));
+        }
+        bundles.push(assets::bundle(build, lambda)?);
+    }
+    let assets = Assets {
+        activator: AssetRef {
+            sha256: bundles[0].sha256.clone(),
+        },
+        ca_provider: AssetRef {
+            sha256: bundles[1].sha256.clone(),
+        },
+    };
+    finish(stage, &assets, bundles)
+}
+
+/// Everything but the Lambda build, for `validate`: the stage checks and the composed
+/// template's checks.
+pub fn validate(root: &Path, name: &str) -> Result<Template, Error> {
+    let stage = stage::load(root, name)?;
+    compose(&stage, &placeholder_assets())
+}
+
+fn placeholder_assets() -> Assets {
+    Assets {
+        activator: AssetRef {
+            sha256: "0".repeat(64),
+        },
+        ca_provider: AssetRef {
+            sha256: "0".repeat(64),
+        },
+    }
+}
+
+fn compose(stage: &Stage, assets: &Assets) -> Result<Template, Error> {
+    constructs::jitr_stack(stage, assets).map_err(|problems| Error::Template {
+        stage_file: stage.file.clone(),
+        problems,
+    })
+}
+
+/// Composes with real assets and renders the template and manifest (pure: no I/O).
+pub fn finish(stage: Stage, assets: &Assets, bundles: Vec<Bundle>) -> Result<Synthesized, Error> {
+    let template = compose(&stage, assets)?;
+    let template_json = template.render();
+    let template_sha256 = assets::sha256_hex(template_json.as_bytes());
+    let mut s = Synthesized {
+        stage,
+        template,
+        template_json,
+        template_sha256,
+        manifest_json: String::new(),
+        bundles,
+    };
+    s.manifest_json = manifest(&s);
+    Ok(s)
+}
+
+fn manifest(s: &Synthesized) -> String {
+    let stage = &s.stage;
+    let parameters: Vec<_> = stage
+        .ca
+        .verification
+        .iter()
+        .map(|v| json!({ "name": VERIFICATION_PARAMETER, "source": v.describe() }))
+        .collect();
+    let assets: Vec<_> = s
+        .bundles
+        .iter()
+        .map(|b| {
+            let key = AssetRef {
+                sha256: b.sha256.clone(),
+            }
+            .key();
+            json!({
+                "package": b.package,
+                "file": key,
+                "sha256": b.sha256,
+                "bytes": b.zip.len(),
+                "s3Key": key,
+            })
+        })
+        .collect();
+    let manifest = json!({
+        "version": 1,
+        "tool": format!("jitr-infra {}", env!("CARGO_PKG_VERSION")),
+        "stage": stage.name,
+        "stageFile": stage.file.to_string_lossy().replace('\\', "/"),
+        "assetBucket": ASSET_BUCKET,
+        "stacks": [{
+            "stackName": stage.stack_name,
+            "region": stage.region,
+            "account": stage.account,
+            "templateFile": s.template_file(),
+            "templateSha256": s.template_sha256,
+            "templateBytes": s.template_json.len(),
+            "templateNeedsUpload": s.needs_template_upload(),
+            "tags": stage.tags,
+            "parameters": parameters,
+        }],
+        "assets": assets,
+    });
+    let mut text = serde_json::to_string_pretty(&manifest).expect("manifest serializes");
+    text.push('\n');
+    text
+}
+
+/// Writes the output directory `out` atomically: the files go to a sibling temporary
+/// directory, which then replaces `out` by rename.
+pub fn write(s: &Synthesized, out: &Path) -> Result<(), Error> {
+    let parent = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&parent).map_err(io(&parent))?;
+    let name = out
+        .file_name()
+        .ok_or_else(|| Error::Project(format!("{}: not a directory name", out.display())))?
+        .to_string_lossy()
+        .into_owned();
+    let tmp = parent.join(format!(".{name}.tmp-{}", std::process::id()));
+    let old = parent.join(format!(".{name}.old-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    let result = (|| {
+        std::fs::create_dir(&tmp).map_err(io(&tmp))?;
+        let put = |file: &str, bytes: &[u8]| {
+            let p = tmp.join(file);
+            std::fs::write(&p, bytes).map_err(io(p))
+        };
+        put(&s.template_file(), s.template_json.as_bytes())?;
+        put("manifest.json", s.manifest_json.as_bytes())?;
+        for b in &s.bundles {
+            let key = AssetRef {
+                sha256: b.sha256.clone(),
+            }
+            .key();
+            put(&key, &b.zip)?;
+        }
+        let had_old = out.exists();
+        if had_old {
+            std::fs::rename(out, &old).map_err(io(out))?;
+        }
+        if let Err(e) = std::fs::rename(&tmp, out) {
+            if had_old {
+                let _ = std::fs::rename(&old, out);
+            }
+            return Err(io(out)(e));
+        }
+        if had_old {
+            let _ = std::fs::remove_dir_all(&old);
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+    result
+}
+
+/// The output directory for `stage` when `--out` is not given.
+pub fn default_out(root: &Path, stage: &str) -> PathBuf {
+    root.join(DEFAULT_OUT_DIR).join(stage)
+}

@@ -1,0 +1,327 @@
+//! The bundled Lambdas as AWS runs them: built by `jitr_infra::assets`, zipped reproducibly,
+//! checked against AL2023's glibc, and the real `bootstrap` binaries run under a Lambda
+//! Runtime API host on loopback, against moto.
+
+use aws_sdk_iot::types::{CertificateMode, CertificateStatus};
+use jitr_infra::assets::{self, BuildOptions, Bundle, LambdaCrate};
+use serde_json::json;
+use std::io::Read;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::time::Duration;
+use testkit::pki::TestCa;
+use testkit::runtime::RuntimeHost;
+use testkit::{moto, unique, Recorder};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Each Lambda is bundled once per test run (a cold build takes minutes).
+fn bundled(lambda: LambdaCrate) -> &'static Bundle {
+    static ACTIVATOR: OnceLock<Bundle> = OnceLock::new();
+    static PROVIDER: OnceLock<Bundle> = OnceLock::new();
+    let cell = if lambda == assets::ACTIVATOR {
+        &ACTIVATOR
+    } else {
+        &PROVIDER
+    };
+    cell.get_or_init(|| {
+        let mut opts = BuildOptions::new(root());
+        opts.show_progress = true;
+        assets::bundle(&opts, lambda).unwrap_or_else(|e| panic!("{e}"))
+    })
+}
+
+fn unzip_bootstrap(zip: &[u8]) -> (Vec<u8>, u32) {
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(zip)).unwrap();
+    assert_eq!(archive.len(), 1, "the zip holds exactly one file");
+    let mut entry = archive.by_index(0).unwrap();
+    assert_eq!(entry.name().unwrap(), "bootstrap");
+    let mode = entry.unix_mode().unwrap();
+    let mut bytes = Vec::new();
+    entry.read_to_end(&mut bytes).unwrap();
+    (bytes, mode)
+}
+
+#[test]
+fn bundles_are_reproducible_executable_and_fit_al2023() {
+    for lambda in assets::ALL {
+        let bundle = bundled(lambda);
+        let (binary, mode) = unzip_bootstrap(&bundle.zip);
+        assert_eq!(
+            mode & 0o777,
+            0o755,
+            "{}: bootstrap must be 0755",
+            lambda.package
+        );
+        assert_eq!(binary, std::fs::read(&bundle.binary).unwrap());
+        assert_eq!(bundle.sha256, assets::sha256_hex(&bundle.zip));
+
+        // Bundling again (a cache hit) and zipping the binary again give the same bytes.
+        let again = assets::bundle(&BuildOptions::new(root()), lambda).unwrap();
+        assert!(!again.built, "unchanged sources must not rebuild");
+        assert_eq!(again.zip, bundle.zip);
+        assert_eq!(assets::zip_bootstrap(&binary).unwrap(), bundle.zip);
+
+        // AL2023 has glibc 2.34.
+        let glibc = assets::max_glibc(&binary).expect("a dynamically linked binary");
+        assert!(
+            glibc <= (2, 34),
+            "{}: needs GLIBC_{}.{}",
+            lambda.package,
+            glibc.0,
+            glibc.1
+        );
+        // Cross-check the byte scan with binutils where it is installed.
+        if let Ok(out) = std::process::Command::new("objdump")
+            .arg("-T")
+            .arg(&bundle.binary)
+            .output()
+        {
+            let text = String::from_utf8_lossy(&out.stdout);
+            let highest = text
+                .split(|c: char| c.is_whitespace() || c == '(' || c == ')')
+                .filter_map(|w| w.strip_prefix("GLIBC_"))
+                .filter_map(|v| {
+                    let mut parts = v.split('.');
+                    Some((
+                        parts.next()?.parse::<u32>().ok()?,
+                        parts.next()?.parse::<u32>().ok()?,
+                    ))
+                })
+                .max();
+            if out.status.success() {
+                assert_eq!(highest, Some(glibc), "objdump disagrees with the scan");
+            }
+        }
+
+        // No path of this machine inside the binary (they would break reproducibility).
+        let root = root().to_string_lossy().into_owned();
+        assert!(
+            !binary.windows(root.len()).any(|w| w == root.as_bytes()),
+            "{} embeds the workspace path {root}",
+            lambda.package
+        );
+        assert!(
+            bundle.zip.len() <= 6 * 1024 * 1024,
+            "{} zip is {} bytes",
+            lambda.package,
+            bundle.zip.len()
+        );
+    }
+}
+
+#[test]
+fn recompiling_our_crates_gives_the_same_zip() {
+    // Compile the activator's own crate again (dependencies stay cached) in a second target
+    // directory: what differs between builds would differ here.
+    let first = bundled(assets::ACTIVATOR);
+    let second_dir = root().join("target").join("lambda-rebuild");
+    let mut opts = BuildOptions::new(root());
+    opts.target_dir = second_dir.clone();
+    // Share the compiled dependencies, not our crates' artifacts.
+    copy_dir(&root().join("target/lambda"), &second_dir);
+    for entry in std::fs::read_dir(second_dir.join("lambda/.fingerprint"))
+        .unwrap()
+        .flatten()
+    {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with("jitr-") || name.starts_with("jitr_") {
+            std::fs::remove_dir_all(entry.path()).unwrap();
+        }
+    }
+    let _ = std::fs::remove_dir_all(second_dir.join("bundles"));
+    let second = assets::bundle(&opts, assets::ACTIVATOR).unwrap();
+    assert!(second.built);
+    assert_eq!(
+        second.sha256, first.sha256,
+        "two builds must give byte-identical zips"
+    );
+    let _ = std::fs::remove_dir_all(&second_dir);
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    let _ = std::fs::remove_dir_all(to);
+    let status = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn activator_binary_activates_under_the_runtime_api() {
+    let bundle = bundled(assets::ACTIVATOR);
+    let moto = moto();
+    let iot = moto.iot().await;
+    let ca = TestCa::new(&unique("Binary CA"));
+    let ca_id = iot
+        .register_ca_certificate()
+        .ca_certificate(&ca.pem)
+        .set_as_active(true)
+        .allow_auto_registration(true)
+        .certificate_mode(CertificateMode::SniOnly)
+        .send()
+        .await
+        .unwrap()
+        .certificate_id()
+        .unwrap()
+        .to_string();
+    let policy = unique("device-policy");
+    iot.create_policy()
+        .policy_name(&policy)
+        .policy_document(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"iot:Connect","Resource":"*"}]}"#)
+        .send()
+        .await
+        .unwrap();
+    let cn = unique("bin-device");
+    let cert = iot
+        .register_certificate()
+        .certificate_pem(ca.issue(&cn))
+        .ca_certificate_pem(&ca.pem)
+        .status(CertificateStatus::PendingActivation)
+        .send()
+        .await
+        .unwrap();
+    let cert_id = cert.certificate_id().unwrap().to_string();
+
+    let host = RuntimeHost::start();
+    let mut env = moto.aws_env();
+    env.push(("JITR_CA_CERTIFICATE_ID".into(), ca_id.clone()));
+    env.push(("JITR_DEVICE_POLICY_NAME".into(), policy.clone()));
+    let mut child = host.spawn(&bundle.binary, &env);
+
+    let event = json!({
+        "certificateId": cert_id, "caCertificateId": ca_id, "timestamp": 1764000000000u64,
+        "certificateStatus": "PENDING_ACTIVATION", "awsAccountId": testkit::ACCOUNT
+    });
+    let first = host.invoke(event.clone(), Duration::from_secs(30));
+    let second = host.invoke(event, Duration::from_secs(30));
+    let bad = host.invoke(json!({"certificateId": 42}), Duration::from_secs(30));
+    let r1 = host
+        .wait_result(&first, Duration::from_secs(30))
+        .expect("first answer");
+    let r2 = host
+        .wait_result(&second, Duration::from_secs(30))
+        .expect("second answer");
+    let r3 = host
+        .wait_result(&bad, Duration::from_secs(30))
+        .expect("third answer");
+    child.kill().ok();
+    let out = child.wait_with_output().unwrap();
+    let logs = String::from_utf8_lossy(&out.stdout);
+
+    assert_eq!(
+        r1.result.as_ref().unwrap()["outcome"],
+        "activated",
+        "{r1:?}\n{logs}"
+    );
+    assert_eq!(r1.result.as_ref().unwrap()["thingName"], json!(cn));
+    assert_eq!(r2.result.as_ref().unwrap()["outcome"], "already-active");
+    let err = r3.result.unwrap_err();
+    assert!(
+        err["errorMessage"]
+            .as_str()
+            .unwrap()
+            .contains("malformed registered-certificate event"),
+        "{err}"
+    );
+    let status = iot
+        .describe_certificate()
+        .certificate_id(&cert_id)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        status.certificate_description().unwrap().status(),
+        Some(&CertificateStatus::Active)
+    );
+    // Logs are JSON lines carrying the certificate id.
+    let line = logs
+        .lines()
+        .find(|l| l.contains("certificate handled"))
+        .unwrap_or_else(|| panic!("no log line in:\n{logs}"));
+    let parsed: serde_json::Value = serde_json::from_str(line).unwrap();
+    assert_eq!(parsed["fields"]["certificate_id"], json!(cert_id));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn activator_binary_with_bad_configuration_fails_each_invocation_clearly() {
+    let bundle = bundled(assets::ACTIVATOR);
+    let host = RuntimeHost::start();
+    let mut env = moto().aws_env();
+    env.push(("JITR_CA_CERTIFICATE_ID".into(), "not-an-id".into()));
+    let mut child = host.spawn(&bundle.binary, &env);
+    let id = host.invoke(json!({}), Duration::from_secs(10));
+    let r = host
+        .wait_result(&id, Duration::from_secs(30))
+        .expect("an answer");
+    child.kill().ok();
+    child.wait().ok();
+    let err = r.result.unwrap_err();
+    let message = err["errorMessage"].as_str().unwrap();
+    assert!(message.contains("JITR_CA_CERTIFICATE_ID"), "{message}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ca_provider_binary_answers_cloudformation() {
+    let bundle = bundled(assets::CA_PROVIDER);
+    let moto = moto();
+    let cfn = Recorder::answering(200);
+    let host = RuntimeHost::start();
+    let mut child = host.spawn(&bundle.binary, &moto.aws_env());
+    let ca = TestCa::new(&unique("Binary provider CA"));
+    let request = json!({
+        "RequestType": "Create",
+        "ResponseURL": format!("{}/presigned?X-Amz-Signature=1", cfn.url()),
+        "StackId": "arn:aws:cloudformation:eu-west-1:123456789012:stack/jitr-dev/1",
+        "RequestId": "11111111-2222",
+        "ResourceType": "Custom::JitrCaRegistration",
+        "LogicalResourceId": "CaRegistration",
+        "ResourceProperties": {
+            "ServiceToken": "arn:aws:lambda:eu-west-1:123456789012:function:p",
+            "CaCertificatePem": ca.pem,
+            "CertificateMode": "SNI_ONLY"
+        }
+    });
+    let id = host.invoke(request, Duration::from_secs(30));
+    let r = host
+        .wait_result(&id, Duration::from_secs(30))
+        .expect("an answer");
+    // A panic-free bad request in the same container: still answered.
+    let bad = host.invoke(
+        json!({"RequestType": "Create", "ResponseURL": format!("{}/bad", cfn.url()), "StackId": "s", "RequestId": "r2", "LogicalResourceId": "CaRegistration", "ResourceProperties": {"CertificateMode": "SNI_ONLY", "CaCertificatePem": "junk"}}),
+        Duration::from_secs(30),
+    );
+    host.wait_result(&bad, Duration::from_secs(30))
+        .expect("an answer");
+    child.kill().ok();
+    child.wait().ok();
+
+    assert_eq!(r.result.unwrap()["Status"], "SUCCESS");
+    let puts = cfn.wait_for(2, Duration::from_secs(5));
+    assert_eq!(puts.len(), 2);
+    assert_eq!(puts[0].header("content-type"), Some(""));
+    let body: serde_json::Value = serde_json::from_slice(&puts[0].body).unwrap();
+    assert_eq!(body["Status"], "SUCCESS");
+    let ca_id = body["PhysicalResourceId"].as_str().unwrap();
+    assert_eq!(body["Data"]["CaCertificateId"], json!(ca_id));
+    let described = moto
+        .iot()
+        .await
+        .describe_ca_certificate()
+        .certificate_id(ca_id)
+        .send()
+        .await
+        .unwrap();
+    assert!(described.certificate_description().is_some());
+    let failed: serde_json::Value = serde_json::from_slice(&puts[1].body).unwrap();
+    assert_eq!(failed["Status"], "FAILED");
+    assert!(failed["Reason"]
+        .as_str()
+        .unwrap()
+        .contains("CaCertificatePem"));
+}

@@ -1,0 +1,85 @@
+//! Throwaway certificate authorities and device certificates for tests.
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose,
+};
+
+/// A CA with its key, able to issue device and verification certificates.
+pub struct TestCa {
+    pub pem: String,
+    issuer: Issuer<'static, KeyPair>,
+}
+
+impl TestCa {
+    /// A valid CA named `cn` (ECDSA P-256).
+    pub fn new(cn: &str) -> TestCa {
+        Self::build(cn, false)
+    }
+
+    /// A CA whose validity ended in 2001.
+    pub fn expired(cn: &str) -> TestCa {
+        Self::build(cn, true)
+    }
+
+    fn build(cn: &str, expired: bool) -> TestCa {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name = name(cn);
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        if expired {
+            params.not_before = rcgen::date_time_ymd(2000, 1, 1);
+            params.not_after = rcgen::date_time_ymd(2001, 1, 1);
+        }
+        let cert = params.self_signed(&key).unwrap();
+        TestCa {
+            pem: cert.pem(),
+            issuer: Issuer::new(params, key),
+        }
+    }
+
+    /// A device certificate with subject CN `cn`, signed by this CA.
+    pub fn issue(&self, cn: &str) -> String {
+        self.issue_with(Some(cn), false)
+    }
+
+    /// A leaf certificate, optionally without a CN, optionally expired.
+    pub fn issue_with(&self, cn: Option<&str>, expired: bool) -> String {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name = match cn {
+            Some(cn) => name(cn),
+            None => {
+                let mut dn = DistinguishedName::new();
+                dn.push(DnType::OrganizationName, "Acme Devices");
+                dn
+            }
+        };
+        if expired {
+            params.not_before = rcgen::date_time_ymd(2000, 1, 1);
+            params.not_after = rcgen::date_time_ymd(2001, 1, 1);
+        }
+        params.signed_by(&key, &self.issuer).unwrap().pem()
+    }
+
+    /// The verification certificate AWS IoT wants for `DEFAULT` mode: CN = registration code.
+    pub fn verification_certificate(&self, registration_code: &str) -> String {
+        self.issue(registration_code)
+    }
+}
+
+fn name(cn: &str) -> DistinguishedName {
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, cn);
+    dn.push(DnType::OrganizationName, "Acme Devices");
+    dn
+}
+
+/// A self-signed certificate that is not a CA.
+pub fn leaf_self_signed(cn: &str) -> String {
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.distinguished_name = name(cn);
+    params.self_signed(&key).unwrap().pem()
+}
