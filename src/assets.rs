@@ -146,30 +146,47 @@ impl BuildOptions {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Bundle {
     pub package: String,
-    /// The zip: one executable `bootstrap`.
-    pub zip: Vec<u8>,
-    /// Hex SHA-256 of `zip`.
+    /// The zip (one executable `bootstrap`), in the bundle cache.
+    pub zip_path: PathBuf,
+    /// Hex SHA-256 of the zip.
     pub sha256: String,
+    /// Size of the zip in bytes.
+    pub size: u64,
     /// The binary inside, on disk, for running it locally.
     pub binary: PathBuf,
     /// Whether cargo had to run (false: the source fingerprint matched the cache).
     pub built: bool,
 }
 
+impl Bundle {
+    pub fn read_zip(&self) -> Result<Vec<u8>, AssetError> {
+        std::fs::read(&self.zip_path).map_err(io(&self.zip_path))
+    }
+}
+
 /// Builds `lambda` (unless its sources are unchanged since the last build) and zips it.
 pub fn bundle(opts: &BuildOptions, lambda: LambdaCrate) -> Result<Bundle, AssetError> {
     let fingerprint = source_fingerprint(&opts.workspace_root, lambda)?;
     let cache_dir = opts.target_dir.join("bundles");
-    let cached_zip = cache_dir.join(format!("{}-{fingerprint}.zip", lambda.package));
+    let zip_path = cache_dir.join(format!("{}-{fingerprint}.zip", lambda.package));
+    // The digest sits beside the zip, so a cache hit reads 64 bytes, not megabytes.
+    let sha_path = zip_path.with_extension("zip.sha256");
     let binary = opts.target_dir.join(PROFILE).join(lambda.package);
-    if let (Ok(zip), true) = (std::fs::read(&cached_zip), binary.exists()) {
-        return Ok(Bundle {
-            package: lambda.package.to_string(),
-            sha256: sha256_hex(&zip),
-            zip,
-            binary,
-            built: false,
-        });
+    if let (Ok(sha256), Ok(meta), true) = (
+        std::fs::read_to_string(&sha_path),
+        std::fs::metadata(&zip_path),
+        binary.exists(),
+    ) {
+        if sha256.len() == 64 {
+            return Ok(Bundle {
+                package: lambda.package.to_string(),
+                zip_path,
+                sha256,
+                size: meta.len(),
+                binary,
+                built: false,
+            });
+        }
     }
     build(opts, lambda)?;
     let bytes = std::fs::read(&binary).map_err(io(&binary))?;
@@ -182,15 +199,35 @@ pub fn bundle(opts: &BuildOptions, lambda: LambdaCrate) -> Result<Bundle, AssetE
         }
     }
     let zip = zip_bootstrap(&bytes)?;
+    let sha256 = sha256_hex(&zip);
     std::fs::create_dir_all(&cache_dir).map_err(io(&cache_dir))?;
-    write_atomically(&cached_zip, &zip)?;
+    write_atomically(&zip_path, &zip)?;
+    write_atomically(&sha_path, sha256.as_bytes())?;
     Ok(Bundle {
         package: lambda.package.to_string(),
-        sha256: sha256_hex(&zip),
-        zip,
+        zip_path,
+        sha256,
+        size: zip.len() as u64,
         binary,
         built: true,
     })
+}
+
+/// Lambdas whose sources changed since their last bundle (they will be built).
+pub fn stale(opts: &BuildOptions) -> Vec<LambdaCrate> {
+    ALL.into_iter()
+        .filter(|l| {
+            source_fingerprint(&opts.workspace_root, *l)
+                .map(|f| {
+                    !opts
+                        .target_dir
+                        .join("bundles")
+                        .join(format!("{}-{f}.zip.sha256", l.package))
+                        .exists()
+                })
+                .unwrap_or(true)
+        })
+        .collect()
 }
 
 /// Runs `cargo build --profile lambda -p <package>` with paths remapped, so the binary holds
@@ -378,7 +415,11 @@ fn collect_files(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), 
 /// Writes `path` through a temporary file and a rename: readers see the old file or the new
 /// one, never half of one.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), AssetError> {
-    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
+    use std::sync::atomic::{AtomicU64, Ordering};
+    // Unique per process and call: two threads bundling at once must not share a temp file.
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    let n = SEQ.fetch_add(1, Ordering::Relaxed);
+    let tmp = path.with_extension(format!("tmp.{}.{n}", std::process::id()));
     std::fs::write(&tmp, bytes).map_err(io(&tmp))?;
     std::fs::rename(&tmp, path).map_err(io(path))
 }

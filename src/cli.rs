@@ -119,7 +119,7 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<i32, Er
                 text.push_str(&format!(
                     "  {:<40} {:>9}  {}{}\n",
                     format!("asset.{}.zip", &b.sha256[..12]).replace(".zip", "….zip"),
-                    human(b.zip.len()),
+                    human(b.size as usize),
                     b.package,
                     if b.built { " (built)" } else { "" }
                 ));

@@ -244,6 +244,8 @@ impl Verification {
 #[derive(Debug, Clone)]
 pub struct DevicePolicy {
     pub template_file: String,
+    /// Line of `device_policy.template` in the stage file (where template problems point).
+    pub line: Option<usize>,
     pub template: String,
     pub vars: BTreeMap<String, String>,
 }
@@ -357,16 +359,10 @@ pub fn parse(root: &Path, name: &str, rel: &Path, text: &str) -> Result<Stage, S
         problems,
     };
     let raw: StageFile = serde_yaml::from_str(text).map_err(|e| {
-        let line = e.location().map(|l| l.line());
-        // serde_yaml appends " at line X column Y"; the line is shown in front instead.
-        let mut message = e.to_string();
-        if let Some(at) = message.find(" at line ") {
-            message.truncate(at);
-        }
         fail(vec![Problem {
             field: String::new(),
-            line,
-            message,
+            line: e.location().map(|l| l.line()),
+            message: yaml_message(&e.to_string(), text.lines().count()),
         }])
     })?;
     let mut v = Validator {
@@ -379,6 +375,28 @@ pub fn parse(root: &Path, name: &str, rel: &Path, text: &str) -> Result<Stage, S
         Some(stage) if v.problems.is_empty() => Ok(stage),
         _ => Err(fail(v.problems)),
     }
+}
+
+/// serde_yaml's message without its first " at line X column Y" (the line is shown in front),
+/// keeping any context ("while scanning a quoted scalar at line 3 column 13"), and naming the
+/// end of the file instead of a line past it.
+fn yaml_message(message: &str, lines: usize) -> String {
+    let Some(at) = message.find(" at line ") else {
+        return message.to_string();
+    };
+    let rest = &message[at + " at line ".len()..];
+    let line: usize = rest
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    let after = rest.find(", ").map(|i| &rest[i..]).unwrap_or("");
+    let end = if line > lines {
+        " (at the end of the file)"
+    } else {
+        ""
+    };
+    format!("{}{end}{after}", &message[..at])
 }
 
 struct Validator<'a> {
@@ -652,6 +670,7 @@ impl Validator<'_> {
     fn device_policy(&mut self, raw: DevicePolicySection) -> Option<DevicePolicy> {
         let template = self.read("device_policy.template", &raw.template)?;
         Some(DevicePolicy {
+            line: locate(self.text, "device_policy.template"),
             template_file: raw.template,
             template,
             vars: raw.vars,

@@ -7,9 +7,11 @@
 
 use crate::assets::{self, BuildOptions, Bundle};
 use crate::cfn::{Template, MAX_INLINE_TEMPLATE_BYTES};
-use crate::constructs::{self, AssetRef, Assets, ASSET_BUCKET, VERIFICATION_PARAMETER};
+use crate::constructs::{
+    self, AssetRef, Assets, ComposeError, ASSET_BUCKET, VERIFICATION_PARAMETER,
+};
 use crate::error::{io, Error};
-use crate::stage::{self, Stage};
+use crate::stage::{self, Problem, Stage, StageError};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 
@@ -63,23 +65,14 @@ pub fn synthesize(
     // Compose once with placeholder assets first, so a bad device policy fails before a
     // multi-minute Lambda build.
     compose(&stage, &placeholder_assets())?;
+    for lambda in assets::stale(build) {
+        progress.message(&format!(
+            "building Lambda {} (its sources changed or it was never built; a cold build takes minutes)",
+            lambda.package
+        ));
+    }
     let mut bundles = Vec::new();
     for lambda in assets::ALL {
-        let fresh = assets::source_fingerprint(root, lambda)
-            .map(|f| {
-                build
-                    .target_dir
-                    .join("bundles")
-                    .join(format!("{}-{f}.zip", lambda.package))
-                    .exists()
-            })
-            .unwrap_or(false);
-        if !fresh {
-            progress.message(&format!(
-                "building Lambda {} (its sources changed or it was never built; a cold build takes minutes)",
-                lambda.package
-            ));
-        }
         bundles.push(assets::bundle(build, lambda)?);
     }
     let assets = Assets {
@@ -112,9 +105,23 @@ fn placeholder_assets() -> Assets {
 }
 
 fn compose(stage: &Stage, assets: &Assets) -> Result<Template, Error> {
-    constructs::jitr_stack(stage, assets).map_err(|problems| Error::Template {
-        stage_file: stage.file.clone(),
-        problems,
+    constructs::jitr_stack(stage, assets).map_err(|e| match e {
+        // The user's template: report it against the stage field that names it.
+        ComposeError::DevicePolicy(problems) => Error::Stage(StageError {
+            file: stage.file.clone(),
+            problems: problems
+                .into_iter()
+                .map(|message| Problem {
+                    field: "device_policy.template".into(),
+                    line: stage.device_policy.line,
+                    message,
+                })
+                .collect(),
+        }),
+        ComposeError::Template(problems) => Error::Template {
+            stage_file: stage.file.clone(),
+            problems,
+        },
     })
 }
 
@@ -155,7 +162,7 @@ fn manifest(s: &Synthesized) -> String {
                 "package": b.package,
                 "file": key,
                 "sha256": b.sha256,
-                "bytes": b.zip.len(),
+                "bytes": b.size,
                 "s3Key": key,
             })
         })
@@ -213,7 +220,11 @@ pub fn write(s: &Synthesized, out: &Path) -> Result<(), Error> {
                 sha256: b.sha256.clone(),
             }
             .key();
-            put(&key, &b.zip)?;
+            // A hard link to the bundle cache costs nothing; copy across file systems.
+            let dest = tmp.join(&key);
+            if std::fs::hard_link(&b.zip_path, &dest).is_err() {
+                std::fs::copy(&b.zip_path, &dest).map_err(io(&dest))?;
+            }
         }
         let had_old = out.exists();
         if had_old {

@@ -50,6 +50,16 @@ pub fn render(
     let mut hb = Handlebars::new();
     hb.set_strict_mode(true);
     hb.register_escape_fn(handlebars::no_escape);
+    hb.register_template_string(file, template).map_err(|e| {
+        let at = e
+            .pos()
+            .map(|(l, c)| format!(":{l}:{c}"))
+            .unwrap_or_default();
+        vec![format!(
+            "{file}{at}: not a valid handlebars template: {}",
+            e.reason()
+        )]
+    })?;
     let context = json!({
         "iot_arn": IOT_ARN,
         "stack_name": stack_name,
@@ -57,13 +67,17 @@ pub fn render(
         "vars": vars,
     });
     let text = hb
-        .render_template(template, &context)
-        .map_err(|e| vec![format!("{file}: does not render: {}", render_error(&e))])?;
+        .render(file, &context)
+        .map_err(|e| vec![render_error(file, &e)])?;
     let rendered: Json = serde_json::from_str(&text).map_err(|e| {
+        let line = text
+            .lines()
+            .nth(e.line().saturating_sub(1))
+            .unwrap_or_default()
+            .trim();
         vec![format!(
-            "{file}: renders to invalid JSON at line {} column {}: {e}",
-            e.line(),
-            e.column()
+            "{file}: renders to invalid JSON: {e} (rendered line {}: `{line}`)",
+            e.line()
         )]
     })?;
     let problems = check(&rendered);
@@ -77,12 +91,22 @@ pub fn render(
     Ok(DevicePolicyDocument { rendered, value })
 }
 
-fn render_error(e: &handlebars::RenderError) -> String {
-    let mut s = e.to_string();
-    if let Some(line) = e.line_no {
-        s = format!("line {line}: {s}");
-    }
-    s
+fn render_error(file: &str, e: &handlebars::RenderError) -> String {
+    use handlebars::RenderErrorReason as R;
+    let at = match (e.line_no, e.column_no) {
+        (Some(l), Some(c)) => format!(":{l}:{c}"),
+        (Some(l), None) => format!(":{l}"),
+        _ => String::new(),
+    };
+    let what = match e.reason() {
+        R::MissingVariable(Some(name)) => {
+            format!("unknown variable `{name}` (available: iot_arn, stack_name, stage, vars.*)")
+        }
+        R::MissingVariable(None) => "unknown variable".to_string(),
+        R::HelperNotFound(name) => format!("unknown helper `{name}`"),
+        other => other.to_string(),
+    };
+    format!("{file}{at}: does not render: {what}")
 }
 
 /// The checks a reviewer would make: valid policy grammar, no wildcard action, the size limit.

@@ -8,7 +8,7 @@ pub mod device_policy;
 pub mod iam;
 
 use crate::cfn::{LogicalId, Output, Parameter, Pseudo, Resource, Template, Value};
-use crate::stage::{Stage, Verification};
+use crate::stage::Stage;
 use iam::{arn, role, Statement};
 use jitr_contract::activator::ActivatorConfig;
 use jitr_contract::ca_registration::{
@@ -86,9 +86,18 @@ impl Names {
     }
 }
 
+/// Why the stack could not be composed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ComposeError {
+    /// The device policy template does not render or fails its checks.
+    DevicePolicy(Vec<String>),
+    /// The composed template is structurally wrong (a bug here, never the user's input).
+    Template(Vec<String>),
+}
+
 /// Composes the whole stack. Fails only when the device policy template does not render or
 /// does not pass its checks (every other input was validated with the stage).
-pub fn jitr_stack(stage: &Stage, assets: &Assets) -> Result<Template, Vec<String>> {
+pub fn jitr_stack(stage: &Stage, assets: &Assets) -> Result<Template, ComposeError> {
     let names = Names::new(&stage.stack_name);
     let policy = device_policy::render(
         &stage.device_policy.template_file,
@@ -96,7 +105,8 @@ pub fn jitr_stack(stage: &Stage, assets: &Assets) -> Result<Template, Vec<String
         &stage.stack_name,
         &stage.name,
         &stage.device_policy.vars,
-    )?;
+    )
+    .map_err(ComposeError::DevicePolicy)?;
     let mut t = Template {
         description: format!(
             "AWS IoT Just-In-Time Registration for stage {} (jitr-infra)",
@@ -152,10 +162,12 @@ pub fn jitr_stack(stage: &Stage, assets: &Assets) -> Result<Template, Vec<String
     ];
     let problems = t.validate();
     if !problems.is_empty() {
-        return Err(problems
-            .into_iter()
-            .map(|p| format!("template: {p}"))
-            .collect());
+        return Err(ComposeError::Template(
+            problems
+                .into_iter()
+                .map(|p| format!("template: {p}"))
+                .collect(),
+        ));
     }
     Ok(t)
 }
@@ -277,9 +289,6 @@ fn ca_registration(t: &mut Template, stage: &Stage, names: &Names, asset: &Asset
         .prop("AutoRegistration", ca.auto_registration.to_string())
         .prop("RetainOnDelete", ca.retain_on_delete.to_string());
     t.add(r);
-    // The verification source is only described in the parameter; make sure the variant is
-    // used so a new source cannot be added without deciding how deploy handles it.
-    let _: Option<&Verification> = stage.ca.verification.as_ref();
 }
 
 fn activator(t: &mut Template, stage: &Stage, names: &Names, asset: &AssetRef) {

@@ -95,7 +95,7 @@ impl CaRegistrationProperties {
             && props
                 .verification_certificate_pem
                 .as_deref()
-                .map_or(true, |p| p.trim().is_empty())
+                .is_none_or(|p| p.trim().is_empty())
         {
             return Err(
                 "invalid properties: CertificateMode DEFAULT needs VerificationCertificatePem"

@@ -8,6 +8,7 @@ use rcgen::{
 /// A CA with its key, able to issue device and verification certificates.
 pub struct TestCa {
     pub pem: String,
+    key_pem: String,
     issuer: Issuer<'static, KeyPair>,
 }
 
@@ -35,8 +36,14 @@ impl TestCa {
         let cert = params.self_signed(&key).unwrap();
         TestCa {
             pem: cert.pem(),
+            key_pem: key.serialize_pem(),
             issuer: Issuer::new(params, key),
         }
+    }
+
+    /// The CA's private key, PEM (PKCS#8).
+    pub fn key_pem(&self) -> String {
+        self.key_pem.clone()
     }
 
     /// A device certificate with subject CN `cn`, signed by this CA.

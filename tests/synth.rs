@@ -1,0 +1,521 @@
+//! Synthesis: snapshots of the shipped stages, the security properties a reviewer checks,
+//! pinned logical ids, byte-for-byte determinism, the CA key never in any output, and
+//! cfn-lint over every template variant with zero errors and zero warnings.
+
+use jitr_infra::assets::Bundle;
+use jitr_infra::cfn::Template;
+use jitr_infra::constructs::{self, AssetRef, Assets};
+use jitr_infra::stage;
+use jitr_infra::synth;
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use testkit::pki::TestCa;
+use testkit::unique;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Fixed asset hashes, so snapshots change only when the template does.
+fn fixed_assets() -> Assets {
+    Assets {
+        activator: AssetRef {
+            sha256: "a".repeat(64),
+        },
+        ca_provider: AssetRef {
+            sha256: "c".repeat(64),
+        },
+    }
+}
+
+fn template_of(stage_name: &str) -> (Template, Value) {
+    let stage = stage::load(&root(), stage_name).unwrap_or_else(|e| panic!("{e}"));
+    let s = synth::finish(stage, &fixed_assets(), Vec::<Bundle>::new())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let json: Value = serde_json::from_str(&s.template_json).unwrap();
+    (s.template, json)
+}
+
+/// A throwaway project: the repo's templates and certs, plus the given stage files.
+struct Project {
+    dir: PathBuf,
+}
+
+impl Project {
+    fn new(stages: &[(&str, &str)]) -> Project {
+        let dir = std::env::temp_dir().join(unique("jitr-synth"));
+        for sub in ["stacks", "templates", "certs"] {
+            std::fs::create_dir_all(dir.join(sub)).unwrap();
+        }
+        std::fs::copy(
+            root().join("templates/device-policy.json.hbs"),
+            dir.join("templates/device-policy.json.hbs"),
+        )
+        .unwrap();
+        for cert in ["dev-ca.pem", "prod-ca.pem"] {
+            std::fs::copy(
+                root().join("certs").join(cert),
+                dir.join("certs").join(cert),
+            )
+            .unwrap();
+        }
+        for (name, text) in stages {
+            std::fs::write(dir.join("stacks").join(format!("{name}.yaml")), text).unwrap();
+        }
+        Project { dir }
+    }
+
+    fn write(&self, rel: &str, text: &str) {
+        std::fs::write(self.dir.join(rel), text).unwrap();
+    }
+
+    fn synth(&self, name: &str) -> synth::Synthesized {
+        let stage = stage::load(&self.dir, name).unwrap_or_else(|e| panic!("{e}"));
+        synth::finish(stage, &fixed_assets(), Vec::new()).unwrap_or_else(|e| panic!("{e}"))
+    }
+}
+
+impl Drop for Project {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[test]
+fn snapshots_of_the_shipped_stages() {
+    let update = std::env::var_os("JITR_UPDATE_SNAPSHOTS").is_some();
+    for name in ["dev", "prod"] {
+        let stage = stage::load(&root(), name).unwrap();
+        let s = synth::finish(stage, &fixed_assets(), Vec::new()).unwrap();
+        let path = root().join(format!("tests/snapshots/{name}.template.json"));
+        if update {
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, &s.template_json).unwrap();
+            continue;
+        }
+        let expected = std::fs::read_to_string(&path).unwrap_or_default();
+        if expected != s.template_json {
+            let first = expected
+                .lines()
+                .zip(s.template_json.lines())
+                .position(|(a, b)| a != b)
+                .unwrap_or(
+                    expected
+                        .lines()
+                        .count()
+                        .min(s.template_json.lines().count()),
+                );
+            panic!(
+                "{name}: template differs from {} at line {}.\n--- expected\n{}\n--- actual\n{}\n\
+                 Review the change, then run with JITR_UPDATE_SNAPSHOTS=1 to accept it.",
+                path.display(),
+                first + 1,
+                expected,
+                s.template_json
+            );
+        }
+    }
+}
+
+#[test]
+fn logical_ids_are_pinned() {
+    // Renaming any of these makes CloudFormation replace the resource; replacing
+    // CaRegistration breaks the fleet's onboarding. Change this list only on purpose.
+    let (t, _) = template_of("prod");
+    let ids: Vec<&str> = t.resources.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        [
+            "CaProviderLogGroup",
+            "CaProviderRole",
+            "CaProviderFunction",
+            "CaRegistration",
+            "DevicePolicy",
+            "DeviceThingGroup",
+            "ActivatorLogGroup",
+            "ActivatorFailureQueue",
+            "ActivatorRole",
+            "ActivatorFunction",
+            "ActivatorInvokeConfig",
+            "RegistrationRuleErrorLogGroup",
+            "RegistrationRuleErrorRole",
+            "RegistrationRule",
+            "ActivatorInvokePermission",
+        ]
+    );
+    let (t, _) = template_of("dev");
+    assert!(t.resource(constructs::DEVICE_THING_GROUP).is_none());
+    assert_eq!(t.resources.len(), 14);
+}
+
+fn statements(template: &Value) -> Vec<(String, Value)> {
+    let mut out = Vec::new();
+    for (id, r) in template["Resources"].as_object().unwrap() {
+        if r["Type"] == "AWS::IAM::Role" {
+            for p in r["Properties"]["Policies"].as_array().unwrap() {
+                for s in p["PolicyDocument"]["Statement"].as_array().unwrap() {
+                    out.push((id.clone(), s.clone()));
+                }
+            }
+        }
+    }
+    out
+}
+
+fn as_list(v: &Value) -> Vec<Value> {
+    match v {
+        Value::Array(a) => a.clone(),
+        other => vec![other.clone()],
+    }
+}
+
+#[test]
+fn iam_is_least_privilege() {
+    for name in ["dev", "prod"] {
+        let (_, t) = template_of(name);
+        let all = statements(&t);
+        assert!(!all.is_empty());
+        for (role, s) in &all {
+            assert_eq!(s["Effect"], "Allow");
+            for action in as_list(&s["Action"]) {
+                let a = action.as_str().unwrap();
+                assert!(!a.contains('*'), "{role}: wildcard action {a}");
+            }
+            for resource in as_list(&s["Resource"]) {
+                if resource == json!("*") {
+                    // Only actions the IAM reference lists without a resource type.
+                    let allowed = [
+                        "iot:RegisterCACertificate",
+                        "iot:ListCACertificates",
+                        "iot:AttachThingPrincipal",
+                    ];
+                    for action in as_list(&s["Action"]) {
+                        assert!(
+                            allowed.contains(&action.as_str().unwrap()),
+                            "{role}: {action} granted on *"
+                        );
+                    }
+                } else {
+                    let text = resource.to_string();
+                    assert!(
+                        !text.contains("arn:aws:"),
+                        "{role}: hard-coded partition in {text}"
+                    );
+                }
+            }
+        }
+        // The activator reads exactly our CA.
+        let read_ca = all
+            .iter()
+            .find(|(_, s)| s["Sid"] == "ReadOurCa")
+            .expect("ReadOurCa statement");
+        assert_eq!(
+            read_ca.1["Resource"],
+            json!({"Fn::Sub": "arn:${AWS::Partition}:iot:${AWS::Region}:${AWS::AccountId}:cacert/${CaRegistration.CaCertificateId}"})
+        );
+        // The rule's error role can only be assumed by our own rule.
+        let trust = &t["Resources"]["RegistrationRuleErrorRole"]["Properties"]
+            ["AssumeRolePolicyDocument"]["Statement"][0];
+        assert_eq!(trust["Principal"]["Service"], "iot.amazonaws.com");
+        assert_eq!(
+            trust["Condition"]["StringEquals"]["aws:SourceAccount"],
+            json!({"Ref": "AWS::AccountId"})
+        );
+    }
+}
+
+#[test]
+fn topic_rule_permission_and_lambdas() {
+    let (_, t) = template_of("dev");
+    let r = &t["Resources"];
+    let rule = &r["RegistrationRule"]["Properties"]["TopicRulePayload"];
+    assert_eq!(
+        rule["Sql"],
+        json!({"Fn::Sub": "SELECT * FROM '$aws/events/certificates/registered/${CaRegistration.CaCertificateId}' WHERE certificateStatus = \"PENDING_ACTIVATION\""})
+    );
+    assert_eq!(rule["AwsIotSqlVersion"], "2016-03-23");
+    assert_eq!(
+        rule["Actions"][0]["Lambda"]["FunctionArn"],
+        json!({"Fn::GetAtt": ["ActivatorFunction", "Arn"]})
+    );
+    assert!(rule["ErrorAction"]["CloudwatchLogs"].is_object());
+
+    let permission = &r["ActivatorInvokePermission"]["Properties"];
+    assert_eq!(permission["Principal"], "iot.amazonaws.com");
+    assert_eq!(permission["Action"], "lambda:InvokeFunction");
+    assert_eq!(
+        permission["SourceArn"],
+        json!({"Fn::GetAtt": ["RegistrationRule", "Arn"]})
+    );
+    assert_eq!(
+        permission["SourceAccount"],
+        json!({"Ref": "AWS::AccountId"})
+    );
+
+    for f in ["ActivatorFunction", "CaProviderFunction"] {
+        let p = &r[f]["Properties"];
+        assert_eq!(p["Runtime"], "provided.al2023");
+        assert_eq!(p["Handler"], "bootstrap");
+        assert_eq!(
+            p["Code"]["S3Bucket"],
+            json!({"Fn::Sub": "jitr-assets-${AWS::AccountId}-${AWS::Region}"})
+        );
+        assert!(p["Code"]["S3Key"].as_str().unwrap().starts_with("asset."));
+    }
+    let activator = &r["ActivatorFunction"]["Properties"];
+    assert_eq!(activator["ReservedConcurrentExecutions"], 5);
+    assert_eq!(
+        activator["Environment"]["Variables"]["JITR_CA_CERTIFICATE_ID"],
+        json!({"Fn::GetAtt": ["CaRegistration", "CaCertificateId"]})
+    );
+    assert_eq!(
+        r["ActivatorInvokeConfig"]["Properties"]["DestinationConfig"]["OnFailure"]["Destination"],
+        json!({"Fn::GetAtt": ["ActivatorFailureQueue", "Arn"]})
+    );
+    let ca = &r["CaRegistration"];
+    assert_eq!(ca["Type"], "Custom::JitrCaRegistration");
+    assert_eq!(ca["Properties"]["ServiceTimeout"], 300);
+    assert_eq!(ca["Properties"]["CertificateMode"], "SNI_ONLY");
+    assert_eq!(ca["Properties"]["AutoRegistration"], "true");
+    assert_eq!(ca["Properties"]["RetainOnDelete"], "false");
+    for log in [
+        "ActivatorLogGroup",
+        "CaProviderLogGroup",
+        "RegistrationRuleErrorLogGroup",
+    ] {
+        assert_eq!(r[log]["Properties"]["RetentionInDays"], 14);
+    }
+    let outputs: Vec<&String> = t["Outputs"].as_object().unwrap().keys().collect();
+    for o in [
+        "CaCertificateId",
+        "CaCertificateArn",
+        "RegistrationRuleName",
+        "ActivatorFunctionArn",
+        "DevicePolicyName",
+    ] {
+        assert!(outputs.iter().any(|k| *k == o), "output {o}");
+    }
+}
+
+#[test]
+fn device_policy_keeps_iot_variables_and_grants_no_wildcard() {
+    let (_, t) = template_of("dev");
+    let doc = &t["Resources"]["DevicePolicy"]["Properties"]["PolicyDocument"];
+    let text = doc.to_string();
+    assert!(
+        text.contains("${!iot:Connection.Thing.ThingName}"),
+        "{text}"
+    );
+    assert!(!text.contains("iot:*"));
+    for s in doc["Statement"].as_array().unwrap() {
+        for a in as_list(&s["Action"]) {
+            assert!(!a.as_str().unwrap().contains('*'));
+        }
+    }
+    assert_eq!(
+        doc["Statement"][0]["Condition"]["Bool"]["iot:Connection.Thing.IsAttached"],
+        "true"
+    );
+}
+
+#[test]
+fn default_mode_takes_the_verification_certificate_as_a_parameter_and_never_the_key() {
+    let ca = TestCa::new("Key Test CA");
+    let key_pem = ca.key_pem();
+    let stage = "stack_name: jitr-keytest\nregion: eu-west-1\nca:\n  certificate: certs/k.pem\n  mode: DEFAULT\n  verification:\n    private_key_file: secrets/ca.key\n";
+    let p = Project::new(&[("keytest", stage)]);
+    std::fs::create_dir_all(p.dir.join("secrets")).unwrap();
+    p.write("certs/k.pem", &ca.pem);
+    p.write("secrets/ca.key", &key_pem);
+    let s = p.synth("keytest");
+    let t: Value = serde_json::from_str(&s.template_json).unwrap();
+    assert_eq!(
+        t["Parameters"]["VerificationCertificatePem"]["Type"],
+        "String"
+    );
+    assert_eq!(
+        t["Resources"]["CaRegistration"]["Properties"]["VerificationCertificatePem"],
+        json!({"Ref": "VerificationCertificatePem"})
+    );
+    let key_body: Vec<&str> = key_pem
+        .lines()
+        .filter(|l| !l.starts_with("-----") && l.len() > 16)
+        .collect();
+    assert!(!key_body.is_empty());
+    for out in [&s.template_json, &s.manifest_json] {
+        assert!(!out.contains("PRIVATE KEY"));
+        for line in &key_body {
+            assert!(!out.contains(line), "CA key material in the output");
+        }
+    }
+    // A key pasted into the certificate file is refused outright.
+    p.write("certs/k.pem", &format!("{}{}", ca.pem, key_pem));
+    let err = stage::load(&p.dir, "keytest").unwrap_err().to_string();
+    assert!(err.contains("holds a private key"), "{err}");
+}
+
+fn cfn_lint() -> PathBuf {
+    let venv = std::env::var_os("JITR_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join(".venv"));
+    let bin = venv.join("bin/cfn-lint");
+    assert!(
+        bin.exists(),
+        "{} missing: run ./scripts/test",
+        bin.display()
+    );
+    bin
+}
+
+#[test]
+fn cfn_lint_passes_every_stage_and_variant() {
+    let ca = TestCa::new("Lint CA");
+    let verification = ca.verification_certificate("0123456789abcdef");
+    let variants = [
+        ("default-file", "stack_name: jitr-lint-a\nregion: us-east-1\naccount: \"111122223333\"\nca:\n  certificate: certs/lint.pem\n  mode: DEFAULT\n  verification:\n    certificate_file: certs/verification.pem\n  status: INACTIVE\n  auto_registration: false\n  retain_on_delete: true\n"),
+        ("no-things", "stack_name: jitr-lint-b\nregion: cn-north-1\nca:\n  certificate: certs/lint.pem\n  mode: SNI_ONLY\nactivator:\n  create_thing: false\n  subject_pattern: \"dev-[0-9]+\"\n  on_reject: revoke\n  memory_mb: 10240\n  timeout_seconds: 900\n  reserved_concurrency: 1000\n  log_retention_days: 3653\n"),
+        ("group", "stack_name: jitr-lint-c\nregion: us-gov-west-1\nca:\n  certificate: certs/lint.pem\n  mode: SNI_ONLY\nactivator:\n  thing_group: fleet-a\n  thing_name: certificate-id\n"),
+    ];
+    let p = Project::new(&variants);
+    p.write("certs/lint.pem", &ca.pem);
+    p.write("certs/verification.pem", &verification);
+    let out = p.dir.join("lint");
+    std::fs::create_dir_all(&out).unwrap();
+    let mut files = Vec::new();
+    for (name, _) in variants {
+        let s = p.synth(name);
+        let f = out.join(format!("{name}.template.json"));
+        std::fs::write(&f, &s.template_json).unwrap();
+        files.push(f);
+    }
+    for name in ["dev", "prod"] {
+        let (t, _) = template_of(name);
+        let f = out.join(format!("{name}.template.json"));
+        std::fs::write(&f, t.render()).unwrap();
+        files.push(f);
+    }
+    let result = Command::new(cfn_lint()).args(&files).output().unwrap();
+    let stdout = String::from_utf8_lossy(&result.stdout);
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(
+        result.status.success() && stdout.trim().is_empty(),
+        "cfn-lint found problems (exit {:?}):\n{stdout}\n{stderr}",
+        result.status.code()
+    );
+}
+
+fn read_dir_bytes(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read(e.path()).unwrap(),
+            )
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn two_synths_produce_byte_identical_directories() {
+    let bin = env!("CARGO_BIN_EXE_jitr-infra");
+    let base = std::env::temp_dir().join(unique("jitr-determinism"));
+    let run = |out: &Path| {
+        let o = Command::new(bin)
+            .current_dir(root())
+            .args(["synth", "--stage", "dev", "--out"])
+            .arg(out)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    let (a, b) = (base.join("a"), base.join("b"));
+    run(&a);
+    run(&b);
+    let (fa, fb) = (read_dir_bytes(&a), read_dir_bytes(&b));
+    let names: Vec<&str> = fa.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names.len(), 4, "{names:?}");
+    assert!(names.contains(&"manifest.json") && names.contains(&"jitr-dev.template.json"));
+    assert!(fa == fb, "two synths differ");
+    // Nothing machine-specific in what was written.
+    let home = std::env::var("HOME").unwrap_or_default();
+    for (name, bytes) in &fa {
+        if name.ends_with(".json") {
+            let text = String::from_utf8_lossy(bytes);
+            assert!(
+                !text.contains(&*root().to_string_lossy()),
+                "{name} has an absolute path"
+            );
+            assert!(
+                home.is_empty() || !text.contains(&home),
+                "{name} mentions $HOME"
+            );
+        }
+    }
+    // The manifest's digests match the files.
+    let manifest: Value =
+        serde_json::from_slice(&fa.iter().find(|(n, _)| n == "manifest.json").unwrap().1).unwrap();
+    for asset in manifest["assets"].as_array().unwrap() {
+        let file = asset["file"].as_str().unwrap();
+        let bytes = &fa.iter().find(|(n, _)| n == file).unwrap().1;
+        assert_eq!(
+            asset["sha256"],
+            json!(jitr_infra::assets::sha256_hex(bytes))
+        );
+    }
+    let _ = std::fs::remove_dir_all(&base);
+}
+
+#[test]
+fn schema_describes_the_stage_file() {
+    let o = Command::new(env!("CARGO_BIN_EXE_jitr-infra"))
+        .arg("schema")
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let schema: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let props = schema["properties"].as_object().unwrap();
+    for k in [
+        "stack_name",
+        "region",
+        "account",
+        "tags",
+        "ca",
+        "activator",
+        "device_policy",
+    ] {
+        assert!(props.contains_key(k), "schema lacks {k}");
+    }
+    assert_eq!(schema["additionalProperties"], json!(false));
+}
+
+#[test]
+fn list_and_validate() {
+    let bin = env!("CARGO_BIN_EXE_jitr-infra");
+    let o = Command::new(bin)
+        .current_dir(root())
+        .arg("list")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success());
+    assert!(
+        text.contains("dev") && text.contains("jitr-dev") && text.contains("jitr-prod"),
+        "{text}"
+    );
+    let o = Command::new(bin)
+        .current_dir(root())
+        .args(["validate", "--all"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.contains("dev: ok") && text.contains("prod: ok"),
+        "{text}"
+    );
+}

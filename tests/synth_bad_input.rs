@@ -1,0 +1,748 @@
+//! Bad input, through the real binary: every case must exit 1 with a message on stderr that
+//! names the stage file, the field and (where the YAML has one) the line, and must write
+//! nothing: no `--out` directory, no leftover `.<name>.tmp-*` directory beside it, and an
+//! existing output directory left exactly as it was.
+//!
+//! Each test gets its own throwaway project (stacks/, templates/, certs/) under the system
+//! temp directory. Validation fails before any Lambda build; `CARGO` points nowhere so a case
+//! that wrongly passes validation fails fast instead of starting a build.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use testkit::pki::{leaf_self_signed, TestCa};
+
+const BIN: &str = env!("CARGO_BIN_EXE_jitr-infra");
+const TEMPLATE: &str = "templates/device-policy.json.hbs";
+const CA: &str = "certs/dev-ca.pem";
+/// Far more than a failing validation needs; a hung run fails the test instead of hanging it.
+const RUN_TIMEOUT: Duration = Duration::from_secs(120);
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// stacks/dev.yaml as shipped: every case changes one thing in it.
+fn dev_yaml() -> String {
+    std::fs::read_to_string(repo().join("stacks/dev.yaml")).expect("read stacks/dev.yaml")
+}
+
+/// `text` with `from` (which must occur exactly once) replaced by `to`.
+fn edit(text: &str, from: &str, to: &str) -> String {
+    assert_eq!(
+        text.matches(from).count(),
+        1,
+        "test setup: {from:?} must occur exactly once in:\n{text}"
+    );
+    text.replacen(from, to, 1)
+}
+
+/// The 1-based line of the first line of `text` containing `needle`.
+fn line_of(text: &str, needle: &str) -> usize {
+    text.lines()
+        .position(|l| l.contains(needle))
+        .map(|i| i + 1)
+        .unwrap_or_else(|| panic!("test setup: {needle:?} not found in:\n{text}"))
+}
+
+/// A throwaway project directory, removed when dropped (also when a test panics).
+struct Project {
+    dir: PathBuf,
+}
+
+impl Project {
+    fn new(case: &str) -> Project {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static N: AtomicU64 = AtomicU64::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+        let dir = std::env::temp_dir().join(format!(
+            "jitr-bad-input-{case}-{}-{}-{nanos:x}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        ));
+        let p = Project { dir };
+        for sub in ["stacks", "templates", "certs"] {
+            std::fs::create_dir_all(p.dir.join(sub)).unwrap();
+        }
+        for file in [TEMPLATE, CA] {
+            std::fs::copy(repo().join(file), p.dir.join(file))
+                .unwrap_or_else(|e| panic!("copy {file}: {e}"));
+        }
+        p
+    }
+
+    fn write(&self, rel: &str, contents: &str) {
+        let path = self.dir.join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, contents).unwrap();
+    }
+
+    fn stage(&self, name: &str, yaml: &str) {
+        self.write(&format!("stacks/{name}.yaml"), yaml);
+    }
+
+    fn out(&self) -> PathBuf {
+        self.dir.join("out")
+    }
+
+    /// `jitr-infra --project <dir> synth --stage <name> --out <dir>/out`.
+    fn synth(&self, stage: &str) -> Run {
+        let project = self.dir.to_str().unwrap().to_string();
+        let out = self.out().to_str().unwrap().to_string();
+        self.run(&[
+            "--project",
+            &project,
+            "synth",
+            "--stage",
+            stage,
+            "--out",
+            &out,
+        ])
+    }
+
+    /// Runs the binary in the project directory.
+    fn run(&self, args: &[&str]) -> Run {
+        let mut child = Command::new(BIN)
+            .args(args)
+            .current_dir(&self.dir)
+            .env("CARGO", "/nonexistent/jitr-bad-input/cargo")
+            .env_remove("RUST_BACKTRACE")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start jitr-infra");
+        let drain = |mut r: Box<dyn Read + Send>| {
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                let _ = r.read_to_end(&mut buf);
+                String::from_utf8_lossy(&buf).into_owned()
+            })
+        };
+        let stdout = drain(Box::new(child.stdout.take().unwrap()));
+        let stderr = drain(Box::new(child.stderr.take().unwrap()));
+        let give_up = Instant::now() + RUN_TIMEOUT;
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() > give_up {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "jitr-infra {} did not finish within {RUN_TIMEOUT:?}",
+                    args.join(" ")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        Run {
+            command: format!("jitr-infra {}", args.join(" ")),
+            code: status.code(),
+            stdout: stdout.join().unwrap(),
+            stderr: stderr.join().unwrap(),
+        }
+    }
+
+    /// Every file and directory under the project, with file contents.
+    fn snapshot(&self) -> BTreeMap<PathBuf, Option<Vec<u8>>> {
+        fn walk(root: &Path, dir: &Path, into: &mut BTreeMap<PathBuf, Option<Vec<u8>>>) {
+            for entry in std::fs::read_dir(dir).unwrap() {
+                let path = entry.unwrap().path();
+                let rel = path.strip_prefix(root).unwrap().to_path_buf();
+                if path.is_dir() {
+                    into.insert(rel, None);
+                    walk(root, &path, into);
+                } else {
+                    into.insert(rel, Some(std::fs::read(&path).unwrap()));
+                }
+            }
+        }
+        let mut map = BTreeMap::new();
+        walk(&self.dir, &self.dir, &mut map);
+        map
+    }
+}
+
+impl Drop for Project {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+struct Run {
+    command: String,
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+/// What a failing run's stderr must hold.
+struct Expect {
+    /// The stage file the message must name, e.g. `stacks/bad.yaml`.
+    file: String,
+    /// `stacks/bad.yaml:LINE:` must appear.
+    line: Option<usize>,
+    /// Each entry: at least one of its alternatives must appear in stderr.
+    needs: Vec<Vec<String>>,
+}
+
+impl Expect {
+    fn new(stage: &str) -> Expect {
+        Expect {
+            file: format!("stacks/{stage}.yaml"),
+            line: None,
+            needs: Vec::new(),
+        }
+    }
+
+    fn line(mut self, line: usize) -> Expect {
+        self.line = Some(line);
+        self
+    }
+
+    fn has(mut self, text: impl Into<String>) -> Expect {
+        self.needs.push(vec![text.into()]);
+        self
+    }
+
+    fn has_any(mut self, alternatives: &[&str]) -> Expect {
+        self.needs
+            .push(alternatives.iter().map(|s| s.to_string()).collect());
+        self
+    }
+
+    fn describe(&self) -> String {
+        let mut d = vec![
+            format!("exit code 1"),
+            format!("stderr names {}", self.file),
+        ];
+        if let Some(l) = self.line {
+            d.push(format!("stderr has `{}:{l}:`", self.file));
+        }
+        for alts in &self.needs {
+            let alts: Vec<String> = alts.iter().map(|a| format!("{a:?}")).collect();
+            d.push(format!("stderr has {}", alts.join(" or ")));
+        }
+        d.push("no panic, no Rust debug output (`Some(`) on stderr".into());
+        d.push("empty stdout".into());
+        d.push("nothing written under the project (no out/, no .out.tmp-*)".into());
+        d.join("\n    ")
+    }
+}
+
+/// Checks a failed run against `expect`, and that the project is byte-for-byte as `before`.
+/// Returns a full report (expected vs actual) for every failure.
+fn check(
+    case: &str,
+    project: &Project,
+    before: &BTreeMap<PathBuf, Option<Vec<u8>>>,
+    out_existed: bool,
+    run: &Run,
+    expect: &Expect,
+) -> Vec<String> {
+    let mut failures = Vec::new();
+    if run.code != Some(1) {
+        failures.push(format!("exit code is {:?}, expected Some(1)", run.code));
+    }
+    if !run.stderr.contains(&expect.file) {
+        failures.push(format!(
+            "stderr does not name the stage file {}",
+            expect.file
+        ));
+    }
+    if let Some(l) = expect.line {
+        let at = format!("{}:{l}:", expect.file);
+        if !run.stderr.contains(&at) {
+            failures.push(format!("stderr does not show the line as `{at}`"));
+        }
+    }
+    for alts in &expect.needs {
+        if !alts.iter().any(|a| run.stderr.contains(a.as_str())) {
+            failures.push(format!("stderr lacks {}", alts.join(" | ")));
+        }
+    }
+    for bad in ["panicked", "RUST_BACKTRACE", "Some("] {
+        if run.stderr.contains(bad) {
+            failures.push(format!(
+                "stderr contains {bad:?} (a panic or Rust debug output)"
+            ));
+        }
+    }
+    if !run.stdout.is_empty() {
+        failures.push("stdout is not empty".into());
+    }
+    failures.extend(nothing_written(project, before, out_existed));
+    if failures.is_empty() {
+        return failures;
+    }
+    vec![format!(
+        "case {case}: {}\n  expected:\n    {}\n  problems:\n    {}\n  actual exit code: {:?}\n  actual stderr:\n{}\n  actual stdout:\n{}",
+        run.command,
+        expect.describe(),
+        failures.join("\n    "),
+        run.code,
+        indent(&run.stderr),
+        indent(&run.stdout),
+    )]
+}
+
+fn indent(text: &str) -> String {
+    if text.is_empty() {
+        return "    (empty)".into();
+    }
+    text.lines()
+        .map(|l| format!("    | {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The project is as it was: `out` exists only if it did, no temporary or backup directory
+/// beside it, no file added, removed or changed.
+fn nothing_written(
+    project: &Project,
+    before: &BTreeMap<PathBuf, Option<Vec<u8>>>,
+    out_existed: bool,
+) -> Vec<String> {
+    let mut failures = Vec::new();
+    if project.out().exists() != out_existed {
+        failures.push(format!(
+            "{} {}",
+            project.out().display(),
+            if out_existed {
+                "was removed"
+            } else {
+                "exists after a failed run"
+            }
+        ));
+    }
+    for entry in std::fs::read_dir(&project.dir).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+        if name.starts_with(".out.") {
+            failures.push(format!("leftover {name} beside the output directory"));
+        }
+    }
+    let after = project.snapshot();
+    for (path, content) in &after {
+        match before.get(path) {
+            None => failures.push(format!("{} was created", path.display())),
+            Some(old) if old != content => failures.push(format!("{} was changed", path.display())),
+            _ => {}
+        }
+    }
+    for path in before.keys() {
+        if !after.contains_key(path) {
+            failures.push(format!("{} was removed", path.display()));
+        }
+    }
+    failures
+}
+
+/// Runs `synth` on stage `name` (already written) and checks it.
+fn synth_fails(case: &str, project: &Project, name: &str, expect: &Expect) -> Vec<String> {
+    let before = project.snapshot();
+    let out_existed = project.out().exists();
+    let run = project.synth(name);
+    check(case, project, &before, out_existed, &run, expect)
+}
+
+/// One bad stage in a fresh project: writes `yaml` as `stacks/<name>.yaml`, runs synth.
+fn bad_stage(case: &str, name: &str, yaml: &str, expect: Expect) -> Vec<String> {
+    let project = Project::new(name);
+    project.stage(name, yaml);
+    synth_fails(case, &project, name, &expect)
+}
+
+fn assert_all(failures: Vec<String>) {
+    assert!(
+        failures.is_empty(),
+        "{} failing case(s):\n\n{}",
+        failures.len(),
+        failures.join("\n\n")
+    );
+}
+
+#[test]
+fn missing_stage_lists_the_existing_ones() {
+    let project = Project::new("nope");
+    project.stage("dev", &dev_yaml());
+    project.stage("other", &edit(&dev_yaml(), "jitr-dev", "jitr-other"));
+    let before = project.snapshot();
+    let run = project.synth("nope");
+    let expect = Expect::new("nope").has("nope");
+    let mut failures = check("1 missing stage", &project, &before, false, &run, &expect);
+    if !run
+        .stderr
+        .lines()
+        .any(|l| l.contains("nope") && l.contains("dev") && l.contains("other"))
+    {
+        failures.push(format!(
+            "case 1 missing stage: no line of stderr lists the stages `dev` and `other`; actual stderr:\n{}",
+            indent(&run.stderr)
+        ));
+    }
+    assert_all(failures);
+}
+
+#[test]
+fn yaml_syntax_errors_show_the_line() {
+    let mut failures = Vec::new();
+
+    let yaml = edit(&dev_yaml(), "\nregion: eu-west-1", "\n  region: eu-west-1");
+    let line = line_of(&yaml, "  region: eu-west-1");
+    failures.extend(bad_stage(
+        "2a bad indentation",
+        "indent",
+        &yaml,
+        Expect::new("indent").line(line),
+    ));
+
+    // The error surfaces at the end of the file; the message must still point at the quote.
+    let yaml = edit(
+        &dev_yaml(),
+        "stack_name: jitr-dev",
+        "stack_name: \"jitr-dev",
+    );
+    let line = line_of(&yaml, "stack_name: \"jitr-dev");
+    failures.extend(bad_stage(
+        "2b unclosed quote",
+        "quote",
+        &yaml,
+        Expect::new("quote")
+            .has_any(&[
+                &format!("stacks/quote.yaml:{line}:"),
+                &format!("line {line} column"),
+            ])
+            .has("quoted scalar"),
+    ));
+    assert_all(failures);
+}
+
+#[test]
+fn unknown_fields_are_named_with_their_line() {
+    let mut failures = Vec::new();
+
+    let yaml = edit(
+        &dev_yaml(),
+        "\nregion: eu-west-1\n",
+        "\nregion: eu-west-1\ncolour: red\n",
+    );
+    failures.extend(bad_stage(
+        "3a unknown top-level field",
+        "colour",
+        &yaml,
+        Expect::new("colour")
+            .line(line_of(&yaml, "colour: red"))
+            .has("unknown field `colour`"),
+    ));
+
+    let yaml = edit(&dev_yaml(), "  certificate: ", "  certfile: ");
+    failures.extend(bad_stage(
+        "3b unknown field in ca",
+        "certfile",
+        &yaml,
+        Expect::new("certfile")
+            .line(line_of(&yaml, "certfile:"))
+            .has_any(&["ca.certfile", "ca: unknown field `certfile`"]),
+    ));
+    assert_all(failures);
+}
+
+#[test]
+fn wrong_type_is_named_with_its_line() {
+    let yaml = edit(&dev_yaml(), "memory_mb: 128", "memory_mb: lots");
+    assert_all(bad_stage(
+        "4 wrong type",
+        "memory",
+        &yaml,
+        Expect::new("memory")
+            .line(line_of(&yaml, "memory_mb: lots"))
+            .has("activator.memory_mb")
+            .has("lots"),
+    ));
+}
+
+#[test]
+fn bad_region() {
+    let yaml = edit(&dev_yaml(), "region: eu-west-1", "region: moon-base-1x");
+    assert_all(bad_stage(
+        "5 bad region",
+        "region",
+        &yaml,
+        Expect::new("region")
+            .line(line_of(&yaml, "region: moon-base-1x"))
+            .has("region")
+            .has("moon-base-1x"),
+    ));
+}
+
+#[test]
+fn bad_account_id() {
+    let yaml = edit(
+        &dev_yaml(),
+        "\nregion: eu-west-1\n",
+        "\nregion: eu-west-1\naccount: \"12345\"\n",
+    );
+    assert_all(bad_stage(
+        "6 bad account id",
+        "account",
+        &yaml,
+        Expect::new("account")
+            .line(line_of(&yaml, "account: \"12345\""))
+            .has("account")
+            .has("12345"),
+    ));
+}
+
+fn with_ca(path: &str) -> (String, usize) {
+    let yaml = edit(&dev_yaml(), CA, path);
+    let line = line_of(&yaml, &format!("certificate: {path}"));
+    (yaml, line)
+}
+
+#[test]
+fn missing_ca_file() {
+    let (yaml, line) = with_ca("certs/missing.pem");
+    assert_all(bad_stage(
+        "7 missing CA file",
+        "missingca",
+        &yaml,
+        Expect::new("missingca")
+            .line(line)
+            .has("ca.certificate")
+            .has("certs/missing.pem")
+            .has("not found"),
+    ));
+}
+
+#[test]
+fn pem_that_is_not_a_certificate() {
+    let mut failures = Vec::new();
+    let cases = [
+        (
+            "8a private key PEM",
+            "keypem",
+            "certs/key.pem",
+            "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIJ+DYvh6SEqVTm50DFtMDoQikTmiCqirVv9mWG9qfSnF\n-----END PRIVATE KEY-----\n",
+            "PRIVATE KEY",
+        ),
+        (
+            "8b random text",
+            "junkpem",
+            "certs/junk.pem",
+            "this is not a certificate, just some text\n",
+            "not a PEM",
+        ),
+    ];
+    for (case, name, path, contents, says) in cases {
+        let project = Project::new(name);
+        project.write(path, contents);
+        let (yaml, line) = with_ca(path);
+        project.stage(name, &yaml);
+        let expect = Expect::new(name)
+            .line(line)
+            .has("ca.certificate")
+            .has(path)
+            .has(says);
+        failures.extend(synth_fails(case, &project, name, &expect));
+    }
+    assert_all(failures);
+}
+
+#[test]
+fn certificate_that_is_not_a_ca() {
+    let project = Project::new("leaf");
+    project.write("certs/leaf.pem", &leaf_self_signed("device-0001"));
+    let (yaml, line) = with_ca("certs/leaf.pem");
+    project.stage("leaf", &yaml);
+    let expect = Expect::new("leaf")
+        .line(line)
+        .has("ca.certificate")
+        .has("certs/leaf.pem")
+        .has("not a CA");
+    assert_all(synth_fails("9 not a CA", &project, "leaf", &expect));
+}
+
+#[test]
+fn expired_ca() {
+    let project = Project::new("expired");
+    project.write("certs/old-ca.pem", &TestCa::expired("Old CA").pem);
+    let (yaml, line) = with_ca("certs/old-ca.pem");
+    project.stage("expired", &yaml);
+    let expect = Expect::new("expired")
+        .line(line)
+        .has("ca.certificate")
+        .has("certs/old-ca.pem")
+        .has("expired");
+    assert_all(synth_fails("10 expired CA", &project, "expired", &expect));
+}
+
+#[test]
+fn default_mode_without_verification() {
+    let yaml = edit(&dev_yaml(), "mode: SNI_ONLY", "mode: DEFAULT");
+    assert_all(bad_stage(
+        "11 DEFAULT without verification",
+        "defaultmode",
+        &yaml,
+        Expect::new("defaultmode")
+            .line(line_of(&yaml, "mode: DEFAULT"))
+            .has("ca.mode")
+            .has("verification"),
+    ));
+}
+
+#[test]
+fn device_policy_templates_that_fail() {
+    let good = std::fs::read_to_string(repo().join(TEMPLATE)).unwrap();
+    let unknown = edit(&good, "{{iot_arn}}:client/", "{{nope}}:client/");
+    let unknown_line = line_of(&unknown, "{{nope}}");
+    let invalid = edit(&good, "\n  ]\n}", "\n}");
+    let wildcard = edit(
+        &good,
+        "\"Action\": \"iot:Connect\"",
+        "\"Action\": \"iot:*\"",
+    );
+    let unknown_at = [
+        format!("templates/unknown-var.json.hbs:{unknown_line}"),
+        format!("line {unknown_line}"),
+    ];
+    let cases: [(&str, &str, &str, &String, Vec<&str>); 3] = [
+        (
+            "12a template with an unknown variable",
+            "tplunknown",
+            "templates/unknown-var.json.hbs",
+            &unknown,
+            vec!["nope", "does not render"],
+        ),
+        (
+            "12b template rendering invalid JSON",
+            "tplinvalid",
+            "templates/invalid.json.hbs",
+            &invalid,
+            vec!["invalid JSON"],
+        ),
+        (
+            "12c template granting iot:*",
+            "tplwildcard",
+            "templates/wildcard.json.hbs",
+            &wildcard,
+            vec!["wildcard", "iot:*"],
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (case, name, path, text, says) in cases {
+        let project = Project::new(name);
+        project.write(path, text);
+        let yaml = edit(&dev_yaml(), TEMPLATE, path);
+        project.stage(name, &yaml);
+        let mut expect = Expect::new(name)
+            .line(line_of(&yaml, &format!("template: {path}")))
+            .has("device_policy.template")
+            .has(path);
+        for s in says {
+            expect = expect.has(s);
+        }
+        if name == "tplunknown" {
+            expect = expect.has_any(&[&unknown_at[0], &unknown_at[1]]);
+        }
+        failures.extend(synth_fails(case, &project, name, &expect));
+    }
+    assert_all(failures);
+}
+
+#[test]
+fn stack_name_cloudformation_would_reject() {
+    let yaml = edit(
+        &dev_yaml(),
+        "stack_name: jitr-dev",
+        "stack_name: 1-bad_name",
+    );
+    assert_all(bad_stage(
+        "13 bad stack name",
+        "stackname",
+        &yaml,
+        Expect::new("stackname")
+            .line(line_of(&yaml, "stack_name: 1-bad_name"))
+            .has("stack_name")
+            .has("1-bad_name"),
+    ));
+}
+
+#[test]
+fn failed_synth_leaves_an_existing_output_directory_unchanged() {
+    let project = Project::new("existing");
+    project.write("out/keep.txt", "the previous synth's output\n");
+    project.write("out/nested/manifest.json", "{\"version\": 1}\n");
+    let yaml = edit(&dev_yaml(), "region: eu-west-1", "region: moon-base-1x");
+    project.stage("existing", &yaml);
+    let expect = Expect::new("existing")
+        .line(line_of(&yaml, "region: moon-base-1x"))
+        .has("region");
+    let failures = synth_fails("existing --out directory", &project, "existing", &expect);
+    // The snapshot comparison covers it; say it plainly too.
+    assert_eq!(
+        std::fs::read_to_string(project.out().join("keep.txt")).ok(),
+        Some("the previous synth's output\n".to_string()),
+        "out/keep.txt must survive a failed synth"
+    );
+    assert_all(failures);
+}
+
+#[test]
+fn validate_fails_the_same_way_and_writes_nothing() {
+    let project = Project::new("validate");
+    let yaml = edit(&dev_yaml(), "region: eu-west-1", "region: moon-base-1x");
+    project.stage("validate", &yaml);
+    let before = project.snapshot();
+    let dir = project.dir.to_str().unwrap().to_string();
+    let run = project.run(&["--project", &dir, "validate", "--stage", "validate"]);
+    let expect = Expect::new("validate")
+        .line(line_of(&yaml, "region: moon-base-1x"))
+        .has("region")
+        .has("moon-base-1x");
+    assert_all(check(
+        "validate on a bad stage",
+        &project,
+        &before,
+        false,
+        &run,
+        &expect,
+    ));
+    assert!(
+        !project.dir.join("jitr.out").exists(),
+        "validate must not create jitr.out"
+    );
+}
+
+#[test]
+fn usage_error_exits_2_and_writes_nothing() {
+    let project = Project::new("usage");
+    project.stage("dev", &dev_yaml());
+    let before = project.snapshot();
+    let run = project.run(&["synth", "--bogus"]);
+    let mut failures = Vec::new();
+    if run.code != Some(2) {
+        failures.push(format!("exit code is {:?}, expected Some(2)", run.code));
+    }
+    if !run.stderr.contains("--bogus") {
+        failures.push("stderr does not name the bad argument --bogus".into());
+    }
+    if !run.stdout.is_empty() {
+        failures.push("stdout is not empty".into());
+    }
+    failures.extend(nothing_written(&project, &before, false));
+    assert!(
+        failures.is_empty(),
+        "{}:\n    {}\n  actual exit code: {:?}\n  actual stderr:\n{}\n  actual stdout:\n{}",
+        run.command,
+        failures.join("\n    "),
+        run.code,
+        indent(&run.stderr),
+        indent(&run.stdout)
+    );
+}
