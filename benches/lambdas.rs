@@ -107,6 +107,7 @@ async fn main() {
 
     // Cold starts: a new process per run, the event already queued, as Lambda does it.
     let mut cold_ms = Vec::new();
+    let mut init_ms = Vec::new();
     let mut rss_kib = Vec::new();
     for _ in 0..COLD_RUNS {
         let id = setup.pending().await;
@@ -120,6 +121,7 @@ async fn main() {
         let outcome = answer.result.as_ref().expect("success")["outcome"].clone();
         assert_eq!(outcome, "activated");
         cold_ms.push((answer.answered_at - started).as_secs_f64() * 1000.0);
+        init_ms.push((host.first_poll().unwrap() - started).as_secs_f64() * 1000.0);
         rss_kib.push(status_kib(child.id(), "VmHWM:"));
         child.kill().ok();
         child.wait().ok();
@@ -154,6 +156,7 @@ async fn main() {
     child.wait().ok();
 
     cold_ms.sort_by(f64::total_cmp);
+    init_ms.sort_by(f64::total_cmp);
     rss_kib.sort();
     let mib = |kib: u64| kib as f64 / 1024.0;
     println!("activator benchmark (real bootstrap under a Runtime API host, moto on loopback)");
@@ -174,6 +177,11 @@ async fn main() {
         "{:<34} {:>7.1} ms",
         "cold start, p90",
         percentile(&cold_ms, 0.9)
+    );
+    println!(
+        "{:<34} {:>7.1} ms",
+        "  of which init (to first /next)",
+        percentile(&init_ms, 0.5)
     );
     println!(
         "{:<34} {:>6.1} MiB {:>6} MiB   48 MiB",

@@ -152,14 +152,13 @@ impl Activator {
             ));
         }
 
-        // The event is a hint; the registry is the truth.
-        let described = match self
-            .iot
-            .describe_certificate()
-            .certificate_id(id)
-            .send()
-            .await
-        {
+        // The event is a hint; the registry is the truth. Our CA certificate (for the
+        // signature check) is read at the same time on a cold start.
+        let (described, ca) = tokio::join!(
+            self.iot.describe_certificate().certificate_id(id).send(),
+            self.our_ca()
+        );
+        let described = match described {
             Ok(out) => out,
             Err(e)
                 if e.as_service_error()
@@ -221,7 +220,7 @@ impl Activator {
         };
 
         // Signed by our CA, or not ours: leave it untouched (never revoke someone else's).
-        let ca = self.our_ca().await?;
+        let ca = ca?;
         if let Err(e) = cert.verify_signed_by(ca) {
             return Ok(report(Outcome::Ignored, None, Some(e.to_string())));
         }
@@ -232,16 +231,25 @@ impl Activator {
         }
 
         let thing_name = self.thing_name(id, &cert);
-        if self.config.create_thing {
-            self.ensure_thing(&thing_name, arn).await?;
-        }
-        self.iot
-            .attach_policy()
-            .policy_name(&self.config.device_policy_name)
-            .target(arn)
-            .send()
-            .await
-            .map_err(|e| aws("AttachPolicy", &e))?;
+        // The Thing and the policy are independent: do them at the same time.
+        let thing = async {
+            if self.config.create_thing {
+                self.ensure_thing(&thing_name, arn).await
+            } else {
+                Ok(())
+            }
+        };
+        let policy = async {
+            self.iot
+                .attach_policy()
+                .policy_name(&self.config.device_policy_name)
+                .target(arn)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| aws("AttachPolicy", &e))
+        };
+        tokio::try_join!(thing, policy)?;
         // Last: only now can the device connect, and it has everything it needs.
         self.iot
             .update_certificate()

@@ -125,7 +125,16 @@ pub fn moto() -> &'static Moto {
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         die_with_parent(&mut cmd);
-        let child = cmd.spawn().expect("start moto_server");
+        // PR_SET_PDEATHSIG fires when the spawning *thread* exits, and test threads come and
+        // go: spawn moto from a thread that lives as long as the process.
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(cmd.spawn());
+            loop {
+                std::thread::park();
+            }
+        });
+        let child = rx.recv().unwrap().expect("start moto_server");
         let endpoint = format!("http://127.0.0.1:{port}");
         wait_ready(&endpoint);
         Moto {

@@ -25,6 +25,7 @@ struct State {
     results: Vec<Invocation>,
     init_error: Option<serde_json::Value>,
     next_id: u64,
+    first_poll: Option<Instant>,
 }
 
 type Shared = Arc<(Mutex<State>, Condvar)>;
@@ -92,6 +93,11 @@ impl RuntimeHost {
         }
     }
 
+    /// When the function first asked for an invocation: the end of its init phase.
+    pub fn first_poll(&self) -> Option<Instant> {
+        self.shared.0.lock().unwrap().first_poll
+    }
+
     /// The body the function posted to `/runtime/init/error`, if any.
     pub fn init_error(&self) -> Option<serde_json::Value> {
         self.shared.0.lock().unwrap().init_error.clone()
@@ -124,6 +130,7 @@ fn handle(shared: &Shared, req: HttpRequest) -> HttpResponse {
     let path = req.path().to_string();
     if req.method == "GET" && path == "/2018-06-01/runtime/invocation/next" {
         let mut st = lock.lock().unwrap();
+        st.first_poll.get_or_insert_with(Instant::now);
         loop {
             if let Some((id, payload, deadline)) = st.queue.pop_front() {
                 return HttpResponse::json(200, &payload)
