@@ -2,6 +2,7 @@
 //! tests capture it; `main` only maps the result to an exit code.
 
 use crate::assets::BuildOptions;
+use crate::deploy::{Reporter as _, RequireApproval};
 use crate::error::{exit, Error};
 use crate::stage::{self, StageFile, DEFAULT_STAGE};
 use crate::synth::{self, Progress};
@@ -17,7 +18,12 @@ Examples:
   jitr-infra list                       the stages and their stacks
   jitr-infra schema > stage.schema.json JSON Schema for editors
 
-Exit codes: 0 success, 1 error, 2 usage error, 3 changes found (diff).";
+  jitr-infra diff --stage prod           what a deploy would change; exit 3 if anything
+  jitr-infra deploy --stage prod --require-approval never   (CI, after a reviewed diff)
+  jitr-infra destroy --stage dev --yes
+
+Exit codes: 0 success, 1 error, 2 usage error, 3 changes found (diff),
+4 approval required but not given (deploy, destroy).";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -30,6 +36,15 @@ pub struct Cli {
     /// Project root holding stacks/, templates/ and lambdas/ [default: current directory]
     #[arg(long, global = true, value_name = "DIR")]
     pub project: Option<PathBuf>,
+    /// AWS profile (else AWS_PROFILE or the default chain: env, SSO, role profiles)
+    #[arg(long, global = true, value_name = "NAME")]
+    pub profile: Option<String>,
+    /// AWS region [default: the stage's region]
+    #[arg(long, global = true, value_name = "REGION")]
+    pub region: Option<String>,
+    /// Machine-readable JSON on stdout; no progress on stderr
+    #[arg(long, global = true)]
+    pub json: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -61,6 +76,44 @@ pub enum Command {
     },
     /// Print the JSON Schema of the stage file format.
     Schema,
+    /// Show what a deploy would change: resources, properties, replacements, and the
+    /// security view. Exit 0 when nothing would change, 3 when something would.
+    #[command(after_help = "Example: jitr-infra diff --stage prod")]
+    Diff {
+        /// Stage name: stacks/<STAGE>.yaml
+        #[arg(long, short, default_value = DEFAULT_STAGE)]
+        stage: String,
+    },
+    /// Deploy a stage through a CloudFormation change set.
+    #[command(after_help = "Examples:
+  jitr-infra deploy --stage dev
+  jitr-infra deploy --stage prod --require-approval never --outputs-file outputs.json
+  jitr-infra deploy --stage prod --no-execute     create the change set for review only")]
+    Deploy {
+        /// Stage name: stacks/<STAGE>.yaml
+        #[arg(long, short, default_value = DEFAULT_STAGE)]
+        stage: String,
+        /// When to ask before executing. Without a terminal nothing is asked: a deploy that
+        /// needs approval is refused (exit 4).
+        #[arg(long, value_enum, default_value_t = RequireApproval::Broadening)]
+        require_approval: RequireApproval,
+        /// Create the change set and stop (review it in the console or with `diff`)
+        #[arg(long)]
+        no_execute: bool,
+        /// Write the stack outputs as JSON to this file
+        #[arg(long, value_name = "FILE")]
+        outputs_file: Option<PathBuf>,
+    },
+    /// Delete a stage's stack (the CA stays registered if the stage retains it).
+    #[command(after_help = "Example: jitr-infra destroy --stage dev --yes")]
+    Destroy {
+        /// Stage name: stacks/<STAGE>.yaml
+        #[arg(long, short, default_value = DEFAULT_STAGE)]
+        stage: String,
+        /// Do not ask (required without a terminal)
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 struct StderrProgress<'a>(&'a mut dyn Write);
@@ -98,7 +151,7 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<i32, Er
     let root = project_root(cli.project.as_deref())?;
     match cli.command {
         Command::Synth { stage, out: dir } => {
-            let mut build = BuildOptions::new(&root);
+            let mut build = build_options(&root);
             build.show_progress = true;
             let progress = std::cell::RefCell::new(StderrProgress(err));
             let s = synth::synthesize(&root, &stage, &build, &progress)?;
@@ -178,6 +231,293 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<i32, Er
             Ok(if failed == 0 { exit::OK } else { exit::ERROR })
         }
         Command::Schema => unreachable!("handled above"),
+        Command::Diff { stage } => {
+            let rt = runtime()?;
+            let s = synthesize_quietly(&root, &stage, cli.json, err)?;
+            let clients = rt.block_on(crate::aws::Clients::new(&target(
+                &cli.profile,
+                &cli.region,
+                &s,
+            )));
+            let d = rt.block_on(crate::deploy::diff_stack(&clients, &s))?;
+            if cli.json {
+                print(
+                    out,
+                    &format!(
+                        "{}\n",
+                        serde_json::to_string_pretty(&d).expect("diff serializes")
+                    ),
+                );
+            } else {
+                print(out, &crate::diff::render_text(&d, color(false)));
+            }
+            step_summary(&crate::diff::render_markdown(
+                &d,
+                &format!("jitr-infra diff: {}", s.stage.stack_name),
+            ));
+            Ok(if d.is_empty() {
+                exit::OK
+            } else {
+                exit::CHANGES
+            })
+        }
+        Command::Deploy {
+            stage,
+            require_approval,
+            no_execute,
+            outputs_file,
+        } => {
+            let rt = runtime()?;
+            let s = synthesize_quietly(&root, &stage, cli.json, err)?;
+            let clients = rt.block_on(crate::aws::Clients::new(&target(
+                &cli.profile,
+                &cli.region,
+                &s,
+            )));
+            let opts = crate::deploy::Options {
+                require_approval,
+                execute: !no_execute,
+                interactive: interactive(),
+                ..Default::default()
+            };
+            let reporter = CliReporter::new(cli.json);
+            let outcome =
+                rt.block_on(crate::deploy::deploy(&clients, &root, &s, &opts, &reporter))?;
+            if let Some(d) = reporter.last_diff() {
+                step_summary(&crate::diff::render_markdown(
+                    &d,
+                    &format!("jitr-infra deploy: {}", s.stage.stack_name),
+                ));
+            }
+            if let (Some(path), crate::deploy::Outcome::Deployed { outputs, .. }) =
+                (&outputs_file, &outcome)
+            {
+                let text = serde_json::to_string_pretty(outputs).expect("outputs serialize") + "\n";
+                std::fs::write(path, text).map_err(crate::error::io(path))?;
+            }
+            if cli.json {
+                print(
+                    out,
+                    &format!(
+                        "{}\n",
+                        serde_json::to_string_pretty(&outcome).expect("outcome serializes")
+                    ),
+                );
+            } else {
+                print(out, &describe_outcome(&outcome));
+            }
+            Ok(exit::OK)
+        }
+        Command::Destroy { stage, yes } => {
+            let rt = runtime()?;
+            let st = stage::load(&root, &stage)?;
+            let region = cli.region.clone().unwrap_or_else(|| st.region.clone());
+            let clients = rt.block_on(crate::aws::Clients::new(&crate::aws::Target {
+                profile: cli.profile.clone(),
+                region,
+            }));
+            rt.block_on(crate::deploy::check_account(&clients, &st))?;
+            let Some(plan) = rt.block_on(crate::deploy::destroy_plan(&clients, &st.stack_name))?
+            else {
+                print(
+                    out,
+                    &format!(
+                        "stack {} does not exist: nothing to destroy\n",
+                        st.stack_name
+                    ),
+                );
+                return Ok(exit::OK);
+            };
+            let mut text = format!(
+                "stack {} ({}) will be deleted with its {} resources:\n",
+                plan.stack_name,
+                plan.stack_status,
+                plan.resources.len()
+            );
+            for (id, kind) in &plan.resources {
+                text.push_str(&format!("  - {id} ({kind})\n"));
+            }
+            text.push_str(if plan.ca_retained {
+                "the CA stays registered in AWS IoT (RetainOnDelete)\n"
+            } else {
+                "the CA will be DEREGISTERED: devices signed by it can no longer register\n"
+            });
+            let reporter = CliReporter::new(cli.json);
+            if !cli.json {
+                let _ = write!(err, "{text}");
+            }
+            if !yes {
+                if !interactive() {
+                    return Err(Error::ApprovalRequired(
+                        "destroy deletes the stack; no terminal to ask on: rerun with --yes".into(),
+                    ));
+                }
+                if !reporter.confirm(&format!("Delete stack {}?", plan.stack_name)) {
+                    return Err(Error::ApprovalRequired("not confirmed".into()));
+                }
+            }
+            let opts = crate::deploy::Options::default();
+            let settled = rt.block_on(crate::deploy::destroy(&clients, &plan, &opts, &reporter))?;
+            if cli.json {
+                print(
+                    out,
+                    &format!(
+                        "{}\n",
+                        serde_json::json!({"outcome": "destroyed", "stackName": plan.stack_name, "stackStatus": settled.status, "caRetained": plan.ca_retained})
+                    ),
+                );
+            } else {
+                print(out, &format!("stack {} destroyed\n", plan.stack_name));
+            }
+            Ok(exit::OK)
+        }
+    }
+}
+
+/// The Lambdas are built from `JITR_LAMBDA_SOURCES` (a jitr-infra checkout) when set, else
+/// from the project itself.
+fn build_options(root: &Path) -> BuildOptions {
+    match std::env::var_os("JITR_LAMBDA_SOURCES") {
+        Some(dir) => BuildOptions::new(PathBuf::from(dir)),
+        None => BuildOptions::new(root),
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, Error> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(crate::error::io("tokio runtime"))
+}
+
+fn target(
+    profile: &Option<String>,
+    region: &Option<String>,
+    s: &synth::Synthesized,
+) -> crate::aws::Target {
+    crate::aws::Target {
+        profile: profile.clone(),
+        region: region.clone().unwrap_or_else(|| s.stage.region.clone()),
+    }
+}
+
+/// Synth for diff and deploy: Lambda build progress still shows (it can take minutes).
+fn synthesize_quietly(
+    root: &Path,
+    stage: &str,
+    json: bool,
+    err: &mut dyn Write,
+) -> Result<synth::Synthesized, Error> {
+    let mut build = build_options(root);
+    build.show_progress = !json;
+    let progress = std::cell::RefCell::new(StderrProgress(err));
+    if json {
+        synth::synthesize(root, stage, &build, &synth::Quiet)
+    } else {
+        synth::synthesize(root, stage, &build, &progress)
+    }
+}
+
+/// Both stdin (for the answer) and stderr (for the question) are terminals, and CI is not set.
+pub fn interactive() -> bool {
+    use std::io::IsTerminal;
+    std::env::var_os("CI").is_none()
+        && std::io::stdin().is_terminal()
+        && std::io::stderr().is_terminal()
+}
+
+fn color(for_stderr: bool) -> bool {
+    use std::io::IsTerminal;
+    if std::env::var_os("NO_COLOR").is_some() || std::env::var_os("CI").is_some() {
+        return false;
+    }
+    if for_stderr {
+        std::io::stderr().is_terminal()
+    } else {
+        std::io::stdout().is_terminal()
+    }
+}
+
+/// Appends to the GitHub Actions job summary when running there.
+fn step_summary(markdown: &str) {
+    if let Some(path) = std::env::var_os("GITHUB_STEP_SUMMARY") {
+        use std::io::Write as _;
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(path)
+        {
+            let _ = writeln!(f, "{markdown}");
+        }
+    }
+}
+
+fn describe_outcome(o: &crate::deploy::Outcome) -> String {
+    use crate::deploy::Outcome;
+    match o {
+        Outcome::NoChanges { stack_name } => format!("stack {stack_name}: no changes\n"),
+        Outcome::ChangeSetCreated {
+            stack_name,
+            change_set_name,
+            ..
+        } => format!("stack {stack_name}: change set {change_set_name} created and not executed\n"),
+        Outcome::Deployed {
+            stack_name,
+            stack_status,
+            outputs,
+        } => {
+            let mut t = format!("stack {stack_name}: {stack_status}\n");
+            for (k, v) in outputs {
+                t.push_str(&format!("  {k} = {v}\n"));
+            }
+            t
+        }
+    }
+}
+
+/// Progress on stderr (plain lines: they read well in CI logs too), diffs coloured on a
+/// terminal, questions on the terminal.
+struct CliReporter {
+    quiet: bool,
+    color: bool,
+    last_diff: std::sync::Mutex<Option<crate::diff::StackDiff>>,
+}
+
+impl CliReporter {
+    fn new(json: bool) -> Self {
+        CliReporter {
+            quiet: json,
+            color: color(true),
+            last_diff: std::sync::Mutex::new(None),
+        }
+    }
+
+    fn last_diff(&self) -> Option<crate::diff::StackDiff> {
+        self.last_diff.lock().ok().and_then(|d| d.clone())
+    }
+}
+
+impl crate::deploy::Reporter for CliReporter {
+    fn progress(&self, line: &str) {
+        if !self.quiet {
+            eprintln!("{line}");
+        }
+    }
+
+    fn diff(&self, d: &crate::diff::StackDiff) {
+        if let Ok(mut slot) = self.last_diff.lock() {
+            *slot = Some(d.clone());
+        }
+        if !self.quiet {
+            eprint!("{}", crate::diff::render_text(d, self.color));
+        }
+    }
+
+    fn confirm(&self, question: &str) -> bool {
+        eprint!("{question} [y/N] ");
+        let mut answer = String::new();
+        std::io::stdin().read_line(&mut answer).is_ok()
+            && matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes")
     }
 }
 

@@ -15,6 +15,9 @@ pub mod exit {
     pub const USAGE: i32 = 2;
     /// `diff` found changes.
     pub const CHANGES: i32 = 3;
+    /// A deploy or destroy needed approval that was not given (no terminal to ask on, or
+    /// the answer was no). Nothing was changed.
+    pub const NOT_APPROVED: i32 = 4;
 }
 
 #[derive(Debug)]
@@ -35,6 +38,41 @@ pub enum Error {
     },
     /// The project directory is not a jitr-infra project.
     Project(String),
+    /// An AWS call failed (the message names the operation and the cause).
+    Aws(String),
+    /// The caller's credentials belong to another account than the stage's.
+    WrongAccount {
+        stage_file: PathBuf,
+        expected: String,
+        actual: String,
+        arn: String,
+    },
+    /// The stack is in a state a deploy cannot proceed from.
+    StackState {
+        stack: String,
+        status: String,
+        advice: String,
+    },
+    /// The change set or deletion ran and the stack ended in a failed state.
+    DeployFailed {
+        stack: String,
+        status: String,
+        causes: Vec<String>,
+    },
+    /// Approval was required and not given.
+    ApprovalRequired(String),
+    /// The DEFAULT-mode verification certificate could not be made.
+    Verification(String),
+}
+
+impl Error {
+    /// The process exit code for this error.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::ApprovalRequired(_) => exit::NOT_APPROVED,
+            _ => exit::ERROR,
+        }
+    }
 }
 
 impl fmt::Display for Error {
@@ -54,6 +92,40 @@ impl fmt::Display for Error {
             }
             Error::Io { path, source } => write!(f, "{}: {source}", path.display()),
             Error::Project(m) => f.write_str(m),
+            Error::Aws(m) => f.write_str(m),
+            Error::WrongAccount {
+                stage_file,
+                expected,
+                actual,
+                arn,
+            } => write!(
+                f,
+                "{}: account: the stage belongs to account {expected}, but the credentials are                  for account {actual} ({arn}); refusing to deploy. Use the right profile                  (--profile or AWS_PROFILE)",
+                stage_file.display()
+            ),
+            Error::StackState {
+                stack,
+                status,
+                advice,
+            } => write!(f, "stack {stack} is {status}: {advice}"),
+            Error::DeployFailed {
+                stack,
+                status,
+                causes,
+            } => {
+                writeln!(f, "stack {stack} ended in {status}")?;
+                if causes.is_empty() {
+                    writeln!(f, "  (no failed resource reported a reason; see the stack's events)")?;
+                } else {
+                    writeln!(f, "root cause{}:", if causes.len() == 1 { "" } else { "s" })?;
+                    for c in causes {
+                        writeln!(f, "  {c}")?;
+                    }
+                }
+                Ok(())
+            }
+            Error::ApprovalRequired(m) => write!(f, "approval required: {m}"),
+            Error::Verification(m) => write!(f, "verification certificate: {m}"),
         }
     }
 }

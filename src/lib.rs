@@ -5,9 +5,12 @@
 //! [`assets`]). See ARCHITECTURE.md.
 
 pub mod assets;
+pub mod aws;
 pub mod cfn;
 pub mod cli;
 pub mod constructs;
+pub mod deploy;
+pub mod diff;
 pub mod error;
 pub mod stage;
 pub mod synth;

@@ -29,7 +29,7 @@ fn main() {
             if !text.ends_with('\n') {
                 let _ = writeln!(err);
             }
-            exit::ERROR
+            e.exit_code()
         }
     };
     std::process::exit(code);

@@ -1,17 +1,1156 @@
 #!/usr/bin/env python3
 """moto server for jitr-infra's tests.
 
-Starts moto's standard server (same arguments as `moto_server`) after one change that moto's
-`/moto-api/config` endpoint does not offer for IoT: certificate ids are the SHA-256 of the DER
-encoding, as on real AWS (moto's default hashes the PEM text).
+Starts moto's standard server (same arguments as `moto_server`, e.g.
+`python tests/moto_server.py -H 127.0.0.1 -p PORT`) after a few changes to moto, all made in
+this process before the server starts:
+
+1. IoT certificate ids are the SHA-256 of the DER encoding, as on real AWS (moto's default
+   hashes the PEM text). moto's `/moto-api/config` endpoint does not offer this for IoT.
+
+2. Lambda functions really run. moto executes functions only through Docker, which the test
+   machines do not have, and our functions are `provided.al2023` Rust binaries anyway: a zip
+   holding one executable, `bootstrap`. So wherever moto would run a function (the Invoke API,
+   RequestResponse and Event; CloudFormation custom resources; moto's other event sources),
+   this server runs `bootstrap` itself, as a local process talking to a small Lambda Runtime
+   API served from this process on loopback. Functions of other runtimes, and image
+   functions, keep moto's own behaviour.
+
+3. CloudFormation custom resources behave like CloudFormation's: stack operations wait for the
+   provider's answer (so `Fn::GetAtt` on a custom resource resolves for the resources that
+   depend on it), a FAILED answer fails the stack (rollback), the answered PhysicalResourceId
+   is the resource's id, and Update and Delete requests are sent too. moto only sends Create,
+   in a background thread, and never looks at FAILED answers.
+
+4. Stacks created or updated through change sets report their Outputs (moto builds a
+   stack's outputs only from the template it was created with, which for a change set's stack
+   is empty).
+
+5. `Ref` of an AWS::IoT::Policy is its name, as on AWS (moto returns its Python object, which
+   then breaks whatever holds it: our activator's environment, GetFunctionConfiguration).
+
+Everything here patches moto 5.2.x internals (pinned in scripts/requirements-test.txt); each
+patch says what moto does and why we differ. `tests/moto_lambda_selfcheck.py` checks them.
 """
+from __future__ import annotations
+
+import argparse
+import atexit
+import base64
+import hashlib
+import http.server
+import io
+import itertools
+import json
+import os
+import re
+import secrets
+import select
+import shutil
+import signal
+import subprocess
 import sys
+import tempfile
+import threading
+import time
+import uuid
+import zipfile
+from typing import Any
+from urllib.parse import quote
 
 from moto.core.config import default_user_config
 
 default_user_config.setdefault("iot", {})["use_valid_cert"] = True
 
-from moto.server import main  # noqa: E402  (after the configuration above)
+# ---------------------------------------------------------------------------------------------
+# Our own address.
+#
+# Functions call AWS back at this server, and custom resource providers PUT their answer to a
+# ResponseURL pointing at it, so it must know its port before it starts. moto's `main` only
+# sets MOTO_PORT from `-p` when MOTO_PORT is not already set: a MOTO_PORT inherited from the
+# caller's environment would silently win, so we parse `-p` ourselves and always set it.
+# ---------------------------------------------------------------------------------------------
+
+
+def _own_address(argv: list[str]) -> tuple[str, int]:
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("-H", "--host", default="127.0.0.1")
+    parser.add_argument("-p", "--port", type=int, default=int(os.environ.get("MOTO_PORT", 5000)))
+    args, _ = parser.parse_known_args(argv)
+    # Bound to every interface or to a name: loopback reaches it. Bound to one address: that one.
+    host = args.host
+    if host in ("", "0.0.0.0", "::", "localhost"):
+        host = "127.0.0.1"
+    elif ":" in host:
+        host = f"[{host}]"
+    return host, args.port
+
+
+_HOST, _PORT = _own_address(sys.argv[1:])
+os.environ["MOTO_PORT"] = str(_PORT)
+# What functions use as AWS_ENDPOINT_URL and CloudFormation's ResponseURLs point at. Plain HTTP:
+# the tests never start moto with --ssl.
+ENDPOINT = f"http://{_HOST}:{_PORT}"
+
+from moto import settings  # noqa: E402  (after MOTO_PORT is set)
+
+# moto builds the URLs it gives to functions (ResponseURL, MOTO_HOST) from moto_server_host(),
+# which is "http://host.docker.internal", the address of the host as seen from a Docker
+# container. Our functions run on this host.
+settings.moto_server_host = lambda: f"http://{_HOST}"
+
+from moto.awslambda import lambda_backends  # noqa: E402
+from moto.awslambda.models import LambdaFunction  # noqa: E402
+from moto.cloudformation import cloudformation_backends  # noqa: E402
+from moto.cloudformation.custom_model import CustomModel  # noqa: E402
+from moto.cloudformation.models import CloudFormationBackend, Event, Stack  # noqa: E402
+from moto.cloudformation.parsing import OutputMap, ResourceMap  # noqa: E402
+from moto.cloudformation.responses import CloudFormationResponse  # noqa: E402
+from moto.core.utils import unix_time_millis, utcnow  # noqa: E402
+from moto.iot.models import FakePolicy  # noqa: E402
+
+# Where function code is unpacked and each function process's whole output is kept.
+WORK_DIR = os.path.join(tempfile.gettempdir(), f"jitr-moto-lambda-{os.getuid()}")
+# Lambda gives a function's init (the process start up to its first /next) 10 seconds on top
+# of the invocation's own timeout.
+INIT_TIMEOUT_S = 10.0
+# Lambda returns at most the last 4 KB of an invocation's log (LogType=Tail).
+LOG_TAIL_BYTES = 4096
+
+_stderr_lock = threading.Lock()
+
+
+def _say(prefix: str, line: str) -> None:
+    """Writes one line to this server's stderr, which the test scripts keep as moto's log."""
+    with _stderr_lock:
+        sys.stderr.write(f"[{prefix}] {line}\n")
+        sys.stderr.flush()
+
+
+# ---------------------------------------------------------------------------------------------
+# Lambda: the runtime API and the function processes.
+#
+# A sandbox is one function process (one "execution environment") plus the Runtime API it
+# polls, served on its own loopback port so that no request has to say which process it comes
+# from. A sandbox runs one invocation at a time (its lock), like Lambda's environments, and
+# stays warm between invocations: the ca-provider and activator build their AWS clients once
+# per process, as they would on Lambda. A sandbox belongs to one function configuration and
+# code (its key); changing either retires it, and the next invocation starts a fresh one.
+# ---------------------------------------------------------------------------------------------
+
+
+class _Invocation:
+    def __init__(self, payload: bytes):
+        self.request_id = str(uuid.uuid4())
+        self.payload = payload
+        self.queued_at = time.monotonic()
+        self.dispatched = False  # handed to the function by /next
+        self.deadline = 0.0  # monotonic, once dispatched
+        self.deadline_ms = 0  # the same, in epoch milliseconds for Lambda-Runtime-Deadline-Ms
+        self.done = False
+        self.error = False
+        self.error_type = ""
+        self.result = b""
+        self.logs: list[str] = []
+
+
+class _Result:
+    def __init__(self, request_id: str, payload: bytes, error: bool, logs: list[str], ms: float):
+        self.request_id = request_id
+        self.payload = payload
+        self.error = error
+        self.logs = logs
+        self.duration_ms = ms
+
+    def log_tail(self) -> str:
+        text = "".join(line + "\n" for line in self.logs).encode("utf-8", "replace")
+        return base64.b64encode(text[-LOG_TAIL_BYTES:]).decode("ascii")
+
+    def error_summary(self) -> str:
+        try:
+            body = json.loads(self.payload)
+            return f"{body.get('errorType')}: {body.get('errorMessage')}"
+        except (ValueError, AttributeError):
+            return self.payload.decode("utf-8", "replace")
+
+
+def _error_body(error_type: str, message: str) -> bytes:
+    return json.dumps({"errorType": error_type, "errorMessage": message}).encode()
+
+
+class _RuntimeApi(http.server.BaseHTTPRequestHandler):
+    """The Lambda Runtime API (2018-06-01) for one sandbox: `self.server.sandbox`."""
+
+    # Keep-alive, as Lambda's: the runtime client reuses its connection for every call.
+    protocol_version = "HTTP/1.1"
+    PREFIX = "/2018-06-01/runtime"
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002  (the base's name)
+        pass  # one line per poll would drown the functions' own logs
+
+    def _reply(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None) -> None:
+        self.send_response(status)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _body(self) -> bytes:
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            chunks = []
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass  # trailers
+                    return b"".join(chunks)
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+        return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+
+    def do_GET(self) -> None:  # noqa: N802  (http.server's naming)
+        sandbox: _Sandbox = self.server.sandbox  # type: ignore[attr-defined]
+        if self.path != f"{self.PREFIX}/invocation/next":
+            return self._reply(404, _error_body("NotFound", self.path))
+        invocation = sandbox.next_invocation(self.server)  # type: ignore[arg-type]
+        if invocation is None:  # the sandbox is shutting down
+            self.close_connection = True
+            return self._reply(500, _error_body("Sandbox.Shutdown", "shutting down"))
+        self._reply(200, invocation.payload, sandbox.invocation_headers(invocation))
+
+    def do_POST(self) -> None:  # noqa: N802
+        sandbox: _Sandbox = self.server.sandbox  # type: ignore[attr-defined]
+        body = self._body()
+        if self.path == f"{self.PREFIX}/init/error":
+            sandbox.init_failed(body, self.headers.get("Lambda-Runtime-Function-Error-Type"))
+            return self._reply(202, b'{"status":"OK"}')
+        match = re.fullmatch(rf"{self.PREFIX}/invocation/([^/]+)/(response|error)", self.path)
+        if not match:
+            return self._reply(404, _error_body("NotFound", self.path))
+        request_id, kind = match.groups()
+        error_type = self.headers.get("Lambda-Runtime-Function-Error-Type")
+        if not sandbox.complete(request_id, body, kind == "error", error_type):
+            return self._reply(400, _error_body("InvalidRequestID", f"unknown {request_id}"))
+        self._reply(202, b'{"status":"OK"}')
+
+
+class _RuntimeServer(http.server.ThreadingHTTPServer):
+    """One per function process: a /next poll left behind by a dead process (whose handler
+    thread may still be waiting) can then never take an invocation meant for its successor."""
+
+    daemon_threads = True
+
+    def __init__(self, sandbox: _Sandbox):
+        super().__init__(("127.0.0.1", 0), _RuntimeApi)
+        self.sandbox = sandbox
+        self.closed = False
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A killed function (timeout, retirement, shutdown) leaves its connection half-open;
+        # writing to it fails. Nothing to report then.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
+class _Sandbox:
+    _numbers = itertools.count(1)
+
+    def __init__(self, fn: LambdaFunction, code_dir: str, environment: dict[str, str]):
+        self.name = fn.function_name
+        self.arn = fn.function_arn
+        self.timeout = float(fn.timeout)
+        self.code_dir = code_dir
+        self.environment = environment
+        self.logs_backend = fn.logs_backend
+        self.log_group = fn.logs_group_name
+        self.version = str(fn.version)
+        self.lock = threading.Lock()  # one invocation at a time
+        # Guards everything below. Reentrant (Condition's default), as shutdown() may run
+        # inside it.
+        self.cond = threading.Condition()
+        self.pending: _Invocation | None = None
+        self.process: subprocess.Popen | None = None
+        self.server: _RuntimeServer | None = None
+        self.exit_code: int | None = None
+        self.init_error: tuple[bytes, str] | None = None
+        self.busy = False
+        self.closed = False  # shut down for good
+        self.retired = False  # superseded: shut down once idle
+        self.log_stream = ""
+        self.log_file = ""
+        self.pump_done = threading.Event()  # the current process's output is all read
+
+    # -- life cycle -----------------------------------------------------------------------
+
+    def _start(self) -> None:
+        self._stop()
+        server = _RuntimeServer(self)
+        threading.Thread(target=server.serve_forever, name=f"runtime-api-{self.name}", daemon=True).start()
+        number = next(self._numbers)
+        self.log_stream = f"{utcnow():%Y/%m/%d}/[{self.version}]{secrets.token_hex(16)}"
+        self.log_file = os.path.join(WORK_DIR, "logs", f"{self.name}-{os.getpid()}-{number}.log")
+        os.makedirs(os.path.dirname(self.log_file), exist_ok=True)
+        env = dict(self.environment)
+        env["AWS_LAMBDA_LOG_STREAM_NAME"] = self.log_stream
+        env["AWS_LAMBDA_RUNTIME_API"] = f"127.0.0.1:{server.server_address[1]}"
+        try:
+            self.logs_backend.ensure_log_group(self.log_group)
+            self.logs_backend.create_log_stream(self.log_group, self.log_stream)
+        except Exception as e:  # logs are a courtesy: never fail an invocation over them
+            _say(self.name, f"(cannot create CloudWatch log stream: {e})")
+        # Its own session, so that a timeout kills whatever the function started, too. If this
+        # server dies without cleaning up, the process exits by itself: its long poll on
+        # /next (served by this process) fails, and the runtime client gives up.
+        process = subprocess.Popen(
+            [os.path.join(self.code_dir, "bootstrap")],
+            cwd=self.code_dir,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        with self.cond:
+            self.server, self.process = server, process
+            self.exit_code, self.init_error = None, None
+            self.pump_done = threading.Event()
+        _say(self.name, f"started pid {process.pid}; its output is also in {self.log_file}")
+        threading.Thread(target=self._pump_output, args=(process, self.pump_done), daemon=True).start()
+        threading.Thread(target=self._watch, args=(process,), daemon=True).start()
+
+    def _pump_output(self, process: subprocess.Popen, done: threading.Event) -> None:
+        """Copies the function's output to its log file, moto's stderr and the invocation."""
+        with open(self.log_file, "a", encoding="utf-8") as log:
+            for raw in process.stdout:  # type: ignore[union-attr]
+                line = raw.decode("utf-8", "replace").rstrip("\r\n")
+                log.write(line + "\n")
+                log.flush()
+                _say(self.name, line)
+                with self.cond:
+                    if self.pending is not None and process is self.process:
+                        self.pending.logs.append(line)
+        done.set()
+
+    def _watch(self, process: subprocess.Popen) -> None:
+        code = process.wait()
+        with self.cond:
+            current = process is self.process
+            if current:
+                self.exit_code = code
+                self.cond.notify_all()
+        if current and not self.closed:
+            _say(self.name, f"pid {process.pid} exited with status {code}")
+
+    def _stop(self) -> None:
+        """Kills the process (and its session) and closes its Runtime API."""
+        with self.cond:
+            process, server = self.process, self.server
+            self.process, self.server = None, None
+            if server is not None:
+                server.closed = True
+            self.cond.notify_all()  # releases a /next long poll
+        if process is not None and process.poll() is None:
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            process.wait()
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+
+    def shutdown(self) -> None:
+        with self.cond:
+            self.closed = True
+        self._stop()
+
+    def retire(self) -> None:
+        """Superseded by new code or configuration: goes now if idle, else after its
+        invocation (decided under cond, so that exactly one side does it)."""
+        with self.cond:
+            self.retired = True
+            if self.busy:
+                return
+            self.closed = True
+        self._stop()
+
+    # -- the Runtime API's side -----------------------------------------------------------
+
+    def next_invocation(self, server: _RuntimeServer) -> _Invocation | None:
+        with self.cond:
+            while not server.closed and (self.pending is None or self.pending.dispatched):
+                self.cond.wait()
+            if server.closed:
+                return None
+            invocation = self.pending
+            invocation.dispatched = True
+            invocation.deadline = time.monotonic() + self.timeout
+            invocation.deadline_ms = int(time.time() * 1000 + self.timeout * 1000)
+            self.cond.notify_all()  # the invoker now measures the function's own timeout
+            return invocation
+
+    def invocation_headers(self, invocation: _Invocation) -> dict[str, str]:
+        trace = f"Root=1-{int(time.time()):08x}-{secrets.token_hex(12)};Parent={secrets.token_hex(8)};Sampled=0"
+        return {
+            "Lambda-Runtime-Aws-Request-Id": invocation.request_id,
+            "Lambda-Runtime-Deadline-Ms": str(invocation.deadline_ms),
+            "Lambda-Runtime-Invoked-Function-Arn": self.arn,
+            "Lambda-Runtime-Trace-Id": trace,
+        }
+
+    def complete(self, request_id: str, body: bytes, error: bool, error_type: str | None) -> bool:
+        with self.cond:
+            invocation = self.pending
+            if invocation is None or invocation.request_id != request_id or invocation.done:
+                return False
+            invocation.done = True
+            invocation.result = body
+            invocation.error = error
+            invocation.error_type = error_type or ""
+            self.cond.notify_all()
+            return True
+
+    def init_failed(self, body: bytes, error_type: str | None) -> None:
+        with self.cond:
+            self.init_error = (body, error_type or "Runtime.Unknown")
+            self.cond.notify_all()
+
+    # -- the invoker's side ---------------------------------------------------------------
+
+    def invoke(self, payload: bytes) -> _Result:
+        with self.lock:
+            with self.cond:
+                if self.closed:
+                    raise _SandboxClosed()
+                self.busy = True
+            try:
+                return self._invoke(payload)
+            finally:
+                with self.cond:
+                    self.busy = False
+                    retire = self.retired and not self.closed
+                    if retire:
+                        self.closed = True
+                if retire:
+                    self._stop()
+
+    def _invoke(self, payload: bytes) -> _Result:
+        if self.process is None or self.process.poll() is not None:
+            self._start()
+        invocation = _Invocation(payload)
+        timed_out = False
+        with self.cond:
+            self.pending = invocation
+            self.cond.notify_all()
+            while not invocation.done and self.exit_code is None and self.init_error is None:
+                if invocation.dispatched:
+                    limit = invocation.deadline
+                else:
+                    limit = invocation.queued_at + INIT_TIMEOUT_S + self.timeout
+                left = limit - time.monotonic()
+                if left <= 0:
+                    timed_out = True
+                    break
+                self.cond.wait(left)
+        self._settle_output()
+        with self.cond:
+            self.pending = None
+        elapsed_ms = (time.monotonic() - invocation.queued_at) * 1000
+        rid = invocation.request_id
+        if invocation.done:
+            body, error = invocation.result, invocation.error
+        elif timed_out:
+            self._stop()  # the next invocation starts a fresh process, as on Lambda
+            body = _error_body("Sandbox.Timedout", f"RequestId: {rid} Error: Task timed out after {self.timeout:.2f} seconds")
+            error = True
+        elif self.init_error is not None:
+            self._stop()
+            body, error = self.init_error[0], True
+        else:
+            message = f"RequestId: {rid} Error: Runtime exited with error: exit status {self.exit_code}"
+            body, error = _error_body("Runtime.ExitError", message), True
+        result = _Result(rid, body, error, invocation.logs, elapsed_ms)
+        outcome = f"error {result.error_summary()}" if error else "ok"
+        _say(self.name, f"REPORT RequestId: {rid} Duration: {elapsed_ms:.1f} ms Result: {outcome}")
+        self._save_logs(rid, invocation.logs, elapsed_ms)
+        return result
+
+    def _settle_output(self) -> None:
+        """Lines the function wrote just before answering may still be in the pipe, not yet
+        taken by _pump_output: give it a moment (50 ms at most) so that they count as this
+        invocation's, in the LogType=Tail result and CloudWatch Logs."""
+        process = self.process
+        if process is None or process.stdout is None:
+            return
+        give_up = time.monotonic() + 0.05
+        while time.monotonic() < give_up and not self.pump_done.is_set():
+            try:
+                readable, _, _ = select.select([process.stdout], [], [], 0)
+            except (OSError, ValueError):
+                return
+            if not readable:
+                break
+            time.sleep(0.002)
+        time.sleep(0.001)  # the pump may still be handling what it has read
+
+    def _save_logs(self, request_id: str, lines: list[str], elapsed_ms: float) -> None:
+        """Copies the invocation's log to moto's CloudWatch Logs, framed as Lambda frames it."""
+        messages = [f"START RequestId: {request_id} Version: {self.version}", *lines]
+        messages += [f"END RequestId: {request_id}", f"REPORT RequestId: {request_id}\tDuration: {elapsed_ms:.2f} ms"]
+        now = unix_time_millis()
+        try:
+            self.logs_backend.put_log_events(
+                self.log_group, self.log_stream, [{"timestamp": now, "message": m} for m in messages]
+            )
+        except Exception as e:
+            # Typically the log group is gone: a stack deletion removed it while the function
+            # was finishing (it answered CloudFormation first). Lambda would not recreate it
+            # either within that invocation.
+            _say(self.name, f"(log not copied to CloudWatch Logs: {e})")
+
+
+class _SandboxClosed(Exception):
+    """The sandbox was retired between its lookup and its use: look up its successor."""
+
+
+_sandboxes: dict[tuple, _Sandbox] = {}
+_sandboxes_lock = threading.Lock()
+
+
+def _is_ours(fn: LambdaFunction) -> bool:
+    """Whether we run this function ourselves: a zip of a custom runtime (`provided.*`)."""
+    return (
+        getattr(fn, "package_type", "Zip") == "Zip"
+        and str(fn.run_time or "").startswith("provided")
+        and bool(getattr(fn, "code_bytes", b""))
+    )
+
+
+def _unpack(code: bytes) -> str:
+    """Unpacks a deployment package once per content, into a directory named by its hash."""
+    digest = hashlib.sha256(code).hexdigest()
+    target = os.path.join(WORK_DIR, "code", digest)
+    if not os.path.isdir(target):
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        staging = tempfile.mkdtemp(prefix=f".{digest}.", dir=os.path.dirname(target))
+        try:
+            with zipfile.ZipFile(io.BytesIO(code)) as archive:
+                archive.extractall(staging)
+        except zipfile.BadZipFile:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        bootstrap = os.path.join(staging, "bootstrap")
+        if os.path.isfile(bootstrap):
+            # Zips built on any OS may lose the mode bits; Lambda runs bootstrap regardless.
+            os.chmod(bootstrap, 0o755)
+        try:
+            os.rename(staging, target)
+        except OSError:  # another thread unpacked the same code meanwhile
+            shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def _environment(fn: LambdaFunction) -> dict[str, str]:
+    """The process environment: the function's variables, then Lambda's reserved ones."""
+    env = {"PATH": "/usr/local/bin:/usr/bin:/bin:/opt/bin", "LANG": "en_US.UTF-8", "TZ": ":UTC"}
+    env.update({str(k): "" if v is None else str(v) for k, v in (fn.environment_vars or {}).items()})
+    env.update(
+        {
+            "AWS_ENDPOINT_URL": ENDPOINT,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_REGION": fn.region,
+            "AWS_DEFAULT_REGION": fn.region,
+            "AWS_LAMBDA_FUNCTION_NAME": fn.function_name,
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(fn.memory_size),
+            "AWS_LAMBDA_FUNCTION_VERSION": str(fn.version),
+            "AWS_LAMBDA_LOG_GROUP_NAME": fn.logs_group_name,
+            "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
+            "_HANDLER": str(fn.handler or "bootstrap"),
+        }
+    )
+    return env
+
+
+def _sandbox_for(fn: LambdaFunction) -> _Sandbox | None:
+    """The warm sandbox for this function's current code and configuration, or None when the
+    package has no bootstrap."""
+    try:
+        code_dir = _unpack(fn.code_bytes)
+    except zipfile.BadZipFile:
+        return None
+    if not os.path.isfile(os.path.join(code_dir, "bootstrap")):
+        return None
+    environment = _environment(fn)
+    identity = (fn.account_id, fn.region, fn.function_arn)
+    key = identity + (code_dir, json.dumps(environment, sort_keys=True), fn.timeout)
+    with _sandboxes_lock:
+        sandbox = _sandboxes.get(key)
+        if sandbox is None or sandbox.closed:
+            # New code or configuration: the old environments go, as on Lambda.
+            for old_key, old in list(_sandboxes.items()):
+                if old_key[:3] == identity:
+                    del _sandboxes[old_key]
+                    old.retire()
+            sandbox = _sandboxes[key] = _Sandbox(fn, code_dir, environment)
+        return sandbox
+
+
+def run_function(fn: LambdaFunction, payload: bytes) -> _Result:
+    """Runs one invocation of a function we run ourselves (see `_is_ours`), synchronously."""
+    for _ in range(3):
+        sandbox = _sandbox_for(fn)
+        if sandbox is None:
+            message = "Couldn't find valid bootstrap(s): [/var/task/bootstrap /opt/bootstrap]"
+            return _Result(str(uuid.uuid4()), _error_body("Runtime.InvalidEntrypoint", message), True, [], 0)
+        try:
+            return sandbox.invoke(payload)
+        except _SandboxClosed:
+            continue
+    raise RuntimeError(f"no sandbox for {fn.function_name}")
+
+
+def _shutdown_all() -> None:
+    with _sandboxes_lock:
+        for sandbox in _sandboxes.values():
+            sandbox.shutdown()
+        _sandboxes.clear()
+
+
+# moto's server exits through sys.exit on SIGINT/SIGTERM, which runs this.
+atexit.register(_shutdown_all)
+
+
+def _header(headers: Any, name: str) -> str | None:
+    """A request header, whatever mapping moto passes (werkzeug headers, or a dict of ours)."""
+    if not headers:
+        return None
+    for key, value in headers.items():
+        if key.lower() == name.lower():
+            return value
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Patch: LambdaFunction.invoke.
+#
+# Every way moto runs a function ends in this method: the Invoke API (through the backend),
+# InvokeAsync, custom resources, S3/SNS/SQS/EventBridge/Secrets Manager triggers. moto's version
+# runs the function synchronously in Docker (`_invoke_lambda`), even for Event invocations, and
+# reports failures as "Handled". Ours runs bootstrap, answers Event invocations at once and runs
+# them in the background, and reports runtime errors as "Unhandled", as Lambda does.
+# ---------------------------------------------------------------------------------------------
+
+_moto_invoke = LambdaFunction.invoke
+
+
+def _invoke(self: LambdaFunction, body: Any, request_headers: Any, response_headers: Any) -> Any:
+    if not _is_ours(self):
+        return _moto_invoke(self, body, request_headers, response_headers)
+    if isinstance(body, str):
+        body = body.encode("utf-8")
+    payload = body or b"{}"
+    invocation_type = _header(request_headers, "X-Amz-Invocation-Type") or "RequestResponse"
+    if invocation_type == "DryRun":
+        return b""
+    if invocation_type == "Event":
+        # Lambda queues the event and answers 202 at once. No retries and no destinations
+        # (EventInvokeConfig) here: a failed event is only logged.
+        def run() -> None:
+            try:
+                result = run_function(self, payload)
+                if result.error:
+                    _say(self.function_name, f"Event invocation failed: {result.error_summary()}")
+            except Exception as e:
+                _say(self.function_name, f"Event invocation could not run: {e!r}")
+
+        threading.Thread(target=run, name=f"event-{self.function_name}", daemon=True).start()
+        return b""
+    result = run_function(self, payload)
+    if result.error:
+        response_headers["x-amz-function-error"] = "Unhandled"
+    response_headers["x-amz-log-result"] = result.log_tail()  # moto drops it unless LogType=Tail
+    response_headers["x-amz-executed-version"] = str(self.version)
+    return result.payload
+
+
+LambdaFunction.invoke = _invoke
+
+
+# ---------------------------------------------------------------------------------------------
+# CloudFormation custom resources.
+#
+# moto's CustomModel invokes the ServiceToken function in a background thread on Create and
+# marks the resource created when a SUCCESS answer arrives; the rest of the stack is created
+# meanwhile, so a `Fn::GetAtt` on the custom resource resolves to None for the resources that
+# depend on it (our activator's JITR_CA_CERTIFICATE_ID), a FAILED answer leaves the stack
+# CREATE_IN_PROGRESS forever, and Update and Delete are never sent.
+#
+# Here a stack operation reaching a custom resource of a function we run invokes the provider
+# and waits for its answer, as CloudFormation does. The answer arrives on another request
+# thread (the provider PUTs it to the ResponseURL, this server); that thread only hands the
+# answer to the waiting operation, which applies it. A FAILED answer (or a provider that
+# returns or dies without answering) raises _CustomResourceFailed out of moto's resource loop,
+# and the wrappers of the four stack operations below turn it into the stack status
+# CloudFormation would report.
+# ---------------------------------------------------------------------------------------------
+
+# After the provider returned without answering, how long to still wait for its PUT.
+ANSWER_GRACE_S = 2.0
+
+
+class _CustomResourceFailed(BaseException):
+    """A custom resource's provider answered FAILED, or never answered.
+
+    A BaseException on purpose: moto's resource loops catch Exception and retry the resource
+    up to five times (dependency errors), which would send the provider the same request
+    again; this must stop the operation at once, as CloudFormation does.
+    """
+
+    def __init__(self, logical_id: str, resource_type: str, physical_id: str, reason: str):
+        super().__init__(reason)
+        self.logical_id = logical_id
+        self.resource_type = resource_type
+        self.physical_id = physical_id
+        self.reason = reason
+
+
+class _Waiter:
+    """One outstanding custom resource request: its answer, or the provider's end."""
+
+    def __init__(self) -> None:
+        self.cond = threading.Condition()
+        self.answer: dict[str, Any] | None = None
+        self.finished: _Result | None = None
+
+    def answered(self, answer: dict[str, Any]) -> None:
+        with self.cond:
+            self.answer = answer
+            self.cond.notify_all()
+
+    def provider_finished(self, result: _Result) -> None:
+        with self.cond:
+            self.finished = result
+            self.cond.notify_all()
+
+    def wait(self) -> dict[str, Any] | None:
+        with self.cond:
+            # Bounded: the provider's own timeout ends it, and then finished is set.
+            self.cond.wait_for(lambda: self.answer is not None or self.finished is not None)
+            if self.answer is None:
+                self.cond.wait_for(lambda: self.answer is not None, ANSWER_GRACE_S)
+            return self.answer
+
+
+_waiters: dict[str, _Waiter] = {}  # by RequestId, while the operation waits
+_sent: set[str] = set()  # every RequestId we sent, to recognize late answers
+
+# How many of the wrapped stack operations below this thread is in. Outside them (moto
+# resolving a resource lazily, say) a failure must be an ordinary exception, which moto turns
+# into an error response, not a BaseException that would kill the request thread.
+_in_operation = threading.local()
+
+
+class _Operation:
+    def __enter__(self) -> None:
+        _in_operation.depth = getattr(_in_operation, "depth", 0) + 1
+
+    def __exit__(self, *exc: Any) -> None:
+        _in_operation.depth -= 1
+
+
+def _as_strings(value: Any) -> Any:
+    """Custom resource properties as CloudFormation sends them: every scalar a string."""
+    if isinstance(value, dict):
+        return {k: _as_strings(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_as_strings(v) for v in value]
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(value)
+    return value
+_stack_operation_sequence = itertools.count()
+
+
+def _response_url(region: str, stack_id: str) -> str:
+    # The path moto routes to CloudFormationResponse.cfnresponse (see moto's
+    # get_service_from_path); the query is only informative, the answer names its stack.
+    return f"{ENDPOINT}/cloudformation_{region}/cfnresponse?stack={quote(stack_id, safe='')}"
+
+
+def _request(
+    fn: LambdaFunction,
+    request_type: str,
+    context: dict[str, Any],
+    physical_id: str | None,
+    properties: dict[str, Any],
+    old_properties: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Sends one custom resource request to its provider and returns the SUCCESS answer."""
+    request_id = str(uuid.uuid4())
+    event: dict[str, Any] = {
+        "RequestType": request_type,
+        "ServiceToken": context["service_token"],
+        "ResponseURL": _response_url(context["region"], context["stack_id"]),
+        "StackId": context["stack_id"],
+        "RequestId": request_id,
+        "LogicalResourceId": context["logical_id"],
+        "ResourceType": context["resource_type"],
+        "ResourceProperties": _as_strings(properties),
+    }
+    if physical_id is not None:
+        event["PhysicalResourceId"] = physical_id
+    if old_properties is not None:
+        event["OldResourceProperties"] = _as_strings(old_properties)
+    waiter = _waiters[request_id] = _Waiter()
+    _sent.add(request_id)
+
+    def run() -> None:
+        try:
+            waiter.provider_finished(run_function(fn, json.dumps(event).encode()))
+        except Exception as e:
+            rid = str(uuid.uuid4())
+            waiter.provider_finished(_Result(rid, _error_body("Moto.Error", repr(e)), True, [], 0))
+
+    # The provider runs on its own thread so that its answer, not its return, ends the wait
+    # (CloudFormation does not wait for the function either).
+    threading.Thread(target=run, name=f"cfn-{context['logical_id']}", daemon=True).start()
+    try:
+        answer = waiter.wait()
+    finally:
+        _waiters.pop(request_id, None)
+    failed_id = physical_id or context["logical_id"]
+
+    def fail(reason: str) -> BaseException:
+        if getattr(_in_operation, "depth", 0) == 0:
+            return RuntimeError(f"custom resource {context['logical_id']}: {reason}")
+        return _CustomResourceFailed(context["logical_id"], context["resource_type"], failed_id, reason)
+
+    if answer is None:
+        outcome = waiter.finished
+        detail = f": {outcome.error_summary()}" if outcome is not None and outcome.error else ""
+        raise fail(
+            f"{request_type} request to {fn.function_name} ended without a response to the "
+            f"ResponseURL{detail}. See the function's log in moto's stderr."
+        )
+    if answer.get("Status") != "SUCCESS":
+        raise fail(str(answer.get("Reason") or "the provider answered FAILED without a Reason"))
+    if not answer.get("PhysicalResourceId"):
+        raise fail("Invalid PhysicalResourceId")
+    return answer
+
+
+def _context(cr: CustomModel) -> dict[str, Any]:
+    """What Update and Delete need to know about a custom resource we created. AttributeError
+    for the custom resources moto created itself (providers we do not run): moto then handles
+    them its own way."""
+    return cr._jitr_context  # type: ignore[attr-defined]
+
+
+def _provider(context: dict[str, Any]) -> LambdaFunction | None:
+    backend = lambda_backends[context["account_id"]][context["region"]]
+    try:
+        return backend.get_function(context["service_token"])
+    except Exception:
+        return None
+
+
+_moto_custom_create = CustomModel.create_from_cloudformation_json.__func__  # type: ignore[attr-defined]
+
+
+@classmethod  # type: ignore[misc]
+def _custom_create(
+    cls: type[CustomModel],
+    resource_name: str,
+    cloudformation_json: dict[str, Any],
+    account_id: str,
+    region_name: str,
+    **kwargs: Any,
+) -> CustomModel:
+    properties = cloudformation_json["Properties"]
+    service_token = properties["ServiceToken"]
+    fn = lambda_backends[account_id][region_name].get_function(service_token)
+    if not _is_ours(fn):
+        return _moto_custom_create(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs)
+    context = {
+        "account_id": account_id,
+        "region": region_name,
+        "stack_id": kwargs["StackId"],
+        "logical_id": kwargs["LogicalId"],
+        "resource_type": kwargs["ResourceType"],
+        "service_token": service_token,
+        "properties": properties,
+        "sequence": next(_stack_operation_sequence),
+    }
+    answer = _request(fn, "Create", context, None, properties)
+    custom = CustomModel(region_name, str(uuid.uuid4()), context["logical_id"], answer["PhysicalResourceId"])
+    custom.set_data(answer.get("Data") or {})
+    custom._jitr_context = context  # type: ignore[attr-defined]
+    stack = cloudformation_backends[account_id][region_name].get_stack(context["stack_id"])
+    stack.add_custom_resource(custom)
+    return custom
+
+
+@classmethod  # type: ignore[misc]
+def _custom_update(
+    cls: type[CustomModel],
+    original_resource: CustomModel,
+    new_resource_name: str,
+    cloudformation_json: dict[str, Any],
+    account_id: str,
+    region_name: str,
+) -> CustomModel:
+    # moto has no update for custom resources: the resource would silently vanish from the
+    # stack. Without a context of ours (not our provider), keep the old resource as it was.
+    try:
+        old = _context(original_resource)
+    except AttributeError:
+        return original_resource
+    properties = cloudformation_json["Properties"]
+    context = dict(old, properties=properties, service_token=properties["ServiceToken"])
+    fn = _provider(context)
+    if fn is None:
+        raise RuntimeError(f"ServiceToken {context['service_token']} is not a function")
+    old_id = original_resource.resource_name
+    answer = _request(fn, "Update", context, old_id, properties, old["properties"])
+    custom = CustomModel(region_name, str(uuid.uuid4()), context["logical_id"], answer["PhysicalResourceId"])
+    custom.set_data(answer.get("Data") or {})
+    custom._jitr_context = context  # type: ignore[attr-defined]
+    stack = cloudformation_backends[account_id][region_name].get_stack(context["stack_id"])
+    stack.add_custom_resource(custom)
+    if answer["PhysicalResourceId"] != old_id:
+        # A replacement: CloudFormation deletes the old one once the update succeeded.
+        stack._jitr_cleanup = getattr(stack, "_jitr_cleanup", []) + [original_resource]
+    return custom
+
+
+def _custom_delete(self: CustomModel, account_id: str, region_name: str) -> None:
+    context = _context(self)  # AttributeError: moto's own (no-op) delete path takes over
+    fn = _provider(context)
+    if fn is None:
+        # The provider is gone already: CloudFormation would fail the deletion; a test
+        # server has nothing better to do than to let the resource go.
+        _say("cloudformation", f"{context['logical_id']}: provider gone, Delete not sent")
+        return
+    _request(fn, "Delete", context, self.resource_name, context["properties"])
+
+
+CustomModel.create_from_cloudformation_json = _custom_create
+CustomModel.update_from_cloudformation_json = _custom_update
+CustomModel.delete = _custom_delete
+
+
+# The answer to a ResponseURL: handed to the operation waiting for it. Answers to requests we
+# did not send (custom resources moto runs its own way) keep moto's handling.
+_moto_process_cfn_response = CloudFormationResponse.process_cfn_response
+
+
+def _process_cfn_response(self: CloudFormationResponse) -> Any:
+    try:
+        raw = self.body.decode("utf-8") if isinstance(self.body, bytes) else (self.body or "")
+        answer = json.loads(raw)
+    except ValueError:
+        answer = None
+    request_id = answer.get("RequestId", "") if isinstance(answer, dict) else ""
+    if request_id not in _sent:
+        return _moto_process_cfn_response(self)
+    waiter = _waiters.get(request_id)
+    if waiter is None:  # S3 would take it all the same; the operation has moved on
+        _say("cloudformation", f"late answer to request {request_id} ignored: {raw[:300]}")
+    else:
+        waiter.answered(answer)
+    return 200, {"status": 200}, ""
+
+
+CloudFormationResponse.process_cfn_response = _process_cfn_response
+
+
+# Deletion order: moto deletes a stack's resources in set order, retrying failures, so a
+# custom resource's provider function (or its role) may be gone before the Delete request is
+# sent. CloudFormation deletes dependents first; the custom resources are the dependents of
+# their providers, so ours go first, newest first.
+_moto_resource_map_delete = ResourceMap.delete
+
+
+def _resource_map_delete(self: ResourceMap) -> None:
+    ours = []
+    for logical_id, resource in list(self._parsed_resources.items()):
+        if isinstance(resource, CustomModel) and hasattr(resource, "_jitr_context"):
+            if self._resource_json_map.get(logical_id, {}).get("DeletionPolicy") != "Retain":
+                ours.append((resource._jitr_context["sequence"], logical_id, resource))
+    for _, logical_id, resource in sorted(ours, key=lambda item: item[0], reverse=True):
+        resource.delete(self._account_id, self._region_name)
+        self._parsed_resources.pop(logical_id, None)
+    _moto_resource_map_delete(self)
+
+
+ResourceMap.delete = _resource_map_delete
+
+
+def _resource_event(stack: Stack, failure: _CustomResourceFailed, status: str) -> None:
+    stack.events.append(
+        Event(
+            stack_id=stack.stack_id,
+            stack_name=stack.name,
+            logical_resource_id=failure.logical_id,
+            physical_resource_id=failure.physical_id,
+            resource_type=failure.resource_type,
+            resource_status=status,
+            resource_status_reason=failure.reason,
+            resource_properties=None,
+        )
+    )
+
+
+def _roll_back_creation(stack: Stack, failure: _CustomResourceFailed) -> None:
+    """What CloudFormation does when a resource fails to create: delete what was created."""
+    _say("cloudformation", f"{stack.name}: {failure.logical_id} CREATE_FAILED: {failure.reason}")
+    _resource_event(stack, failure, "CREATE_FAILED")
+    stack.status = "ROLLBACK_IN_PROGRESS"
+    stack._add_stack_event(
+        "ROLLBACK_IN_PROGRESS",
+        resource_status_reason=f"The following resource(s) failed to create: [{failure.logical_id}]. "
+        "Rollback requested by user.",
+    )
+    try:
+        stack.resource_map.delete()
+    except (Exception, _CustomResourceFailed) as e:
+        stack.status = "ROLLBACK_FAILED"
+        stack._add_stack_event("ROLLBACK_FAILED", resource_status_reason=str(e))
+        return
+    stack.status = "ROLLBACK_COMPLETE"
+    stack._add_stack_event("ROLLBACK_COMPLETE")
+    # moto creates resources and outputs lazily, on first access: describing this stack
+    # would otherwise create the rolled-back resources again. It has none, as on AWS.
+    stack.resource_map._resource_json_map = {}
+    stack.output_map = OutputMap(stack.resource_map, {}, stack.stack_id)
+
+
+def _fail_update(stack: Stack, failure: _CustomResourceFailed) -> None:
+    """A failed update. CloudFormation would also roll the updated resources back; moto's
+    resources stay as they were updated, only the status says it."""
+    _say("cloudformation", f"{stack.name}: {failure.logical_id} UPDATE_FAILED: {failure.reason}")
+    _resource_event(stack, failure, "UPDATE_FAILED")
+    stack._add_stack_event(
+        "UPDATE_ROLLBACK_IN_PROGRESS",
+        resource_status_reason=f"The following resource(s) failed to update: [{failure.logical_id}].",
+    )
+    stack._add_stack_event("UPDATE_ROLLBACK_COMPLETE")
+    stack.status = "UPDATE_ROLLBACK_COMPLETE"
+    # Resources the update had yet to add would be created lazily on the next access: drop them.
+    resources = stack.resource_map
+    resources._resource_json_map = {
+        k: v for k, v in resources._resource_json_map.items() if k in resources._parsed_resources
+    }
+
+
+def _clean_up_replaced(stack: Stack) -> None:
+    """Deletes the custom resources an update replaced (new PhysicalResourceId)."""
+    for replaced in getattr(stack, "_jitr_cleanup", []):
+        try:
+            replaced.delete(stack.account_id, stack.region_name)
+        except (Exception, _CustomResourceFailed) as e:  # CloudFormation only warns, too
+            _say("cloudformation", f"{stack.name}: deleting the replaced {replaced.logical_id}: {e}")
+    stack._jitr_cleanup = []
+
+
+_moto_create_resources = Stack.create_resources
+
+
+def _create_resources(self: Stack) -> None:  # CreateStack (and nested stacks)
+    try:
+        with _Operation():
+            _moto_create_resources(self)
+    except _CustomResourceFailed as failure:
+        _roll_back_creation(self, failure)
+
+
+Stack.create_resources = _create_resources
+
+_moto_stack_update = Stack.update
+
+
+def _stack_update(self: Stack, *args: Any, **kwargs: Any) -> None:  # UpdateStack
+    try:
+        with _Operation():
+            _moto_stack_update(self, *args, **kwargs)
+    except _CustomResourceFailed as failure:
+        _fail_update(self, failure)
+        return
+    _clean_up_replaced(self)
+
+
+Stack.update = _stack_update
+
+_moto_execute_change_set = CloudFormationBackend.execute_change_set
+
+
+def _execute_change_set(self: CloudFormationBackend, change_set_name: str, stack_name: str | None = None) -> None:
+    change_set = self.change_sets.get(change_set_name)
+    if change_set is None:
+        change_set = next((cs for cs in self.change_sets.values() if cs.change_set_name == change_set_name), None)
+    try:
+        with _Operation():
+            _moto_execute_change_set(self, change_set_name, stack_name)
+    except _CustomResourceFailed as failure:
+        stack = self.stacks[change_set.stack_id]
+        change_set.execution_status = "EXECUTE_FAILED"
+        if change_set.change_set_type == "CREATE":
+            stack.template = change_set.template
+            _roll_back_creation(stack, failure)
+        else:
+            _fail_update(stack, failure)
+        return
+    stack = self.stacks[change_set.stack_id]
+    _clean_up_replaced(stack)
+    # moto keeps the output map (and description) of the template the stack was created with:
+    # for a change set's stack, the empty one. Rebuild them from the template just applied.
+    stack._parse_template()
+    stack.output_map = stack._create_output_map()
+    stack.description = stack.template_dict.get("Description")
+    for export in stack.exports:
+        self.exports[export.name] = export
+
+
+CloudFormationBackend.execute_change_set = _execute_change_set
+
+_moto_delete_stack = CloudFormationBackend.delete_stack
+
+
+def _delete_stack(self: CloudFormationBackend, name_or_stack_id: str) -> None:  # DeleteStack
+    stack = self.stacks.get(name_or_stack_id)
+    if stack is None:  # by name: moto recurses with the id
+        return _moto_delete_stack(self, name_or_stack_id)
+    try:
+        with _Operation():
+            _moto_delete_stack(self, name_or_stack_id)
+    except _CustomResourceFailed as failure:
+        # moto has already taken the stack out of its list; a failed deletion leaves it there.
+        _say("cloudformation", f"{stack.name}: {failure.logical_id} DELETE_FAILED: {failure.reason}")
+        self.stacks[stack.stack_id] = stack
+        _resource_event(stack, failure, "DELETE_FAILED")
+        stack.status = "DELETE_FAILED"
+        stack._add_stack_event(
+            "DELETE_FAILED",
+            resource_status_reason=f"The following resource(s) failed to delete: [{failure.logical_id}].",
+        )
+
+
+CloudFormationBackend.delete_stack = _delete_stack
+
+
+# ---------------------------------------------------------------------------------------------
+# Ref of AWS::IoT::Policy. moto's `Ref` returns a resource's physical_resource_id, or the
+# resource object itself when it has none, as moto's IoT policy has not.
+# ---------------------------------------------------------------------------------------------
+
+FakePolicy.physical_resource_id = property(lambda self: self.name)
+
+
+from moto.server import main  # noqa: E402  (after the patches above)
 
 if __name__ == "__main__":
     main(sys.argv[1:])

@@ -140,8 +140,8 @@ fn logical_ids_are_pinned() {
             "ActivatorInvokeConfig",
             "RegistrationRuleErrorLogGroup",
             "RegistrationRuleErrorRole",
-            "RegistrationRule",
             "ActivatorInvokePermission",
+            "RegistrationRule",
         ]
     );
     let (t, _) = template_of("dev");

@@ -142,7 +142,7 @@ pub fn jitr_stack(stage: &Stage, assets: &Assets) -> Result<Template, ComposeErr
         Output {
             name: "RegistrationRuleName",
             description: "Topic rule on the CA's registered-certificate events",
-            value: REGISTRATION_RULE.r#ref(),
+            value: Value::str(names.rule.as_str()),
         },
         Output {
             name: "ActivatorFunctionArn",
@@ -435,7 +435,7 @@ fn registration_rule(t: &mut Template, stage: &Stage, names: &Names) {
             ),
             (
                 "ArnLike",
-                Value::map([("aws:SourceArn", Value::sub(rule_arn))]),
+                Value::map([("aws:SourceArn", Value::sub(rule_arn.clone()))]),
             ),
         ])),
         &[Statement::new(
@@ -454,6 +454,16 @@ fn registration_rule(t: &mut Template, stage: &Stage, names: &Names) {
         CA_REGISTRATION,
         ATTR_CA_CERTIFICATE_ID,
         jitr_contract::event::PENDING_ACTIVATION
+    );
+    t.add(
+        Resource::new(ACTIVATOR_INVOKE_PERMISSION, "AWS::Lambda::Permission")
+            .prop("Action", "lambda:InvokeFunction")
+            .prop("FunctionName", ACTIVATOR_FUNCTION.get_att("Arn"))
+            .prop("Principal", "iot.amazonaws.com")
+            // The rule's ARN from its (explicit) name rather than `Fn::GetAtt`: the rule then
+            // depends on the permission, so it never fires before it may invoke.
+            .prop("SourceArn", Value::sub(rule_arn.clone()))
+            .prop("SourceAccount", Value::Pseudo(Pseudo::AccountId)),
     );
     t.add(
         Resource::new(REGISTRATION_RULE, "AWS::IoT::TopicRule")
@@ -488,14 +498,7 @@ fn registration_rule(t: &mut Template, stage: &Stage, names: &Names) {
                         )]),
                     ),
                 ]),
-            ),
-    );
-    t.add(
-        Resource::new(ACTIVATOR_INVOKE_PERMISSION, "AWS::Lambda::Permission")
-            .prop("Action", "lambda:InvokeFunction")
-            .prop("FunctionName", ACTIVATOR_FUNCTION.get_att("Arn"))
-            .prop("Principal", "iot.amazonaws.com")
-            .prop("SourceArn", REGISTRATION_RULE.get_att("Arn"))
-            .prop("SourceAccount", Value::Pseudo(Pseudo::AccountId)),
+            )
+            .depends_on(ACTIVATOR_INVOKE_PERMISSION),
     );
 }

@@ -1,0 +1,138 @@
+//! AWS clients for deploy, diff and destroy, built once from the standard AWS configuration
+//! chain (environment, `AWS_PROFILE` or `--profile`, SSO and role profiles, `AWS_ENDPOINT_URL`),
+//! with retries and timeouts so no call can hang a CI job.
+
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, Region};
+use std::time::Duration;
+
+/// Where and as whom to talk to AWS.
+#[derive(Debug, Clone, Default)]
+pub struct Target {
+    /// A named profile (`--profile`); otherwise the standard chain decides.
+    pub profile: Option<String>,
+    /// The region: `--region`, else the stage's region.
+    pub region: String,
+}
+
+/// The clients one command needs, sharing one configuration.
+#[derive(Clone)]
+pub struct Clients {
+    pub cfn: aws_sdk_cloudformation::Client,
+    pub s3: aws_sdk_s3::Client,
+    pub sts: aws_sdk_sts::Client,
+    pub iot: aws_sdk_iot::Client,
+    pub region: String,
+}
+
+impl Clients {
+    pub async fn new(target: &Target) -> Clients {
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .region(Region::new(target.region.clone()))
+            .retry_config(
+                RetryConfig::standard()
+                    .with_max_attempts(5)
+                    .with_initial_backoff(Duration::from_millis(200))
+                    .with_max_backoff(Duration::from_secs(10)),
+            )
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(5))
+                    .operation_attempt_timeout(Duration::from_secs(30))
+                    .operation_timeout(Duration::from_secs(90))
+                    .build(),
+            );
+        if let Some(p) = &target.profile {
+            loader = loader.profile_name(p);
+        }
+        let conf = loader.load().await;
+        Self::from_conf(&conf)
+    }
+
+    /// Clients from an existing configuration (tests pass one with a replay HTTP client).
+    pub fn from_conf(conf: &aws_config::SdkConfig) -> Clients {
+        let s3 = aws_sdk_s3::config::Builder::from(conf)
+            // Path-style works everywhere (including endpoints without wildcard DNS).
+            .force_path_style(true)
+            .build();
+        Clients {
+            cfn: aws_sdk_cloudformation::Client::new(conf),
+            s3: aws_sdk_s3::Client::from_conf(s3),
+            sts: aws_sdk_sts::Client::new(conf),
+            iot: aws_sdk_iot::Client::new(conf),
+            region: conf.region().map(|r| r.to_string()).unwrap_or_default(),
+        }
+    }
+}
+
+/// A failed AWS call, in words: the service's error code and message, or for a call that
+/// never got an answer, the whole cause chain (so "dispatch failure" says *why*), with a hint
+/// for the usual suspects (credentials, endpoint).
+pub fn explain<E, R>(operation: &str, err: &aws_sdk_cloudformation::error::SdkError<E, R>) -> String
+where
+    E: aws_sdk_cloudformation::error::ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    use aws_sdk_cloudformation::error::SdkError;
+    let text = match err {
+        SdkError::ServiceError(se) => {
+            let e = se.err();
+            match (e.code(), e.message()) {
+                (Some(c), Some(m)) => format!("{c}: {m}"),
+                (Some(c), None) => c.to_string(),
+                _ => e.to_string(),
+            }
+        }
+        other => {
+            let mut text = other.to_string();
+            let mut source = std::error::Error::source(other);
+            while let Some(s) = source {
+                let s_text = s.to_string();
+                if !text.contains(&s_text) {
+                    text.push_str(": ");
+                    text.push_str(&s_text);
+                }
+                source = s.source();
+            }
+            text
+        }
+    };
+    let lower = text.to_ascii_lowercase();
+    let hint = if lower.contains("no credentials")
+        || lower.contains("credentials provider")
+        || lower.contains("credentialsnotloaded")
+    {
+        " (no AWS credentials found: set AWS_PROFILE or --profile, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or run `aws sso login`)"
+    } else if lower.contains("connection refused")
+        || lower.contains("dns error")
+        || lower.contains("timed out")
+        || lower.contains("timeout")
+    {
+        " (cannot reach the AWS endpoint: check the network, AWS_ENDPOINT_URL and the region)"
+    } else if lower.contains("expiredtoken") || lower.contains("expired") {
+        " (the credentials have expired: refresh them, e.g. `aws sso login`)"
+    } else {
+        ""
+    };
+    format!("{operation}: {text}{hint}")
+}
+
+/// The error code of a service error, if it is one.
+pub fn code<E, R>(err: &aws_sdk_cloudformation::error::SdkError<E, R>) -> Option<String>
+where
+    E: aws_sdk_cloudformation::error::ProvideErrorMetadata,
+{
+    err.as_service_error()
+        .and_then(|e| e.code().map(str::to_string))
+}
+
+/// The message of a service error, if it is one.
+pub fn message<E, R>(err: &aws_sdk_cloudformation::error::SdkError<E, R>) -> String
+where
+    E: aws_sdk_cloudformation::error::ProvideErrorMetadata,
+{
+    err.as_service_error()
+        .and_then(|e| e.message().map(str::to_string))
+        .unwrap_or_default()
+}

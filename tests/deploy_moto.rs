@@ -1,0 +1,482 @@
+//! `deploy`, `diff` and `destroy` end to end: the real `jitr-infra` binary, the real AWS SDK,
+//! moto server (with `tests/moto_server.py` running our real `bootstrap` binaries for Lambda
+//! invocations and the CA registration custom resource).
+
+use aws_sdk_iot::types::{CaCertificateStatus, CertificateStatus};
+use serde_json::{json, Value};
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use testkit::http::{HttpRequest, HttpResponse};
+use testkit::pki::TestCa;
+use testkit::{moto, unique, Recorder};
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A throwaway project with one stage whose CA is fresh (so the test owns its key).
+struct Project {
+    dir: PathBuf,
+    ca: TestCa,
+    stack: String,
+}
+
+impl Project {
+    fn new(extra_ca_yaml: &str, account: Option<&str>) -> Project {
+        let dir = std::env::temp_dir().join(unique("jitr-e2e"));
+        for sub in ["stacks", "templates", "certs"] {
+            std::fs::create_dir_all(dir.join(sub)).unwrap();
+        }
+        std::fs::copy(
+            repo().join("templates/device-policy.json.hbs"),
+            dir.join("templates/device-policy.json.hbs"),
+        )
+        .unwrap();
+        let ca = TestCa::new(&unique("E2E CA"));
+        std::fs::write(dir.join("certs/ca.pem"), &ca.pem).unwrap();
+        let stack = unique("jitr-e2e").replace(|c: char| !c.is_ascii_alphanumeric(), "-");
+        let stack: String = stack
+            .chars()
+            .take(40)
+            .collect::<String>()
+            .trim_end_matches('-')
+            .to_string();
+        let account = account
+            .map(|a| format!("account: \"{a}\"\n"))
+            .unwrap_or_default();
+        let yaml = format!(
+            "stack_name: {stack}\nregion: {}\n{account}tags:\n  purpose: e2e\nca:\n  certificate: certs/ca.pem\n{extra_ca_yaml}activator:\n  reserved_concurrency: 2\n  log_retention_days: 1\n",
+            testkit::REGION
+        );
+        std::fs::write(dir.join("stacks/e2e.yaml"), yaml).unwrap();
+        Project { dir, ca, stack }
+    }
+
+    fn run(&self, args: &[&str], endpoint: &str, extra_env: &[(&str, &str)]) -> Output {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_jitr-infra"));
+        cmd.arg("--project").arg(&self.dir).args(args);
+        cmd.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", &self.dir)
+            .env("CI", "true")
+            .env("JITR_LAMBDA_SOURCES", repo());
+        for (k, v) in testkit::aws_env(endpoint) {
+            cmd.env(k, v);
+        }
+        for (k, v) in extra_env {
+            cmd.env(k, v);
+        }
+        cmd.stdin(std::process::Stdio::null());
+        cmd.output().unwrap()
+    }
+}
+
+impl Drop for Project {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+async fn cfn() -> aws_sdk_cloudformation::Client {
+    let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(testkit::REGION))
+        .endpoint_url(moto().endpoint())
+        .credentials_provider(aws_sdk_cloudformation::config::Credentials::new(
+            "testing", "testing", None, None, "e2e",
+        ))
+        .load()
+        .await;
+    aws_sdk_cloudformation::Client::new(&conf)
+}
+
+async fn stack_status(stack: &str) -> Option<String> {
+    cfn()
+        .await
+        .describe_stacks()
+        .stack_name(stack)
+        .send()
+        .await
+        .ok()
+        .and_then(|o| {
+            o.stacks()
+                .first()
+                .and_then(|s| s.stack_status().map(|x| x.as_str().to_string()))
+        })
+}
+
+async fn change_sets(stack: &str) -> usize {
+    cfn()
+        .await
+        .list_change_sets()
+        .stack_name(stack)
+        .send()
+        .await
+        .map(|o| o.summaries().len())
+        .unwrap_or(0)
+}
+
+/// Invokes a function through the Lambda Invoke API (moto does not check signatures).
+fn invoke(function: &str, payload: &Value) -> (u16, Value) {
+    let host = moto().host_port().to_string();
+    let req = HttpRequest {
+        method: "POST".into(),
+        target: format!("/2015-03-31/functions/{function}/invocations"),
+        headers: [
+            ("host".to_string(), host.clone()),
+            ("content-type".to_string(), "application/json".to_string()),
+            (
+                "x-amz-invocation-type".to_string(),
+                "RequestResponse".to_string(),
+            ),
+        ]
+        .into(),
+        body: payload.to_string().into_bytes(),
+    };
+    let resp = testkit::http::forward(&host, &req).unwrap();
+    (
+        resp.status,
+        serde_json::from_slice(&resp.body).unwrap_or(Value::Null),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dev_stage_lifecycle_end_to_end() {
+    let p = Project::new("  mode: SNI_ONLY\n", None);
+    let endpoint = moto().endpoint().to_string();
+    let outputs_file = p.dir.join("outputs.json");
+
+    // First deploy: creates the stack, registers the CA through the custom resource.
+    let o = p.run(
+        &[
+            "deploy",
+            "--stage",
+            "e2e",
+            "--require-approval",
+            "never",
+            "--outputs-file",
+            outputs_file.to_str().unwrap(),
+        ],
+        &endpoint,
+        &[],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(
+        stack_status(&p.stack).await.as_deref(),
+        Some("CREATE_COMPLETE")
+    );
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        stdout.contains(&format!("stack {}: CREATE_COMPLETE", p.stack)),
+        "{}",
+        text(&o)
+    );
+    let outputs: Value =
+        serde_json::from_str(&std::fs::read_to_string(&outputs_file).unwrap()).unwrap();
+    let ca_id = outputs["CaCertificateId"]
+        .as_str()
+        .expect("CaCertificateId output")
+        .to_string();
+    assert!(
+        stdout.contains(&format!("CaCertificateId = {ca_id}")),
+        "{}",
+        text(&o)
+    );
+    let iot = moto().iot().await;
+    let ca = iot
+        .describe_ca_certificate()
+        .certificate_id(&ca_id)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        ca.certificate_description().unwrap().status(),
+        Some(&CaCertificateStatus::Active)
+    );
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stderr.contains("CREATE_COMPLETE") && stderr.contains("CaRegistration"),
+        "events streamed: {}",
+        text(&o)
+    );
+
+    // The JITR flow on the deployed stack: a pending device certificate, the registered
+    // event through the Lambda Invoke API, and the certificate is active with its Thing.
+    let cn = unique("e2e-device");
+    let cert = iot
+        .register_certificate()
+        .certificate_pem(p.ca.issue(&cn))
+        .ca_certificate_pem(&p.ca.pem)
+        .status(CertificateStatus::PendingActivation)
+        .send()
+        .await
+        .unwrap();
+    let cert_id = cert.certificate_id().unwrap().to_string();
+    let cert_arn = cert.certificate_arn().unwrap().to_string();
+    let (status, body) = invoke(
+        &format!("{}-activator", p.stack),
+        &json!({"certificateId": cert_id, "caCertificateId": ca_id, "timestamp": 1764000000000u64,
+                "certificateStatus": "PENDING_ACTIVATION", "awsAccountId": testkit::ACCOUNT}),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["outcome"], "activated", "{body}");
+    let d = iot
+        .describe_certificate()
+        .certificate_id(&cert_id)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        d.certificate_description().unwrap().status(),
+        Some(&CertificateStatus::Active)
+    );
+    let principals = iot
+        .list_thing_principals()
+        .thing_name(&cn)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(principals.principals(), std::slice::from_ref(&cert_arn));
+    let policies = iot
+        .list_attached_policies()
+        .target(&cert_arn)
+        .send()
+        .await
+        .unwrap();
+    let names: Vec<&str> = policies
+        .policies()
+        .iter()
+        .filter_map(|p| p.policy_name())
+        .collect();
+    assert_eq!(names, [format!("{}-device", p.stack).as_str()]);
+
+    // A second deploy with no change: success, and no change set left behind.
+    let o = p.run(&["deploy", "--stage", "e2e"], &endpoint, &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("no changes"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(change_sets(&p.stack).await, 0);
+    let o = p.run(&["diff", "--stage", "e2e"], &endpoint, &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+
+    // Broaden the device policy: diff shows it (exit 3) with a security entry.
+    let template = p.dir.join("templates/device-policy.json.hbs");
+    let hbs = std::fs::read_to_string(&template).unwrap();
+    std::fs::write(
+        &template,
+        hbs.replace(
+            r#"["iot:Publish", "iot:Receive"]"#,
+            r#"["iot:Publish", "iot:Receive", "iot:RetainPublish"]"#,
+        ),
+    )
+    .unwrap();
+    let o = p.run(&["diff", "--stage", "e2e", "--json"], &endpoint, &[]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    let d: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let security = d["security"].as_array().unwrap();
+    assert!(
+        security
+            .iter()
+            .any(|s| s.to_string().contains("iot:RetainPublish")
+                && s["change"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .eq_ignore_ascii_case("added")),
+        "{d:#}"
+    );
+    let o = p.run(&["diff", "--stage", "e2e"], &endpoint, &[]);
+    assert_eq!(o.status.code(), Some(3));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("DevicePolicy"),
+        "{}",
+        text(&o)
+    );
+
+    // Without a terminal, a broadening deploy is refused, not prompted, and leaves nothing.
+    let o = p.run(&["deploy", "--stage", "e2e"], &endpoint, &[]);
+    assert_eq!(o.status.code(), Some(4), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("approval required"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(change_sets(&p.stack).await, 0);
+
+    // Approved by flag: the policy is updated.
+    let o = p.run(
+        &["deploy", "--stage", "e2e", "--require-approval", "never"],
+        &endpoint,
+        &[],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(
+        stack_status(&p.stack).await.as_deref(),
+        Some("UPDATE_COMPLETE")
+    );
+    let policy = iot
+        .get_policy()
+        .policy_name(format!("{}-device", p.stack))
+        .send()
+        .await
+        .unwrap();
+    assert!(policy
+        .policy_document()
+        .unwrap()
+        .contains("iot:RetainPublish"));
+
+    // Destroy: refused without a terminal unless --yes; then the stack and the CA are gone.
+    let o = p.run(&["destroy", "--stage", "e2e"], &endpoint, &[]);
+    assert_eq!(o.status.code(), Some(4), "{}", text(&o));
+    assert!(stack_status(&p.stack).await.is_some());
+    let o = p.run(&["destroy", "--stage", "e2e", "--yes"], &endpoint, &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("DEREGISTERED"),
+        "{}",
+        text(&o)
+    );
+    assert!(matches!(
+        stack_status(&p.stack).await.as_deref(),
+        None | Some("DELETE_COMPLETE")
+    ));
+    assert!(
+        iot.describe_ca_certificate()
+            .certificate_id(&ca_id)
+            .send()
+            .await
+            .is_err(),
+        "CA deregistered"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn default_mode_signs_the_verification_certificate_and_keeps_the_key_private() {
+    let p = Project::new(
+        "  mode: DEFAULT\n  verification:\n    private_key_env: E2E_CA_KEY\n  retain_on_delete: true\n",
+        Some(testkit::ACCOUNT),
+    );
+    let endpoint = moto().endpoint().to_string();
+    let key = p.ca.key_pem();
+    let o = p.run(
+        &[
+            "deploy",
+            "--stage",
+            "e2e",
+            "--require-approval",
+            "never",
+            "--json",
+        ],
+        &endpoint,
+        &[("E2E_CA_KEY", &key)],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let all = text(&o);
+    for line in key.lines().filter(|l| !l.starts_with("-----")) {
+        assert!(!all.contains(line), "key material in the output");
+    }
+    let outcome: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(outcome["outcome"], "deployed", "{outcome}");
+    let ca_id = outcome["outputs"]["CaCertificateId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // The key missing from the environment: a clear error naming the variable, nothing changed.
+    let o = p.run(&["deploy", "--stage", "e2e"], &endpoint, &[]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("E2E_CA_KEY is not set"),
+        "{}",
+        text(&o)
+    );
+
+    // Retained on destroy.
+    let o = p.run(&["destroy", "--stage", "e2e", "--yes"], &endpoint, &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("stays registered"));
+    let iot = moto().iot().await;
+    assert!(
+        iot.describe_ca_certificate()
+            .certificate_id(&ca_id)
+            .send()
+            .await
+            .is_ok(),
+        "CA retained"
+    );
+}
+
+fn assert_clean_failure(o: &Output, want: &str) {
+    assert_eq!(o.status.code(), Some(1), "{}", text(o));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(stderr.contains(want), "want {want:?}\n{}", text(o));
+    assert!(!stderr.contains("panicked"), "{}", text(o));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_input_and_faults_fail_cleanly_and_leave_nothing_half_done() {
+    let endpoint = moto().endpoint().to_string();
+
+    // Unknown stage.
+    let p = Project::new("  mode: SNI_ONLY\n", None);
+    let o = p.run(&["deploy", "--stage", "nope"], &endpoint, &[]);
+    assert_clean_failure(&o, "no stage `nope`");
+
+    // No credentials at all (and no profile to fall back on).
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_jitr-infra"));
+    let o = cmd
+        .arg("--project")
+        .arg(&p.dir)
+        .args(["deploy", "--stage", "e2e"])
+        .env_clear()
+        .env("HOME", &p.dir)
+        .env("AWS_ENDPOINT_URL", &endpoint)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("JITR_LAMBDA_SOURCES", repo())
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .output()
+        .unwrap();
+    assert_clean_failure(&o, "no AWS credentials found");
+
+    // Wrong account.
+    let wrong = Project::new("  mode: SNI_ONLY\n", Some("999999999999"));
+    let o = wrong.run(&["deploy", "--stage", "e2e"], &endpoint, &[]);
+    assert_clean_failure(&o, "belongs to account 999999999999");
+    assert!(stack_status(&wrong.stack).await.is_none());
+
+    // An unreachable endpoint.
+    let o = p.run(&["deploy", "--stage", "e2e"], "http://127.0.0.1:9", &[]);
+    assert_clean_failure(&o, "cannot reach the AWS endpoint");
+
+    // Access denied on the asset bucket: nothing is created.
+    let upstream = moto().host_port().to_string();
+    let proxy = Recorder::with_handler(std::sync::Arc::new(move |req: HttpRequest| {
+        // Every call on the asset bucket, so the result does not depend on whether another
+        // test created it first.
+        if req.path().starts_with("/jitr-assets-") {
+            return HttpResponse::new(
+                403,
+                "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>AccessDenied</Code><Message>Access Denied</Message><RequestId>R</RequestId><HostId>H</HostId></Error>",
+            )
+            .with_header("content-type", "application/xml");
+        }
+        testkit::http::forward(&upstream, &req).unwrap()
+    }));
+    let denied = Project::new("  mode: SNI_ONLY\n", None);
+    let o = denied.run(&["deploy", "--stage", "e2e"], &proxy.url(), &[]);
+    assert_clean_failure(&o, "AccessDenied");
+    assert!(
+        stack_status(&denied.stack).await.is_none(),
+        "no stack after a failed asset upload"
+    );
+}

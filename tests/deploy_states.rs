@@ -1,0 +1,385 @@
+//! Stack states and failures moto cannot produce, replayed through the real AWS SDK with the
+//! SDK's own test client (`StaticReplayClient`) and responses shaped like real
+//! CloudFormation's (the awsquery XML protocol).
+
+use aws_config::retry::RetryConfig;
+use aws_config::{BehaviorVersion, Region};
+use aws_sdk_cloudformation::config::Credentials;
+use aws_smithy_http_client::test_util::{ReplayEvent, StaticReplayClient};
+use aws_smithy_types::body::SdkBody;
+use jitr_infra::aws::Clients;
+use jitr_infra::deploy::{self, ChangeSetResult, Options, Poll, Reporter};
+use jitr_infra::diff::StackDiff;
+use jitr_infra::error::Error;
+use std::sync::Mutex;
+use std::time::Duration;
+
+const STACK: &str = "jitr-dev";
+const STACK_ID: &str =
+    "arn:aws:cloudformation:eu-west-1:123456789012:stack/jitr-dev/2d3b7a90-6c2e-11ef-9a6b-0a1b2c3d4e5f";
+const NS: &str = "http://cloudformation.amazonaws.com/doc/2010-05-15/";
+
+fn ok(xml: String) -> ReplayEvent {
+    ReplayEvent::new(
+        http::Request::builder()
+            .uri("https://cloudformation.eu-west-1.amazonaws.com/")
+            .body(SdkBody::empty())
+            .unwrap(),
+        http::Response::builder()
+            .status(200)
+            .header("content-type", "text/xml")
+            .body(SdkBody::from(xml))
+            .unwrap(),
+    )
+}
+
+fn error(status: u16, code: &str, message: &str) -> ReplayEvent {
+    let xml = format!(
+        r#"<ErrorResponse xmlns="{NS}"><Error><Type>Sender</Type><Code>{code}</Code><Message>{message}</Message></Error><RequestId>5ccc7dcd-744c-11e5-be70-example</RequestId></ErrorResponse>"#
+    );
+    ReplayEvent::new(
+        http::Request::builder()
+            .uri("https://cloudformation.eu-west-1.amazonaws.com/")
+            .body(SdkBody::empty())
+            .unwrap(),
+        http::Response::builder()
+            .status(status)
+            .header("content-type", "text/xml")
+            .body(SdkBody::from(xml))
+            .unwrap(),
+    )
+}
+
+fn stack(status: &str) -> ReplayEvent {
+    ok(format!(
+        r#"<DescribeStacksResponse xmlns="{NS}">
+  <DescribeStacksResult>
+    <Stacks>
+      <member>
+        <StackName>{STACK}</StackName>
+        <StackId>{STACK_ID}</StackId>
+        <Description>AWS IoT Just-In-Time Registration for stage dev (jitr-infra)</Description>
+        <CreationTime>2026-11-28T10:00:00.000Z</CreationTime>
+        <StackStatus>{status}</StackStatus>
+        <DisableRollback>false</DisableRollback>
+        <Tags/>
+        <Outputs/>
+      </member>
+    </Stacks>
+  </DescribeStacksResult>
+  <ResponseMetadata><RequestId>b9b4b068-3a41-11e5-94eb-example</RequestId></ResponseMetadata>
+</DescribeStacksResponse>"#
+    ))
+}
+
+fn no_stack() -> ReplayEvent {
+    error(
+        400,
+        "ValidationError",
+        &format!("Stack with id {STACK} does not exist"),
+    )
+}
+
+fn event(id: &str, logical: &str, kind: &str, status: &str, reason: &str) -> String {
+    format!(
+        r#"<member><EventId>{id}</EventId><StackName>{STACK}</StackName><StackId>{STACK_ID}</StackId><LogicalResourceId>{logical}</LogicalResourceId><PhysicalResourceId>p-{id}</PhysicalResourceId><ResourceType>{kind}</ResourceType><Timestamp>2026-11-28T10:00:0{}.000Z</Timestamp><ResourceStatus>{status}</ResourceStatus><ResourceStatusReason>{reason}</ResourceStatusReason></member>"#,
+        id.len() % 10
+    )
+}
+
+fn events(newest_first: &[String]) -> ReplayEvent {
+    ok(format!(
+        r#"<DescribeStackEventsResponse xmlns="{NS}"><DescribeStackEventsResult><StackEvents>{}</StackEvents></DescribeStackEventsResult><ResponseMetadata><RequestId>r</RequestId></ResponseMetadata></DescribeStackEventsResponse>"#,
+        newest_first.concat()
+    ))
+}
+
+async fn clients(replay: &StaticReplayClient) -> Clients {
+    let conf = aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new("eu-west-1"))
+        .credentials_provider(Credentials::new(
+            "AKIDEXAMPLE",
+            "secret",
+            None,
+            None,
+            "test",
+        ))
+        .http_client(replay.clone())
+        .retry_config(
+            RetryConfig::standard()
+                .with_max_attempts(3)
+                .with_initial_backoff(Duration::from_millis(1)),
+        )
+        .load()
+        .await;
+    Clients::from_conf(&conf)
+}
+
+fn actions(replay: &StaticReplayClient) -> Vec<String> {
+    replay
+        .actual_requests()
+        .map(|r| {
+            let body = String::from_utf8_lossy(r.body().bytes().unwrap_or_default()).into_owned();
+            body.split('&')
+                .find_map(|kv| kv.strip_prefix("Action="))
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect()
+}
+
+#[derive(Default)]
+struct Recorder(Mutex<Vec<String>>);
+
+impl Reporter for Recorder {
+    fn progress(&self, line: &str) {
+        self.0.lock().unwrap().push(line.to_string());
+    }
+    fn diff(&self, _d: &StackDiff) {}
+    fn confirm(&self, _q: &str) -> bool {
+        panic!("must not prompt")
+    }
+}
+
+fn fast() -> Options {
+    Options {
+        poll: Poll {
+            first: Duration::from_millis(1),
+            max: Duration::from_millis(5),
+        },
+        ..Options::default()
+    }
+}
+
+#[tokio::test]
+async fn rollback_complete_is_explained_with_deletion_as_the_way_out() {
+    let replay = StaticReplayClient::new(vec![stack("ROLLBACK_COMPLETE")]);
+    let c = clients(&replay).await;
+    let err = deploy::prepare_stack(&c, STACK, &fast(), &Recorder::default())
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, Error::StackState { .. }), "{err:?}");
+    assert!(text.contains("ROLLBACK_COMPLETE"), "{text}");
+    assert!(text.contains("only deleted"), "{text}");
+    assert!(text.contains("jitr-infra destroy"), "{text}");
+    assert_eq!(err.exit_code(), 1);
+    assert_eq!(actions(&replay), ["DescribeStacks"], "nothing changed");
+}
+
+#[tokio::test]
+async fn update_rollback_failed_is_explained_with_continue_update_rollback() {
+    let replay = StaticReplayClient::new(vec![stack("UPDATE_ROLLBACK_FAILED")]);
+    let c = clients(&replay).await;
+    let text = deploy::prepare_stack(&c, STACK, &fast(), &Recorder::default())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(text.contains("UPDATE_ROLLBACK_FAILED"), "{text}");
+    assert!(
+        text.contains("continue-update-rollback --stack-name jitr-dev"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn leftover_review_in_progress_is_cleaned_up_then_created() {
+    let replay = StaticReplayClient::new(vec![
+        stack("REVIEW_IN_PROGRESS"),
+        ok(format!(
+            r#"<DeleteStackResponse xmlns="{NS}"><ResponseMetadata><RequestId>d</RequestId></ResponseMetadata></DeleteStackResponse>"#
+        )),
+        stack("DELETE_IN_PROGRESS"),
+        stack("DELETE_COMPLETE"),
+    ]);
+    let c = clients(&replay).await;
+    let rec = Recorder::default();
+    let existing = deploy::prepare_stack(&c, STACK, &fast(), &rec)
+        .await
+        .unwrap();
+    assert!(existing.is_none(), "a fresh CREATE follows");
+    assert_eq!(
+        actions(&replay),
+        [
+            "DescribeStacks",
+            "DeleteStack",
+            "DescribeStacks",
+            "DescribeStacks"
+        ]
+    );
+    assert!(rec.0.lock().unwrap()[0].contains("REVIEW_IN_PROGRESS"));
+}
+
+#[tokio::test]
+async fn in_progress_stack_is_waited_for() {
+    let replay = StaticReplayClient::new(vec![
+        stack("UPDATE_IN_PROGRESS"),
+        stack("UPDATE_COMPLETE_CLEANUP_IN_PROGRESS"),
+        stack("UPDATE_COMPLETE"),
+    ]);
+    let c = clients(&replay).await;
+    let rec = Recorder::default();
+    let existing = deploy::prepare_stack(&c, STACK, &fast(), &rec)
+        .await
+        .unwrap();
+    assert!(existing.is_some());
+    assert!(rec.0.lock().unwrap()[0].contains("waiting"));
+}
+
+#[tokio::test]
+async fn in_progress_stack_is_refused_after_the_wait_limit() {
+    let replay = StaticReplayClient::new(vec![stack("UPDATE_IN_PROGRESS")]);
+    let c = clients(&replay).await;
+    let opts = Options {
+        wait_for_other_operation: Duration::ZERO,
+        ..fast()
+    };
+    let text = deploy::prepare_stack(&c, STACK, &opts, &Recorder::default())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        text.contains("UPDATE_IN_PROGRESS") && text.contains("another operation"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn missing_stack_means_create() {
+    let replay = StaticReplayClient::new(vec![no_stack()]);
+    let c = clients(&replay).await;
+    assert!(
+        deploy::prepare_stack(&c, STACK, &fast(), &Recorder::default())
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn throttling_is_retried() {
+    let replay = StaticReplayClient::new(vec![
+        error(400, "Throttling", "Rate exceeded"),
+        error(400, "Throttling", "Rate exceeded"),
+        stack("UPDATE_COMPLETE"),
+    ]);
+    let c = clients(&replay).await;
+    let existing = deploy::prepare_stack(&c, STACK, &fast(), &Recorder::default())
+        .await
+        .unwrap();
+    assert!(existing.is_some());
+    assert_eq!(actions(&replay).len(), 3);
+}
+
+#[tokio::test]
+async fn failed_resource_reports_the_root_cause_not_the_cascade() {
+    let stack_kind = "AWS::CloudFormation::Stack";
+    let replay = StaticReplayClient::new(vec![events(&[
+        event("e6", STACK, stack_kind, "ROLLBACK_COMPLETE", ""),
+        event(
+            "e5",
+            "ActivatorRole",
+            "AWS::IAM::Role",
+            "DELETE_COMPLETE",
+            "",
+        ),
+        event(
+            "e4",
+            STACK,
+            stack_kind,
+            "ROLLBACK_IN_PROGRESS",
+            "The following resource(s) failed to create: [CaRegistration].",
+        ),
+        event(
+            "e3",
+            "ActivatorRole",
+            "AWS::IAM::Role",
+            "CREATE_FAILED",
+            "Resource creation cancelled",
+        ),
+        event(
+            "e2",
+            "CaRegistration",
+            "Custom::JitrCaRegistration",
+            "CREATE_FAILED",
+            "CaCertificatePem: CA certificate has expired (notAfter 978307200, now 1764324000)",
+        ),
+        event(
+            "e1",
+            STACK,
+            stack_kind,
+            "CREATE_IN_PROGRESS",
+            "User Initiated",
+        ),
+    ])]);
+    let c = clients(&replay).await;
+    let rec = Recorder::default();
+    let settled = deploy::watch(
+        &c,
+        STACK,
+        STACK_ID,
+        None,
+        Duration::from_secs(5),
+        fast().poll,
+        &rec,
+    )
+    .await
+    .unwrap();
+    assert!(!settled.ok);
+    assert_eq!(settled.status, "ROLLBACK_COMPLETE");
+    assert_eq!(settled.causes.len(), 1, "{:?}", settled.causes);
+    assert!(settled.causes[0].starts_with("CaRegistration (Custom::JitrCaRegistration) CREATE_FAILED: CaCertificatePem: CA certificate has expired"));
+    let lines = rec.0.lock().unwrap();
+    assert_eq!(lines.len(), 6, "every event streamed once, oldest first");
+    assert!(lines[0].contains("CREATE_IN_PROGRESS") && lines[5].contains("ROLLBACK_COMPLETE"));
+    let err = Error::DeployFailed {
+        stack: STACK.into(),
+        status: settled.status.clone(),
+        causes: settled.causes.clone(),
+    };
+    assert!(
+        err.to_string().contains("root cause:\n  CaRegistration"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn empty_change_set_is_no_changes() {
+    let replay = StaticReplayClient::new(vec![ok(format!(
+        r#"<DescribeChangeSetResponse xmlns="{NS}"><DescribeChangeSetResult>
+  <ChangeSetName>jitr-dev-1</ChangeSetName>
+  <ChangeSetId>arn:aws:cloudformation:eu-west-1:123456789012:changeSet/jitr-dev-1/4eca1a01</ChangeSetId>
+  <StackId>{STACK_ID}</StackId><StackName>{STACK}</StackName>
+  <ExecutionStatus>UNAVAILABLE</ExecutionStatus>
+  <Status>FAILED</Status>
+  <StatusReason>The submitted information didn't contain changes. Submit different information to create a change set.</StatusReason>
+  <Changes/>
+</DescribeChangeSetResult><ResponseMetadata><RequestId>r</RequestId></ResponseMetadata></DescribeChangeSetResponse>"#
+    ))]);
+    let c = clients(&replay).await;
+    let result = deploy::wait_change_set(&c, STACK, "jitr-dev-1", &fast())
+        .await
+        .unwrap();
+    assert!(matches!(result, ChangeSetResult::NoChanges), "{result:?}");
+}
+
+#[tokio::test]
+async fn a_failed_change_set_is_an_error_with_the_reason_and_is_deleted() {
+    let replay = StaticReplayClient::new(vec![
+        ok(format!(
+            r#"<DescribeChangeSetResponse xmlns="{NS}"><DescribeChangeSetResult><ChangeSetName>c</ChangeSetName><StackName>{STACK}</StackName><ExecutionStatus>UNAVAILABLE</ExecutionStatus><Status>FAILED</Status><StatusReason>Template format error: Unresolved resource dependencies [Nope] in the Resources block of the template</StatusReason><Changes/></DescribeChangeSetResult></DescribeChangeSetResponse>"#
+        )),
+        ok(format!(
+            r#"<DeleteChangeSetResponse xmlns="{NS}"><DeleteChangeSetResult/><ResponseMetadata><RequestId>r</RequestId></ResponseMetadata></DeleteChangeSetResponse>"#
+        )),
+    ]);
+    let c = clients(&replay).await;
+    let err = deploy::wait_change_set(&c, STACK, "c", &fast())
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("Unresolved resource dependencies"),
+        "{err}"
+    );
+    assert_eq!(actions(&replay), ["DescribeChangeSet", "DeleteChangeSet"]);
+}

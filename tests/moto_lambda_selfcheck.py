@@ -1,0 +1,415 @@
+#!/usr/bin/env python3
+"""Self-check of tests/moto_server.py's Lambda and custom resource support.
+
+Run with the venv's Python, from anywhere:  .venv/bin/python tests/moto_lambda_selfcheck.py
+
+Starts tests/moto_server.py on a free loopback port and, with boto3, checks that:
+  - a `provided.al2023` function from S3 (the real activator bundle) runs: a synchronous
+    invoke of `{}` returns FunctionError Unhandled naming JITR_CA_CERTIFICATE_ID, and an Event
+    invoke answers 202 at once and runs in the background;
+  - the Runtime API protocol, environment, timeouts and crashes behave (a small Python
+    bootstrap from a ZipFile);
+  - a stack (CreateStack) with a custom resource served by the real CA provider bundle
+    registers the CA in moto's IoT and reaches CREATE_COMPLETE, with its Outputs and a
+    dependent resource reading `Fn::GetAtt` of the custom resource; the same through a change
+    set; a failing custom resource rolls its stack back; Update and Delete reach the provider.
+Exits non-zero on any failure. The bundles come from target/lambda/bundles (built by
+`cargo run -q -- synth` if missing).
+"""
+from __future__ import annotations
+
+import base64
+import datetime
+import glob
+import io
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+import urllib.request
+import zipfile
+
+import boto3
+from botocore.config import Config
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REGION = "eu-west-1"  # not moto's default, so that a function's region really is passed on
+ROLE = "arn:aws:iam::123456789012:role/selfcheck"
+
+failures: list[str] = []
+
+
+def check(what: str, ok: bool, detail: object = "") -> bool:
+    print(f"  {'ok  ' if ok else 'FAIL'} {what}" + ("" if ok else f"\n       {detail}"))
+    if not ok:
+        failures.append(what)
+    return ok
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def newest(pattern: str) -> str | None:
+    found = [p for p in glob.glob(os.path.join(ROOT, "target/lambda/bundles", pattern)) if p.endswith(".zip")]
+    return max(found, key=os.path.getmtime) if found else None
+
+
+def bundles() -> tuple[str, str]:
+    activator, provider = newest("jitr-activator-*.zip"), newest("jitr-ca-provider-*.zip")
+    if not (activator and provider):
+        print("building the Lambda bundles: cargo run -q -- synth (minutes, the first time)")
+        subprocess.run(["cargo", "run", "-q", "--", "synth"], cwd=ROOT, check=True)
+        activator, provider = newest("jitr-activator-*.zip"), newest("jitr-ca-provider-*.zip")
+    assert activator and provider, "no bundles in target/lambda/bundles after synth"
+    return activator, provider
+
+
+def ca_pem(name: str) -> str:
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    return cert.public_bytes(serialization.Encoding.PEM).decode()
+
+
+# A bootstrap in Python speaking the Runtime API, for what the real functions cannot show.
+FAKE_BOOTSTRAP = r'''#!/usr/bin/python3
+import json, os, sys, time, urllib.request
+api = "http://" + os.environ["AWS_LAMBDA_RUNTIME_API"] + "/2018-06-01/runtime"
+print("fake bootstrap starting", flush=True)
+while True:
+    with urllib.request.urlopen(api + "/invocation/next") as r:
+        rid = r.headers["Lambda-Runtime-Aws-Request-Id"]
+        headers = dict(r.headers)
+        event = json.loads(r.read())
+    print("handling", json.dumps(event), flush=True)
+    if "sleep" in event:
+        time.sleep(event["sleep"])
+    if "exit" in event:
+        sys.exit(event["exit"])
+    if "fail" in event:
+        body = json.dumps({"errorType": "Fake", "errorMessage": event["fail"]}).encode()
+        urllib.request.urlopen(urllib.request.Request(api + f"/invocation/{rid}/error", body, method="POST"))
+        continue
+    out = {"event": event, "pid": os.getpid(), "headers": headers, "env": dict(os.environ)}
+    urllib.request.urlopen(urllib.request.Request(api + f"/invocation/{rid}/response", json.dumps(out).encode(), method="POST"))
+'''
+
+
+def fake_zip() -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as z:
+        z.writestr("bootstrap", FAKE_BOOTSTRAP)  # no mode bits on purpose: moto_server sets them
+    return buffer.getvalue()
+
+
+def invoke(lam, name: str, event: object, **kwargs) -> tuple[dict, object]:
+    resp = lam.invoke(FunctionName=name, Payload=json.dumps(event).encode(), **kwargs)
+    raw = resp["Payload"].read()
+    try:
+        return resp, json.loads(raw)
+    except ValueError:
+        return resp, raw
+
+
+def wait_stack(cfn, name: str, timeout: float = 120) -> tuple[str, float]:
+    start = time.monotonic()
+    while True:
+        status = cfn.describe_stacks(StackName=name)["Stacks"][0]["StackStatus"]
+        if not status.endswith("IN_PROGRESS") and status != "CREATE_PENDING":
+            return status, time.monotonic() - start
+        if time.monotonic() - start > timeout:
+            return status, time.monotonic() - start
+        time.sleep(0.1)
+
+
+def outputs(cfn, name: str) -> dict[str, str]:
+    stack = cfn.describe_stacks(StackName=name)["Stacks"][0]
+    return {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+
+
+def registered(iot, ca_id: str) -> bool:
+    """Whether moto's IoT knows the CA (moto has no ListCACertificates)."""
+    try:
+        return bool(ca_id) and bool(iot.describe_ca_certificate(certificateId=ca_id))
+    except iot.exceptions.ResourceNotFoundException:
+        return False
+
+
+def template(pem: str, mode: str = "SNI_ONLY") -> str:
+    return json.dumps(
+        {
+            "Resources": {
+                "CaRegistration": {
+                    "Type": "Custom::JitrCaRegistration",
+                    "Properties": {
+                        "ServiceToken": {"Fn::Sub": "arn:aws:lambda:${AWS::Region}:${AWS::AccountId}:function:ca-provider"},
+                        "ServiceTimeout": 300,
+                        "CaCertificatePem": pem,
+                        "CertificateMode": mode,
+                    },
+                },
+                # Depends on the custom resource's attribute: resolved only if the stack
+                # waited for the provider's answer.
+                "Dependent": {
+                    "Type": "AWS::SSM::Parameter",
+                    "Properties": {
+                        "Name": {"Fn::Sub": "/selfcheck/${AWS::StackName}"},
+                        "Type": "String",
+                        "Value": {"Fn::GetAtt": ["CaRegistration", "CaCertificateId"]},
+                    },
+                },
+            },
+            "Outputs": {
+                "CaCertificateId": {"Value": {"Fn::GetAtt": ["CaRegistration", "CaCertificateId"]}},
+                "CaCertificateArn": {"Value": {"Fn::GetAtt": ["CaRegistration", "CaCertificateArn"]}},
+                "Physical": {"Value": {"Ref": "CaRegistration"}},
+                "DependentName": {"Value": {"Ref": "Dependent"}},
+            },
+        }
+    )
+
+
+def main() -> int:
+    activator_zip, provider_zip = bundles()
+    print(f"bundles: {os.path.basename(activator_zip)}, {os.path.basename(provider_zip)}")
+    port = free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    log_path = os.path.join(tempfile.gettempdir(), f"moto-selfcheck-{port}.log")
+    log = open(log_path, "w")
+    env = dict(os.environ, MOTO_PORT="1")  # a stale MOTO_PORT must not win over -p
+    server = subprocess.Popen(
+        [sys.executable, os.path.join(ROOT, "tests/moto_server.py"), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+    )
+    print(f"moto on {endpoint}, log {log_path}")
+    try:
+        give_up = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(f"{endpoint}/moto-api/data.json", timeout=1)
+                break
+            except OSError:
+                if time.monotonic() > give_up or server.poll() is not None:
+                    raise SystemExit(f"moto did not start; see {log_path}")
+                time.sleep(0.1)
+        run_checks(endpoint, activator_zip, provider_zip)
+    except Exception:
+        failures.append("exception")
+        traceback.print_exc()
+    finally:
+        server.send_signal(signal.SIGTERM)  # what scripts/test does
+        try:
+            server.wait(15)
+            check("the server exits on SIGTERM", True)
+        except subprocess.TimeoutExpired:
+            check("the server exits on SIGTERM", False, "still running after 15 s: killed")
+            server.kill()
+        log.close()
+    text = open(log_path).read()
+    pids = [int(p) for p in re.findall(r"started pid (\d+)", text)]
+    time.sleep(0.5)
+    left = [p for p in pids if os.path.exists(f"/proc/{p}") and "zombie" not in open(f"/proc/{p}/status").read().lower()]
+    check(f"no function process outlives the server ({len(pids)} started)", not left, f"still running: {left}")
+    forwarded = re.findall(r"^\[ca-provider\] \{", text, re.M)
+    check("function log lines are forwarded to moto's stderr, prefixed", bool(forwarded), "no [ca-provider] {... lines")
+    if failures:
+        print(f"\n{len(failures)} FAILED: {failures}\nmoto's log: {log_path}")
+        return 1
+    print("\nall checks passed")
+    os.remove(log_path)
+    return 0
+
+
+def run_checks(endpoint: str, activator_zip: str, provider_zip: str) -> None:
+    session = boto3.session.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION)
+    config = Config(retries={"max_attempts": 1}, read_timeout=120)
+    client = lambda name: session.client(name, endpoint_url=endpoint, config=config)  # noqa: E731
+    s3, lam, cfn, iot, ssm, logs = (client(n) for n in ("s3", "lambda", "cloudformation", "iot", "ssm", "logs"))
+    iam = client("iam")
+    iam.create_role(RoleName="selfcheck", AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": []}))
+    s3.create_bucket(Bucket="assets", CreateBucketConfiguration={"LocationConstraint": REGION})
+    s3.put_object(Bucket="assets", Key="activator.zip", Body=open(activator_zip, "rb").read())
+
+    print("1. the activator, from S3")
+    lam.create_function(
+        FunctionName="activator", Runtime="provided.al2023", Handler="bootstrap", Role=ROLE,
+        Code={"S3Bucket": "assets", "S3Key": "activator.zip"}, Timeout=30, MemorySize=128,
+    )
+    t = time.monotonic()
+    resp, body = invoke(lam, "activator", {}, LogType="Tail")
+    cold = time.monotonic() - t
+    check("sync invoke: FunctionError Unhandled", resp.get("FunctionError") == "Unhandled", resp)
+    check(
+        "sync invoke: errorMessage names JITR_CA_CERTIFICATE_ID",
+        isinstance(body, dict) and "JITR_CA_CERTIFICATE_ID" in str(body.get("errorMessage")),
+        body,
+    )
+    print(f"       {body}  ({cold * 1000:.0f} ms, cold)")
+    tail = base64_decode(resp.get("LogResult", ""))
+    check("sync invoke: LogType=Tail returns the function's log", "JITR_CA_CERTIFICATE_ID" in tail, repr(tail))
+
+    def starts() -> int:
+        try:
+            events = logs.filter_log_events(logGroupName="/aws/lambda/activator")["events"]
+        except lam.exceptions.ResourceNotFoundException:
+            return 0
+        return sum(e["message"].startswith("START RequestId") for e in events)
+
+    before = starts()
+    t = time.monotonic()
+    resp = lam.invoke(FunctionName="activator", InvocationType="Event", Payload=b"{}")
+    took = time.monotonic() - t
+    check("async invoke: 202", resp["StatusCode"] == 202, resp)
+    check("async invoke: answered at once", took < 1.0, f"{took:.2f} s")
+    give_up = time.monotonic() + 20
+    while starts() <= before and time.monotonic() < give_up:
+        time.sleep(0.1)
+    check("async invoke: ran in the background (CloudWatch Logs START line)", starts() > before, starts())
+
+    print("2. the Runtime API, with a fake bootstrap from a ZipFile")
+    lam.create_function(
+        FunctionName="fake", Runtime="provided.al2023", Handler="bootstrap", Role=ROLE,
+        Code={"ZipFile": fake_zip()}, Timeout=2, MemorySize=256,
+        Environment={"Variables": {"MY_VAR": "x y", "AWS_ENDPOINT_URL": "http://wrong"}},
+    )
+    t0 = time.time() * 1000
+    resp, body = invoke(lam, "fake", {"echo": 1})
+    ok = check("echo: the payload comes back", isinstance(body, dict) and body.get("event") == {"echo": 1}, body)
+    if ok:
+        e, h = body["env"], {k.lower(): v for k, v in body["headers"].items()}
+        expected = {
+            "AWS_ENDPOINT_URL": endpoint, "AWS_REGION": REGION, "AWS_DEFAULT_REGION": REGION,
+            "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_LAMBDA_FUNCTION_NAME": "fake", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "256",
+            "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST", "AWS_LAMBDA_LOG_GROUP_NAME": "/aws/lambda/fake", "MY_VAR": "x y",
+        }
+        wrong = {k: e.get(k) for k, v in expected.items() if e.get(k) != v}
+        check("environment: function variables and Lambda's (AWS_ENDPOINT_URL is moto's)", not wrong, wrong)
+        check("environment: AWS_LAMBDA_LOG_STREAM_NAME and AWS_LAMBDA_RUNTIME_API", bool(e.get("AWS_LAMBDA_LOG_STREAM_NAME")) and e.get("AWS_LAMBDA_RUNTIME_API", "").startswith("127.0.0.1:"), e)
+        deadline = int(h.get("lambda-runtime-deadline-ms", 0))
+        check("headers: Deadline-Ms is now + Timeout", 1500 < deadline - t0 < 4000, deadline - t0)
+        check("headers: Invoked-Function-Arn", h.get("lambda-runtime-invoked-function-arn", "").endswith(":function:fake"), h)
+        check("headers: Trace-Id", h.get("lambda-runtime-trace-id", "").startswith("Root=1-"), h)
+        pid = body["pid"]
+        _, again = invoke(lam, "fake", {"echo": 2})
+        check("warm: the second invocation reuses the process", isinstance(again, dict) and again.get("pid") == pid, again)
+    resp, body = invoke(lam, "fake", {"fail": "boom"})
+    check("error: FunctionError Unhandled with the error body", resp.get("FunctionError") == "Unhandled" and body == {"errorType": "Fake", "errorMessage": "boom"}, (resp.get("FunctionError"), body))
+    t = time.monotonic()
+    resp, body = invoke(lam, "fake", {"sleep": 30})
+    took = time.monotonic() - t
+    check("timeout: Sandbox.Timedout after Timeout", resp.get("FunctionError") == "Unhandled" and isinstance(body, dict) and body.get("errorType") == "Sandbox.Timedout" and took < 5, (took, body))
+    resp, body = invoke(lam, "fake", {"exit": 3})
+    check("crash: Runtime.ExitError", isinstance(body, dict) and body.get("errorType") == "Runtime.ExitError" and "status 3" in body.get("errorMessage", ""), body)
+    resp, body = invoke(lam, "fake", {"echo": 3})
+    check("after a timeout and a crash: a fresh process answers", isinstance(body, dict) and body.get("event") == {"echo": 3}, body)
+    lam.update_function_configuration(FunctionName="fake", Environment={"Variables": {"MY_VAR": "changed"}})
+    _, body = invoke(lam, "fake", {"echo": 4})
+    check("new configuration: a new process with it", isinstance(body, dict) and body["env"].get("MY_VAR") == "changed", body)
+
+    print("3. custom resources, with the CA provider (from a ZipFile)")
+    lam.create_function(
+        FunctionName="ca-provider", Runtime="provided.al2023", Handler="bootstrap", Role=ROLE,
+        Code={"ZipFile": open(provider_zip, "rb").read()}, Timeout=120, MemorySize=128,
+    )
+    pem = ca_pem("selfcheck CA one")
+    t = time.monotonic()
+    cfn.create_stack(StackName="ca-one", TemplateBody=template(pem))
+    status, _ = wait_stack(cfn, "ca-one")
+    took = time.monotonic() - t
+    check("CreateStack: CREATE_COMPLETE", status == "CREATE_COMPLETE", (status, events(cfn, "ca-one")))
+    print(f"       CreateStack to CREATE_COMPLETE: {took:.2f} s (provider cold start included)")
+    out = outputs(cfn, "ca-one")
+    ca_id = out.get("CaCertificateId", "")
+    check("Outputs: CaCertificateId is a registered CA", registered(iot, ca_id), out)
+    check("Ref: the physical id the provider answered", out.get("Physical") == ca_id, out)
+    if ca_id:
+        ca = iot.describe_ca_certificate(certificateId=ca_id)["certificateDescription"]
+        # moto's description has no certificateMode nor autoRegistrationStatus.
+        check("IoT: the CA is ACTIVE", ca.get("status") == "ACTIVE", ca)
+    dependent = ssm.get_parameter(Name=out.get("DependentName", "?"))["Parameter"]["Value"] if out.get("DependentName") else None
+    check("a resource depending on Fn::GetAtt of the custom resource got its value", dependent == ca_id, dependent)
+
+    t = time.monotonic()
+    cfn.create_stack(StackName="ca-one-warm", TemplateBody=template(ca_pem("selfcheck CA warm")))
+    status, _ = wait_stack(cfn, "ca-one-warm")
+    print(f"       CreateStack to CREATE_COMPLETE, warm provider: {time.monotonic() - t:.2f} s")
+    check("CreateStack (warm): CREATE_COMPLETE", status == "CREATE_COMPLETE", status)
+    cfn.delete_stack(StackName="ca-one-warm")
+
+    pem2 = ca_pem("selfcheck CA two")
+    cfn.update_stack(StackName="ca-one", TemplateBody=template(pem2))
+    status, _ = wait_stack(cfn, "ca-one")
+    check("UpdateStack (new CA): UPDATE_COMPLETE", status == "UPDATE_COMPLETE", (status, events(cfn, "ca-one")))
+    new_id = outputs(cfn, "ca-one").get("CaCertificateId", "")
+    check("Update: the provider registered the new CA", new_id != ca_id and registered(iot, new_id), (ca_id, new_id))
+    check("Update: the replaced CA was deregistered (Delete sent)", not registered(iot, ca_id), ca_id)
+
+    cfn.delete_stack(StackName="ca-one")
+    check("DeleteStack: the provider deregistered the CA", not registered(iot, new_id), new_id)
+
+    print("4. custom resources through a change set")
+    pem3 = ca_pem("selfcheck CA three")
+    t = time.monotonic()
+    cs = cfn.create_change_set(StackName="ca-cs", ChangeSetName="first", ChangeSetType="CREATE", TemplateBody=template(pem3))
+    cfn.get_waiter("change_set_create_complete").wait(ChangeSetName=cs["Id"], WaiterConfig={"Delay": 1})
+    cfn.execute_change_set(ChangeSetName=cs["Id"])
+    status, _ = wait_stack(cfn, "ca-cs")
+    print(f"       change set to CREATE_COMPLETE: {time.monotonic() - t:.2f} s")
+    check("change set: CREATE_COMPLETE", status == "CREATE_COMPLETE", status)
+    out = outputs(cfn, "ca-cs")
+    check("change set: Outputs present, CA registered", registered(iot, out.get("CaCertificateId", "")), out)
+    cfn.delete_stack(StackName="ca-cs")
+    check("change set stack deleted: CA deregistered", not registered(iot, out.get("CaCertificateId", "")), out)
+
+    print("5. a failing custom resource")
+    cfn.create_stack(StackName="ca-bad", TemplateBody=template("not a certificate"))
+    status, _ = wait_stack(cfn, "ca-bad")
+    evts = events(cfn, "ca-bad")
+    check("CreateStack: ROLLBACK_COMPLETE", status == "ROLLBACK_COMPLETE", (status, evts))
+    reason = next((e.get("ResourceStatusReason", "") for e in evts if e["ResourceStatus"] == "CREATE_FAILED"), "")
+    check("events: CREATE_FAILED with the provider's reason", "CaCertificatePem" in reason, evts)
+    print(f"       reason: {reason}")
+
+
+def events(cfn, name: str) -> list[dict]:
+    try:
+        return [
+            {k: e.get(k) for k in ("LogicalResourceId", "ResourceStatus", "ResourceStatusReason")}
+            for e in cfn.describe_stack_events(StackName=name)["StackEvents"]
+        ]
+    except Exception as e:  # noqa: BLE001
+        return [{"error": str(e)}]
+
+
+def base64_decode(text: str) -> str:
+    return base64.b64decode(text or b"").decode("utf-8", "replace")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
