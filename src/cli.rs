@@ -113,6 +113,11 @@ pub enum Command {
         /// Do not ask (required without a terminal)
         #[arg(long)]
         yes: bool,
+        /// Detach the device policy from the device certificates still using it (those
+        /// devices lose access). Without it, destroy refuses while devices are attached:
+        /// AWS will not delete an attached policy and the deletion would fail halfway.
+        #[arg(long)]
+        detach_devices: bool,
     },
 }
 
@@ -308,7 +313,11 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<i32, Er
             }
             Ok(exit::OK)
         }
-        Command::Destroy { stage, yes } => {
+        Command::Destroy {
+            stage,
+            yes,
+            detach_devices,
+        } => {
             let rt = runtime()?;
             let st = stage::load(&root, &stage)?;
             let region = cli.region.clone().unwrap_or_else(|| st.region.clone());
@@ -342,9 +351,34 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<i32, Er
             } else {
                 "the CA will be DEREGISTERED: devices signed by it can no longer register\n"
             });
+            if !plan.attached_certificates.is_empty() {
+                text.push_str(&format!(
+                    "{} device certificate(s) still use device policy {}{}\n",
+                    plan.attached_certificates.len(),
+                    plan.device_policy.as_deref().unwrap_or_default(),
+                    if detach_devices {
+                        ": it will be detached from them (they lose access)"
+                    } else {
+                        ""
+                    }
+                ));
+            }
             let reporter = CliReporter::new(cli.json);
             if !cli.json {
                 let _ = write!(err, "{text}");
+            }
+            if !plan.attached_certificates.is_empty() && !detach_devices {
+                return Err(Error::StackState {
+                    stack: plan.stack_name.clone(),
+                    status: plan.stack_status.clone(),
+                    advice: format!(
+                        "{} device certificate(s) are attached to its device policy, and AWS \
+                         refuses to delete an attached policy, so the deletion would fail \
+                         halfway. Decommission those devices first, or rerun with \
+                         --detach-devices (they lose access)",
+                        plan.attached_certificates.len()
+                    ),
+                });
             }
             if !yes {
                 if !interactive() {

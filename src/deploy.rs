@@ -977,6 +977,10 @@ pub struct DestroyPlan {
     pub resources: Vec<(String, String)>,
     /// The CA registration's RetainOnDelete: the CA stays registered.
     pub ca_retained: bool,
+    /// The device policy's name and the certificates it is attached to. AWS refuses to delete
+    /// an attached policy, so a stack with activated devices cannot be deleted as it is.
+    pub device_policy: Option<String>,
+    pub attached_certificates: Vec<String>,
 }
 
 /// What would be deleted; `None` when there is no stack.
@@ -991,6 +995,32 @@ pub async fn destroy_plan(clients: &Clients, stack: &str) -> Result<Option<Destr
         .send()
         .await
         .map_err(|e| aws_error("DescribeStackResources", &e))?;
+    let device_policy = out
+        .stack_resources()
+        .iter()
+        .find(|r| r.logical_resource_id() == Some(constructs::DEVICE_POLICY.as_str()))
+        .and_then(|r| r.physical_resource_id().map(str::to_string));
+    let mut attached_certificates = Vec::new();
+    if let Some(policy) = &device_policy {
+        let mut pages = clients
+            .iot
+            .list_targets_for_policy()
+            .policy_name(policy)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            match page {
+                Ok(p) => attached_certificates.extend(p.targets().iter().cloned()),
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|s| s.is_resource_not_found_exception()) =>
+                {
+                    break
+                }
+                Err(e) => return Err(aws_error("iot:ListTargetsForPolicy", &e)),
+            }
+        }
+    }
     let resources = out
         .stack_resources()
         .iter()
@@ -1013,6 +1043,8 @@ pub async fn destroy_plan(clients: &Clients, stack: &str) -> Result<Option<Destr
         stack_status: status_text(&st),
         resources,
         ca_retained,
+        device_policy,
+        attached_certificates,
     }))
 }
 
@@ -1030,6 +1062,19 @@ pub async fn destroy(
             status: plan.stack_status.clone(),
             advice: "another operation is running; try again when it has finished".into(),
         });
+    }
+    if let Some(policy) = &plan.device_policy {
+        for target in &plan.attached_certificates {
+            reporter.progress(&format!("detaching {policy} from {target}"));
+            clients
+                .iot
+                .detach_policy()
+                .policy_name(policy)
+                .target(target)
+                .send()
+                .await
+                .map_err(|e| aws_error("iot:DetachPolicy", &e))?;
+        }
     }
     let since = latest_event_id(clients, &plan.stack_id).await;
     clients

@@ -113,6 +113,8 @@ async fn stack_status(stack: &str) -> Option<String> {
         })
 }
 
+/// Change sets of `stack` that were not executed (real CloudFormation removes executed ones;
+/// moto keeps them, and lists every stack's change sets whatever the filter).
 async fn change_sets(stack: &str) -> usize {
     cfn()
         .await
@@ -120,8 +122,41 @@ async fn change_sets(stack: &str) -> usize {
         .stack_name(stack)
         .send()
         .await
-        .map(|o| o.summaries().len())
+        .map(|o| {
+            o.summaries()
+                .iter()
+                .filter(|c| c.stack_name() == Some(stack))
+                .filter(|c| c.execution_status().map(|e| e.as_str()) != Some("EXECUTE_COMPLETE"))
+                .count()
+        })
         .unwrap_or(0)
+}
+
+/// A GET on moto, routed to `service` by the credential scope.
+fn moto_get(service: &str, path: &str) -> (u16, String) {
+    let host = moto().host_port().to_string();
+    let req = HttpRequest {
+        method: "GET".into(),
+        target: path.into(),
+        headers: [
+            ("host".to_string(), host.clone()),
+            (
+                "authorization".to_string(),
+                format!(
+                    "AWS4-HMAC-SHA256 Credential=testing/20261128/{}/{service}/aws4_request, \
+                     SignedHeaders=host, Signature=0",
+                    testkit::REGION
+                ),
+            ),
+        ]
+        .into(),
+        body: Vec::new(),
+    };
+    let resp = testkit::http::forward(&host, &req).unwrap();
+    (
+        resp.status,
+        String::from_utf8_lossy(&resp.body).into_owned(),
+    )
 }
 
 /// Invokes a function through the Lambda Invoke API (moto does not check signatures).
@@ -136,6 +171,15 @@ fn invoke(function: &str, payload: &Value) -> (u16, Value) {
             (
                 "x-amz-invocation-type".to_string(),
                 "RequestResponse".to_string(),
+            ),
+            // moto routes by the credential scope (service and region) of the signature.
+            (
+                "authorization".to_string(),
+                format!(
+                    "AWS4-HMAC-SHA256 Credential=testing/20261128/{}/lambda/aws4_request, \
+                     SignedHeaders=host, Signature=0",
+                    testkit::REGION
+                ),
             ),
         ]
         .into(),
@@ -324,22 +368,35 @@ async fn dev_stage_lifecycle_end_to_end() {
         stack_status(&p.stack).await.as_deref(),
         Some("UPDATE_COMPLETE")
     );
-    let policy = iot
-        .get_policy()
-        .policy_name(format!("{}-device", p.stack))
-        .send()
-        .await
-        .unwrap();
-    assert!(policy
-        .policy_document()
-        .unwrap()
-        .contains("iot:RetainPublish"));
+    // Read raw: after a CloudFormation update moto returns the document as an object where
+    // the API (and the SDK) has a string.
+    let (status, policy) = moto_get("iot", &format!("/policies/{}-device", p.stack));
+    assert_eq!(status, 200);
+    assert!(policy.contains("iot:RetainPublish"), "{policy}");
 
     // Destroy: refused without a terminal unless --yes; then the stack and the CA are gone.
-    let o = p.run(&["destroy", "--stage", "e2e"], &endpoint, &[]);
+    let o = p.run(
+        &["destroy", "--stage", "e2e", "--detach-devices"],
+        &endpoint,
+        &[],
+    );
     assert_eq!(o.status.code(), Some(4), "{}", text(&o));
     assert!(stack_status(&p.stack).await.is_some());
+    // The activated device holds the device policy: AWS would refuse to delete it halfway
+    // through, so destroy refuses up front unless told to detach it.
     let o = p.run(&["destroy", "--stage", "e2e", "--yes"], &endpoint, &[]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("--detach-devices"),
+        "{}",
+        text(&o)
+    );
+    assert!(stack_status(&p.stack).await.is_some());
+    let o = p.run(
+        &["destroy", "--stage", "e2e", "--yes", "--detach-devices"],
+        &endpoint,
+        &[],
+    );
     assert!(o.status.success(), "{}", text(&o));
     assert!(
         String::from_utf8_lossy(&o.stderr).contains("DEREGISTERED"),

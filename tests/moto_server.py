@@ -1150,6 +1150,32 @@ CloudFormationBackend.delete_stack = _delete_stack
 FakePolicy.physical_resource_id = property(lambda self: self.name)
 
 
+# ---------------------------------------------------------------------------------------------
+# Deleting an AWS::IoT::Policy. CloudFormation's handler deletes the policy's non-default
+# versions first (an updated policy has several) and then calls DeletePolicy, which AWS
+# refuses while certificates are attached (DeleteConflictException). moto's handler skips the
+# first step, so a stack whose device policy was ever updated could never be deleted.
+# ---------------------------------------------------------------------------------------------
+
+_moto_delete_policy_cfn = FakePolicy.delete_from_cloudformation_json.__func__
+
+
+def _delete_policy_cfn(cls, resource_name, cloudformation_json, account_id, region_name):
+    from moto.iot.models import iot_backends
+
+    backend = iot_backends[account_id][region_name]
+    name = cloudformation_json.get("Properties", {}).get("PolicyName", resource_name)
+    policy = backend.policies.get(name)
+    if policy is not None:
+        for version in list(policy.versions):
+            if not version.is_default:
+                backend.delete_policy_version(name, version.version_id)
+    return _moto_delete_policy_cfn(cls, resource_name, cloudformation_json, account_id, region_name)
+
+
+FakePolicy.delete_from_cloudformation_json = classmethod(_delete_policy_cfn)
+
+
 from moto.server import main  # noqa: E402  (after the patches above)
 
 if __name__ == "__main__":

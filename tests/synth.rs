@@ -246,7 +246,12 @@ fn topic_rule_permission_and_lambdas() {
     assert_eq!(permission["Action"], "lambda:InvokeFunction");
     assert_eq!(
         permission["SourceArn"],
-        json!({"Fn::GetAtt": ["RegistrationRule", "Arn"]})
+        json!({"Fn::Sub": "arn:${AWS::Partition}:iot:${AWS::Region}:${AWS::AccountId}:rule/jitr_dev_registered"})
+    );
+    // The rule exists only once it may invoke the activator.
+    assert_eq!(
+        r["RegistrationRule"]["DependsOn"],
+        json!(["ActivatorInvokePermission"])
     );
     assert_eq!(
         permission["SourceAccount"],
