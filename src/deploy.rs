@@ -878,6 +878,22 @@ pub async fn watch(
     let mut ticks = 0u32;
     loop {
         ticks += 1;
+        // Every tenth look asks the stack itself instead of its events (covers an event we
+        // did not get): one describe call per tick either way.
+        let mut settled_status = None;
+        if ticks % 10 == 0 {
+            match describe(clients, &stack_id).await? {
+                Some(st) if is_terminal(&status_text(&st)) => {
+                    settled_status = Some(status_text(&st))
+                }
+                None => settled_status = Some("DELETE_COMPLETE".to_string()),
+                _ => {
+                    tokio::time::sleep(interval).await;
+                    interval = poll.next(interval);
+                    continue;
+                }
+            }
+        }
         let out = clients
             .cfn
             .describe_stack_events()
@@ -897,7 +913,6 @@ pub async fn watch(
         if let Some(last) = fresh.last() {
             seen = last.event_id().map(str::to_string);
         }
-        let mut settled_status = None;
         for e in &fresh {
             let status = e.resource_status().map(|s| s.as_str()).unwrap_or_default();
             let id = e.logical_resource_id().unwrap_or_default();
@@ -924,16 +939,6 @@ pub async fn watch(
                 && !status.is_empty()
             {
                 settled_status = Some(status.to_string());
-            }
-        }
-        if settled_status.is_none() && (fresh.is_empty() && ticks % 10 == 0) {
-            // No news for a while: ask the stack itself (covers an event we did not get).
-            match describe(clients, &stack_id).await? {
-                Some(st) if is_terminal(&status_text(&st)) => {
-                    settled_status = Some(status_text(&st))
-                }
-                None => settled_status = Some("DELETE_COMPLETE".into()),
-                _ => {}
             }
         }
         if let Some(status) = settled_status {

@@ -56,7 +56,7 @@ impl Project {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_jitr-infra"));
         cmd.arg("--project").arg(&self.dir).args(args);
         cmd.env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .envs(testkit::toolchain_env())
             .env("HOME", &self.dir)
             .env("CI", "true")
             .env("JITR_LAMBDA_SOURCES", repo());
@@ -500,7 +500,7 @@ async fn bad_input_and_faults_fail_cleanly_and_leave_nothing_half_done() {
         .env("AWS_ENDPOINT_URL", &endpoint)
         .env("AWS_EC2_METADATA_DISABLED", "true")
         .env("JITR_LAMBDA_SOURCES", repo())
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .envs(testkit::toolchain_env())
         .output()
         .unwrap();
     assert_clean_failure(&o, "no AWS credentials found");

@@ -317,7 +317,12 @@ pub fn forward(upstream: &str, request: &HttpRequest) -> std::io::Result<HttpRes
         .and_then(|s| s.parse().ok())
         .unwrap_or(502);
     let headers = parse_headers(&lines[1..]);
-    let body = read_body(&mut reader, &headers, true)?;
+    // A HEAD answer carries the Content-Length of a body it does not send.
+    let body = if request.method == "HEAD" || status == 204 || status == 304 {
+        Vec::new()
+    } else {
+        read_body(&mut reader, &headers, true)?
+    };
     Ok(HttpResponse {
         status,
         headers: headers.into_iter().collect(),

@@ -70,6 +70,25 @@ impl Moto {
     }
 }
 
+/// What a child process needs to run cargo (the CLI builds the Lambdas when their bundles
+/// are stale) after `env_clear`: PATH and the toolchain's homes, resolved against the real
+/// HOME so the child's HOME can point elsewhere.
+pub fn toolchain_env() -> Vec<(String, String)> {
+    let home = std::env::var("HOME").unwrap_or_default();
+    let mut env = vec![(
+        "PATH".to_string(),
+        std::env::var("PATH").unwrap_or_default(),
+    )];
+    for (var, default) in [("RUSTUP_HOME", ".rustup"), ("CARGO_HOME", ".cargo")] {
+        let value = std::env::var(var).unwrap_or_else(|_| format!("{home}/{default}"));
+        env.push((var.to_string(), value));
+    }
+    if let Ok(t) = std::env::var("RUSTUP_TOOLCHAIN") {
+        env.push(("RUSTUP_TOOLCHAIN".to_string(), t));
+    }
+    env
+}
+
 /// Dummy credentials, the test region and `AWS_ENDPOINT_URL` for `endpoint`.
 pub fn aws_env(endpoint: &str) -> Vec<(String, String)> {
     [
