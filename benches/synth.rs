@@ -10,7 +10,7 @@ fn main() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let bin = std::env::var_os("JITR_BENCH_BIN")
         .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target/release/jitr-infra"));
+        .unwrap_or_else(|| root.join("target/debug/jitr-infra"));
     assert!(
         bin.exists(),
         "{} missing: run scripts/bench-synth",

@@ -238,21 +238,16 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<i32, Er
         Command::Schema => unreachable!("handled above"),
         Command::Diff { stage } => {
             let rt = runtime()?;
-            let s = synthesize_quietly(&root, &stage, cli.json, err)?;
-            let clients = rt.block_on(crate::aws::Clients::new(&target(
-                &cli.profile,
-                &cli.region,
-                &s,
-            )));
+            let (s, clients) = synthesize_for_aws(
+                &rt,
+                (&cli.profile, &cli.region, cli.json),
+                &root,
+                &stage,
+                err,
+            )?;
             let d = rt.block_on(crate::deploy::diff_stack(&clients, &s))?;
             if cli.json {
-                print(
-                    out,
-                    &format!(
-                        "{}\n",
-                        serde_json::to_string_pretty(&d).expect("diff serializes")
-                    ),
-                );
+                print_json(out, &d);
             } else {
                 print(out, &crate::diff::render_text(&d, color(false)));
             }
@@ -273,12 +268,13 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<i32, Er
             outputs_file,
         } => {
             let rt = runtime()?;
-            let s = synthesize_quietly(&root, &stage, cli.json, err)?;
-            let clients = rt.block_on(crate::aws::Clients::new(&target(
-                &cli.profile,
-                &cli.region,
-                &s,
-            )));
+            let (s, clients) = synthesize_for_aws(
+                &rt,
+                (&cli.profile, &cli.region, cli.json),
+                &root,
+                &stage,
+                err,
+            )?;
             let opts = crate::deploy::Options {
                 require_approval,
                 execute: !no_execute,
@@ -301,13 +297,7 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<i32, Er
                 std::fs::write(path, text).map_err(crate::error::io(path))?;
             }
             if cli.json {
-                print(
-                    out,
-                    &format!(
-                        "{}\n",
-                        serde_json::to_string_pretty(&outcome).expect("outcome serializes")
-                    ),
-                );
+                print_json(out, &outcome);
             } else {
                 print(out, &describe_outcome(&outcome));
             }
@@ -422,6 +412,19 @@ fn runtime() -> Result<tokio::runtime::Runtime, Error> {
         .enable_all()
         .build()
         .map_err(crate::error::io("tokio runtime"))
+}
+
+/// Synthesizes the stage and builds the AWS clients for its region (or `--region`).
+fn synthesize_for_aws(
+    rt: &tokio::runtime::Runtime,
+    (profile, region, json): (&Option<String>, &Option<String>, bool),
+    root: &Path,
+    stage: &str,
+    err: &mut dyn Write,
+) -> Result<(synth::Synthesized, crate::aws::Clients), Error> {
+    let s = synthesize_quietly(root, stage, json, err)?;
+    let clients = rt.block_on(crate::aws::Clients::new(&target(profile, region, &s)));
+    Ok((s, clients))
 }
 
 fn target(
@@ -553,6 +556,11 @@ impl crate::deploy::Reporter for CliReporter {
         std::io::stdin().read_line(&mut answer).is_ok()
             && matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes")
     }
+}
+
+fn print_json(out: &mut dyn Write, value: &impl serde::Serialize) {
+    let text = serde_json::to_string_pretty(value).expect("our types serialize");
+    print(out, &format!("{text}\n"));
 }
 
 /// Writes to stdout; a closed pipe (`jitr-infra list | head`) is not an error.

@@ -259,23 +259,7 @@ pub async fn deploy(
         .send()
         .await
         .map_err(|e| aws_error("ExecuteChangeSet", &e))?;
-    let settled = watch(
-        clients,
-        stack,
-        &stack_id,
-        since,
-        opts.timeout,
-        opts.poll,
-        reporter,
-    )
-    .await?;
-    if !settled.ok {
-        return Err(Error::DeployFailed {
-            stack: stack.to_string(),
-            status: settled.status,
-            causes: settled.causes,
-        });
-    }
+    let settled = settle(clients, stack, &stack_id, since, opts, reporter).await?;
     Ok(Outcome::Deployed {
         stack_name: stack.to_string(),
         stack_status: settled.status,
@@ -1089,10 +1073,22 @@ pub async fn destroy(
         .send()
         .await
         .map_err(|e| aws_error("DeleteStack", &e))?;
+    settle(clients, stack, &plan.stack_id, since, opts, reporter).await
+}
+
+/// [`watch`]es until the stack settles; a bad final state is an error with its root causes.
+async fn settle(
+    clients: &Clients,
+    stack: &str,
+    stack_id: &str,
+    since: Option<String>,
+    opts: &Options,
+    reporter: &dyn Reporter,
+) -> Result<Settled, Error> {
     let settled = watch(
         clients,
         stack,
-        &plan.stack_id,
+        stack_id,
         since,
         opts.timeout,
         opts.poll,
