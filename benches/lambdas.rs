@@ -61,6 +61,31 @@ fn cpu_ns(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// An AWS IoT endpoint that answers the activator's six calls at once, with canned responses
+/// shaped like the real API's: what the cold start costs when AWS itself costs nothing.
+fn instant_iot(ca: &TestCa, device_pem: &str, device_id: &str) -> testkit::http::HttpServer {
+    use testkit::http::{HttpRequest, HttpResponse};
+    let ca_pem = ca.pem.clone();
+    let device_pem = device_pem.to_string();
+    let device_id = device_id.to_string();
+    testkit::http::HttpServer::start(std::sync::Arc::new(move |req: HttpRequest| {
+        let arn = |kind: &str, id: &str| format!("arn:aws:iot:eu-west-1:123456789012:{kind}/{id}");
+        let body = match (req.method.as_str(), req.path()) {
+            ("GET", p) if p.starts_with("/certificates/") => json!({"certificateDescription": {
+                "certificateArn": arn("cert", &device_id), "certificateId": device_id,
+                "status": "PENDING_ACTIVATION", "certificatePem": device_pem}}),
+            ("GET", p) if p.starts_with("/cacertificate/") => json!({"certificateDescription": {
+                "certificateArn": arn("cacert", "x"), "certificatePem": ca_pem, "status": "ACTIVE"}}),
+            ("POST", p) if p.starts_with("/things/") => {
+                let name = p.trim_start_matches("/things/");
+                json!({"thingName": name, "thingArn": arn("thing", name), "thingId": "1"})
+            }
+            _ => json!({}),
+        };
+        HttpResponse::json(200, &body)
+    }))
+}
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
@@ -127,6 +152,37 @@ async fn main() {
         child.wait().ok();
     }
 
+    // The same cold start against an IoT endpoint that answers instantly: our own cost.
+    let mut stub_ms = Vec::new();
+    {
+        let cn = unique("stub-device");
+        let pem = setup.ca.issue(&cn);
+        let id = jitr_lambda_common::pki::Certificate::from_pem(&pem)
+            .unwrap()
+            .aws_iot_id();
+        let stub = instant_iot(&setup.ca, &pem, &id);
+        let mut env = testkit::aws_env(&stub.url());
+        env.push(("JITR_CA_CERTIFICATE_ID".into(), setup.ca_id.clone()));
+        env.push(("JITR_DEVICE_POLICY_NAME".into(), "p".into()));
+        for _ in 0..COLD_RUNS {
+            let host = RuntimeHost::start();
+            let request = host.invoke(setup.event(&id), Duration::from_secs(30));
+            let started = Instant::now();
+            let mut child = host.spawn(&activator.binary, &env);
+            let answer = host
+                .wait_result(&request, Duration::from_secs(30))
+                .expect("an answer");
+            assert_eq!(
+                answer.result.as_ref().expect("success")["outcome"],
+                "activated"
+            );
+            stub_ms.push((answer.answered_at - started).as_secs_f64() * 1000.0);
+            child.kill().ok();
+            child.wait().ok();
+        }
+        stub_ms.sort_by(f64::total_cmp);
+    }
+
     // Warm: one process, many events; CPU time per event from the scheduler.
     let ids = {
         let mut ids = Vec::new();
@@ -182,6 +238,12 @@ async fn main() {
         "{:<34} {:>7.1} ms",
         "  of which init (to first /next)",
         percentile(&init_ms, 0.5)
+    );
+    println!(
+        "{:<34} {:>7.1} ms {:>7} ms",
+        "cold start, instant IoT (median)",
+        percentile(&stub_ms, 0.5),
+        25
     );
     println!(
         "{:<34} {:>6.1} MiB {:>6} MiB   48 MiB",
