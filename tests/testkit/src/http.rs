@@ -166,8 +166,9 @@ fn serve_connection(conn: TcpStream, handler: Handler) {
         let close = request
             .header("connection")
             .is_some_and(|v| v.eq_ignore_ascii_case("close"));
+        let head = request.method == "HEAD";
         let response = handler(request);
-        if write_response(&mut writer, &response, close).is_err() || close {
+        if write_response(&mut writer, &response, close, head).is_err() || close {
             return;
         }
     }
@@ -271,7 +272,14 @@ fn reason(status: u16) -> &'static str {
     }
 }
 
-fn write_response(w: &mut TcpStream, r: &HttpResponse, close: bool) -> std::io::Result<()> {
+/// Writes `r`; the answer to a HEAD request has the headers only (a body would be read as
+/// the start of the next response on a kept-alive connection).
+fn write_response(
+    w: &mut TcpStream,
+    r: &HttpResponse,
+    close: bool,
+    head_request: bool,
+) -> std::io::Result<()> {
     let mut head = format!("HTTP/1.1 {} {}\r\n", r.status, reason(r.status));
     for (k, v) in &r.headers {
         if k.eq_ignore_ascii_case("content-length")
@@ -288,7 +296,9 @@ fn write_response(w: &mut TcpStream, r: &HttpResponse, close: bool) -> std::io::
     }
     head.push_str("\r\n");
     w.write_all(head.as_bytes())?;
-    w.write_all(&r.body)?;
+    if !head_request {
+        w.write_all(&r.body)?;
+    }
     w.flush()
 }
 
