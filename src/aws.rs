@@ -66,38 +66,15 @@ impl Clients {
     }
 }
 
-/// A failed AWS call, in words: the service's error code and message, or for a call that
-/// never got an answer, the whole cause chain (so "dispatch failure" says *why*), with a hint
-/// for the usual suspects (credentials, endpoint).
+/// A failed AWS call, in words (`describe_sdk_error`: the service's code and message, or the
+/// cause chain of a call that got no answer), with a hint for the usual suspects
+/// (credentials, endpoint, expiry).
 pub fn explain<E, R>(operation: &str, err: &aws_sdk_cloudformation::error::SdkError<E, R>) -> String
 where
     E: aws_sdk_cloudformation::error::ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug,
 {
-    use aws_sdk_cloudformation::error::SdkError;
-    let text = match err {
-        SdkError::ServiceError(se) => {
-            let e = se.err();
-            match (e.code(), e.message()) {
-                (Some(c), Some(m)) => format!("{c}: {m}"),
-                (Some(c), None) => c.to_string(),
-                _ => e.to_string(),
-            }
-        }
-        other => {
-            let mut text = other.to_string();
-            let mut source = std::error::Error::source(other);
-            while let Some(s) = source {
-                let s_text = s.to_string();
-                if !text.contains(&s_text) {
-                    text.push_str(": ");
-                    text.push_str(&s_text);
-                }
-                source = s.source();
-            }
-            text
-        }
-    };
+    let text = jitr_lambda_common::describe_sdk_error(err);
     let lower = text.to_ascii_lowercase();
     let hint = if lower.contains("no credentials")
         || lower.contains("credentials provider")

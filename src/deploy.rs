@@ -351,12 +351,7 @@ async fn ensure_bucket(clients: &Clients, bucket: &str) -> Result<(), Error> {
     match create.send().await {
         Ok(_) => {}
         Err(e) if aws::code(&e).as_deref() == Some("BucketAlreadyOwnedByYou") => {}
-        Err(e) => {
-            return Err(Error::Aws(aws::explain(
-                &format!("s3:CreateBucket {bucket}"),
-                &e,
-            )))
-        }
+        Err(e) => return Err(aws_error(&format!("s3:CreateBucket {bucket}"), &e)),
     }
     use aws_sdk_s3::types::{
         PublicAccessBlockConfiguration, ServerSideEncryption, ServerSideEncryptionByDefault,
@@ -376,12 +371,7 @@ async fn ensure_bucket(clients: &Clients, bucket: &str) -> Result<(), Error> {
         )
         .send()
         .await
-        .map_err(|e| {
-            Error::Aws(aws::explain(
-                &format!("s3:PutPublicAccessBlock {bucket}"),
-                &e,
-            ))
-        })?;
+        .map_err(|e| aws_error(&format!("s3:PutPublicAccessBlock {bucket}"), &e))?;
     let sse = ServerSideEncryptionByDefault::builder()
         .sse_algorithm(ServerSideEncryption::Aes256)
         .build()
@@ -402,12 +392,7 @@ async fn ensure_bucket(clients: &Clients, bucket: &str) -> Result<(), Error> {
         )
         .send()
         .await
-        .map_err(|e| {
-            Error::Aws(aws::explain(
-                &format!("s3:PutBucketEncryption {bucket}"),
-                &e,
-            ))
-        })?;
+        .map_err(|e| aws_error(&format!("s3:PutBucketEncryption {bucket}"), &e))?;
     Ok(())
 }
 
@@ -431,12 +416,7 @@ async fn upload_if_missing(
         Ok(_) => return Ok(()),
         Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => {}
         Err(e) if aws::code(&e).as_deref() == Some("NotFound") => {}
-        Err(e) => {
-            return Err(Error::Aws(aws::explain(
-                &format!("s3:HeadObject s3://{bucket}/{key}"),
-                &e,
-            )))
-        }
+        Err(e) => return Err(aws_error(&format!("s3:HeadObject s3://{bucket}/{key}"), &e)),
     }
     reporter.progress(&format!("uploading {key}"));
     let body = aws_sdk_s3::primitives::ByteStream::from_path(path)
@@ -450,12 +430,7 @@ async fn upload_if_missing(
         .body(body)
         .send()
         .await
-        .map_err(|e| {
-            Error::Aws(aws::explain(
-                &format!("s3:PutObject s3://{bucket}/{key}"),
-                &e,
-            ))
-        })?;
+        .map_err(|e| aws_error(&format!("s3:PutObject s3://{bucket}/{key}"), &e))?;
     Ok(())
 }
 

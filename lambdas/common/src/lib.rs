@@ -85,8 +85,12 @@ where
             let mut text = other.to_string();
             let mut source = std::error::Error::source(other);
             while let Some(s) = source {
-                text.push_str(": ");
-                text.push_str(&s.to_string());
+                // Wrappers often repeat their cause's text; say each thing once.
+                let s_text = s.to_string();
+                if !text.contains(&s_text) {
+                    text.push_str(": ");
+                    text.push_str(&s_text);
+                }
                 source = s.source();
             }
             text
