@@ -22,6 +22,47 @@ pub const MAX_GLIBC: (u32, u32) = (2, 34);
 /// The cargo profile the Lambdas are built with (defined in the root `Cargo.toml`).
 pub const PROFILE: &str = "lambda";
 
+/// The one architecture the bundled Lambdas are built for: what the template declares in
+/// `Architectures` and what the zip's binary must be.
+pub const ARCHITECTURE: Architecture = Architecture::X86_64;
+
+/// A Lambda instruction set architecture.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Architecture {
+    X86_64,
+    Arm64,
+}
+
+impl Architecture {
+    /// The name `AWS::Lambda::Function`'s `Architectures` takes.
+    pub fn lambda_name(self) -> &'static str {
+        match self {
+            Architecture::X86_64 => "x86_64",
+            Architecture::Arm64 => "arm64",
+        }
+    }
+
+    /// The Rust target the Lambda is compiled for: always Linux with glibc, whatever the host.
+    pub fn rust_target(self) -> &'static str {
+        match self {
+            Architecture::X86_64 => "x86_64-unknown-linux-gnu",
+            Architecture::Arm64 => "aarch64-unknown-linux-gnu",
+        }
+    }
+
+    fn object(self) -> object::Architecture {
+        match self {
+            Architecture::X86_64 => object::Architecture::X86_64,
+            Architecture::Arm64 => object::Architecture::Aarch64,
+        }
+    }
+}
+
+/// cargo's output directory for the Lambda builds under `target_dir`.
+pub fn profile_dir(target_dir: &Path) -> PathBuf {
+    target_dir.join(ARCHITECTURE.rust_target()).join(PROFILE)
+}
+
 /// Zip entries get this timestamp (the zip format's earliest: 1980-01-01 00:00:00).
 fn zip_epoch() -> zip::DateTime {
     zip::DateTime::default()
@@ -69,6 +110,10 @@ pub enum AssetError {
     BuildFailed { package: String, output: String },
     /// The built binary needs a glibc newer than the Lambda runtime has.
     GlibcTooNew { package: String, found: (u32, u32) },
+    /// The built binary is not a Linux executable for the template's architecture.
+    NotForLambda { package: String, found: String },
+    /// This host cannot link for the Lambda target, and nothing that can is installed.
+    NoCrossLinker { host: String, target: &'static str },
     /// Writing the zip failed.
     Zip(String),
 }
@@ -91,6 +136,20 @@ impl fmt::Display for AssetError {
                 f,
                 "Lambda `{package}` needs GLIBC_{}.{}, but provided.al2023 has glibc {}.{}",
                 found.0, found.1, MAX_GLIBC.0, MAX_GLIBC.1
+            ),
+            AssetError::NotForLambda { package, found } => write!(
+                f,
+                "Lambda `{package}` was built as {found}, but Lambda runs {} Linux (glibc) \
+                 executables ({}); refusing to bundle it",
+                ARCHITECTURE.lambda_name(),
+                ARCHITECTURE.rust_target()
+            ),
+            AssetError::NoCrossLinker { host, target } => write!(
+                f,
+                "this machine ({host}) cannot link Linux binaries for {target} by itself. \
+                 Install the target and a cross linker, then run again:\n  \
+                 rustup target add {target}\n  \
+                 pip install cargo-zigbuild   # brings zig; jitr-infra uses it when it is on PATH"
             ),
             AssetError::Zip(m) => write!(f, "writing the Lambda zip: {m}"),
         }
@@ -171,7 +230,7 @@ pub fn bundle(opts: &BuildOptions, lambda: LambdaCrate) -> Result<Bundle, AssetE
     let zip_path = cache_dir.join(format!("{}-{fingerprint}.zip", lambda.package));
     // The digest sits beside the zip, so a cache hit reads 64 bytes, not megabytes.
     let sha_path = zip_path.with_extension("zip.sha256");
-    let binary = opts.target_dir.join(PROFILE).join(lambda.package);
+    let binary = profile_dir(&opts.target_dir).join(lambda.package);
     if let (Ok(sha256), Ok(meta), true) = (
         std::fs::read_to_string(&sha_path),
         std::fs::metadata(&zip_path),
@@ -190,14 +249,7 @@ pub fn bundle(opts: &BuildOptions, lambda: LambdaCrate) -> Result<Bundle, AssetE
     }
     build(opts, lambda)?;
     let bytes = std::fs::read(&binary).map_err(io(&binary))?;
-    if let Some(found) = max_glibc(&bytes) {
-        if found > MAX_GLIBC {
-            return Err(AssetError::GlibcTooNew {
-                package: lambda.package.to_string(),
-                found,
-            });
-        }
-    }
+    check_lambda_binary(lambda.package, &bytes)?;
     let zip = zip_bootstrap(&bytes)?;
     let sha256 = sha256_hex(&zip);
     std::fs::create_dir_all(&cache_dir).map_err(io(&cache_dir))?;
@@ -230,9 +282,48 @@ pub fn stale(opts: &BuildOptions) -> Vec<LambdaCrate> {
         .collect()
 }
 
-/// Runs `cargo build --profile lambda -p <package>` with paths remapped, so the binary holds
-/// no path of this machine (panic messages embed source paths).
+/// How the Lambda target gets linked on this host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Linker {
+    /// The host is the Lambda's platform: plain `cargo build --target`.
+    Native,
+    /// `cargo zigbuild`: zig links for Linux from any host.
+    Zig,
+}
+
+/// How this host builds for [`ARCHITECTURE`]: natively on an x86_64 Linux machine, else
+/// through cargo-zigbuild when it is installed, else an error that says what to install.
+pub fn linker() -> Result<Linker, AssetError> {
+    let host = (std::env::consts::ARCH, std::env::consts::OS);
+    let native = match ARCHITECTURE {
+        Architecture::X86_64 => ("x86_64", "linux"),
+        Architecture::Arm64 => ("aarch64", "linux"),
+    };
+    if host == native {
+        return Ok(Linker::Native);
+    }
+    if on_path("cargo-zigbuild") {
+        return Ok(Linker::Zig);
+    }
+    Err(AssetError::NoCrossLinker {
+        host: format!("{}-{}", host.0, host.1),
+        target: ARCHITECTURE.rust_target(),
+    })
+}
+
+fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
+}
+
+/// Runs `cargo build --profile lambda -p <package> --target <Lambda target>` (or
+/// `cargo zigbuild` on a host that cannot link for Linux) with paths remapped, so the binary
+/// holds no path of this machine (panic messages embed source paths).
 pub fn build(opts: &BuildOptions, lambda: LambdaCrate) -> Result<(), AssetError> {
+    let subcommand = match linker()? {
+        Linker::Native => "build",
+        Linker::Zig => "zigbuild",
+    };
     let mut flags = vec![format!(
         "--remap-path-prefix={}=/build",
         opts.workspace_root.display()
@@ -243,12 +334,14 @@ pub fn build(opts: &BuildOptions, lambda: LambdaCrate) -> Result<(), AssetError>
     let mut cmd = Command::new(&opts.cargo);
     cmd.current_dir(&opts.workspace_root)
         .args([
-            "build",
+            subcommand,
             "--locked",
             "--profile",
             PROFILE,
             "-p",
             lambda.package,
+            "--target",
+            ARCHITECTURE.rust_target(),
         ])
         .arg("--target-dir")
         .arg(&opts.target_dir)
@@ -322,6 +415,62 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Refuses a binary Lambda could not run: anything but a 64-bit little-endian ELF executable
+/// for [`ARCHITECTURE`] with the Linux (System V or GNU) ABI, or one needing a glibc newer
+/// than [`MAX_GLIBC`]. A provider binary Lambda cannot start never answers CloudFormation,
+/// and the stack then waits out the custom resource's ServiceTimeout.
+pub fn check_lambda_binary(package: &str, bytes: &[u8]) -> Result<(), AssetError> {
+    use object::{Object, ObjectKind};
+    let refuse = |found: String| AssetError::NotForLambda {
+        package: package.to_string(),
+        found,
+    };
+    let kind = object::FileKind::parse(bytes)
+        .map_err(|_| refuse("something that is not an executable".into()))?;
+    let file = match kind {
+        object::FileKind::Elf64 => {
+            object::File::parse(bytes).map_err(|e| refuse(format!("a damaged ELF file ({e})")))?
+        }
+        object::FileKind::MachO32
+        | object::FileKind::MachO64
+        | object::FileKind::MachOFat32
+        | object::FileKind::MachOFat64 => return Err(refuse("a Mach-O (macOS) binary".into())),
+        object::FileKind::Pe32 | object::FileKind::Pe64 => {
+            return Err(refuse("a PE (Windows) binary".into()))
+        }
+        object::FileKind::Elf32 => return Err(refuse("a 32-bit ELF binary".into())),
+        other => return Err(refuse(format!("a {other:?} file"))),
+    };
+    if file.architecture() != ARCHITECTURE.object() || !file.is_little_endian() {
+        return Err(refuse(format!(
+            "an ELF binary for {:?}",
+            file.architecture()
+        )));
+    }
+    if !matches!(file.kind(), ObjectKind::Executable | ObjectKind::Dynamic) {
+        return Err(refuse(format!(
+            "an ELF {:?} file, not an executable",
+            file.kind()
+        )));
+    }
+    // e_ident[EI_OSABI]: 0 (System V) or 3 (GNU/Linux); anything else is another OS's ABI.
+    let os_abi = bytes[7];
+    if !matches!(os_abi, 0 | 3) {
+        return Err(refuse(format!(
+            "an ELF binary for OS ABI {os_abi}, not Linux"
+        )));
+    }
+    if let Some(found) = max_glibc(bytes) {
+        if found > MAX_GLIBC {
+            return Err(AssetError::GlibcTooNew {
+                package: package.to_string(),
+                found,
+            });
+        }
+    }
+    Ok(())
+}
+
 /// The highest `GLIBC_x.y` symbol version an ELF binary references, if any. Version names
 /// live in the dynamic string table as plain text, so a scan finds every one of them.
 pub fn max_glibc(binary: &[u8]) -> Option<(u32, u32)> {
@@ -375,6 +524,7 @@ pub fn source_fingerprint(root: &Path, lambda: LambdaCrate) -> Result<String, As
     let mut hasher = Sha256::new();
     hasher.update(lambda.package.as_bytes());
     hasher.update(PROFILE.as_bytes());
+    hasher.update(ARCHITECTURE.rust_target().as_bytes());
     for path in files {
         let rel = path.strip_prefix(root).unwrap_or(&path);
         let contents = std::fs::read(&path).map_err(io(&path))?;
@@ -433,6 +583,82 @@ mod tests {
         let blob = b"\0GLIBC_2.2.5\0GLIBC_2.34\0GLIBC_2.17\0GLIBC_PRIVATE\0GLIBC_2.3.4\0";
         assert_eq!(max_glibc(blob), Some((2, 34)));
         assert_eq!(max_glibc(b"no versions here"), None);
+    }
+
+    /// A minimal 64-bit little-endian ELF header: enough for the checks, no sections.
+    fn elf(machine: u16, os_abi: u8, e_type: u16) -> Vec<u8> {
+        let mut h = vec![0x7f, b'E', b'L', b'F', 2, 1, 1, os_abi];
+        h.resize(16, 0);
+        h.extend(e_type.to_le_bytes());
+        h.extend(machine.to_le_bytes());
+        h.extend(1u32.to_le_bytes()); // e_version
+        h.extend([0u8; 24]); // e_entry, e_phoff, e_shoff
+        h.extend(0u32.to_le_bytes()); // e_flags
+        h.extend(64u16.to_le_bytes()); // e_ehsize
+        h.extend(56u16.to_le_bytes()); // e_phentsize
+        h.extend(0u16.to_le_bytes()); // e_phnum
+        h.extend(64u16.to_le_bytes()); // e_shentsize
+        h.extend([0u8; 4]); // e_shnum, e_shstrndx
+        h
+    }
+
+    const EM_X86_64: u16 = 62;
+    const EM_AARCH64: u16 = 183;
+    const ET_DYN: u16 = 3;
+
+    #[test]
+    fn only_linux_executables_for_the_template_architecture_are_bundled() {
+        check_lambda_binary("p", &elf(EM_X86_64, 0, ET_DYN)).unwrap();
+        check_lambda_binary("p", &elf(EM_X86_64, 3, 2)).unwrap();
+        let refused = |bytes: &[u8]| check_lambda_binary("jitr-activator", bytes).unwrap_err();
+
+        // A Mac laptop's host build (64-bit Mach-O, arm64).
+        let mut macho = vec![0xcf, 0xfa, 0xed, 0xfe, 0x0c, 0x00, 0x00, 0x01];
+        macho.resize(64, 0);
+        assert_eq!(
+            refused(&macho).to_string(),
+            "Lambda `jitr-activator` was built as a Mach-O (macOS) binary, but Lambda runs \
+             x86_64 Linux (glibc) executables (x86_64-unknown-linux-gnu); refusing to bundle it"
+        );
+        // An arm64 Linux laptop's host build.
+        let e = refused(&elf(EM_AARCH64, 0, ET_DYN)).to_string();
+        assert!(e.contains("built as an ELF binary for Aarch64"), "{e}");
+        // FreeBSD's ABI, a relocatable object, a Windows binary, a script.
+        let e = refused(&elf(EM_X86_64, 9, ET_DYN)).to_string();
+        assert!(e.contains("OS ABI 9, not Linux"), "{e}");
+        let e = refused(&elf(EM_X86_64, 0, 1)).to_string();
+        assert!(e.contains("not an executable"), "{e}");
+        let mut pe = b"MZ".to_vec();
+        pe.resize(256, 0);
+        assert!(matches!(
+            check_lambda_binary("p", &pe),
+            Err(AssetError::NotForLambda { .. })
+        ));
+        let e = refused(b"#!/bin/sh\necho hi\n").to_string();
+        assert!(e.contains("not an executable"), "{e}");
+
+        // Linux x86_64, but linked against a newer glibc than AL2023's.
+        let mut new_glibc = elf(EM_X86_64, 0, ET_DYN);
+        new_glibc.extend(b"\0GLIBC_2.38\0");
+        assert!(matches!(
+            check_lambda_binary("p", &new_glibc),
+            Err(AssetError::GlibcTooNew { found: (2, 38), .. })
+        ));
+    }
+
+    #[test]
+    fn the_cross_linker_message_says_what_to_install() {
+        let e = AssetError::NoCrossLinker {
+            host: "aarch64-macos".into(),
+            target: ARCHITECTURE.rust_target(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "this machine (aarch64-macos) cannot link Linux binaries for x86_64-unknown-linux-gnu \
+             by itself. Install the target and a cross linker, then run again:\n  \
+             rustup target add x86_64-unknown-linux-gnu\n  \
+             pip install cargo-zigbuild   # brings zig; jitr-infra uses it when it is on PATH"
+        );
     }
 
     #[test]

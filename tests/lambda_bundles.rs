@@ -124,7 +124,7 @@ fn recompiling_our_crates_gives_the_same_zip() {
     opts.target_dir = second_dir.clone();
     // Share the compiled dependencies, not our crates' artifacts.
     copy_dir(&root().join("target/lambda"), &second_dir);
-    for entry in std::fs::read_dir(second_dir.join("lambda/.fingerprint"))
+    for entry in std::fs::read_dir(assets::profile_dir(&second_dir).join(".fingerprint"))
         .unwrap()
         .flatten()
     {

@@ -185,11 +185,7 @@ fn iam_is_least_privilege() {
             for resource in as_list(&s["Resource"]) {
                 if resource == json!("*") {
                     // Only actions the IAM reference lists without a resource type.
-                    let allowed = [
-                        "iot:RegisterCACertificate",
-                        "iot:ListCACertificates",
-                        "iot:AttachThingPrincipal",
-                    ];
+                    let allowed = ["iot:RegisterCACertificate", "iot:ListCACertificates"];
                     for action in as_list(&s["Action"]) {
                         assert!(
                             allowed.contains(&action.as_str().unwrap()),
@@ -205,6 +201,15 @@ fn iam_is_least_privilege() {
                 }
             }
         }
+        // AttachThingPrincipal is scoped to certificates (the IAM reference's `cert` type).
+        let attach = all
+            .iter()
+            .find(|(_, s)| s["Sid"] == "AttachThingsToCertificates")
+            .expect("AttachThingsToCertificates statement");
+        assert_eq!(
+            attach.1["Resource"],
+            json!({"Fn::Sub": "arn:${AWS::Partition}:iot:${AWS::Region}:${AWS::AccountId}:cert/*"})
+        );
         // The activator reads exactly our CA.
         let read_ca = all
             .iter()

@@ -201,7 +201,10 @@ fn function(
         .prop("Description", description)
         .prop("Runtime", "provided.al2023")
         .prop("Handler", "bootstrap")
-        .prop("Architectures", Value::list([Value::str("x86_64")]))
+        .prop(
+            "Architectures",
+            Value::list([Value::str(crate::assets::ARCHITECTURE.lambda_name())]),
+        )
         .prop("MemorySize", memory_mb)
         .prop("Timeout", timeout_seconds)
         .prop("Role", role.get_att("Arn"))
@@ -330,10 +333,11 @@ fn activator(t: &mut Template, stage: &Stage, names: &Names, asset: &AssetRef) {
             &["iot:CreateThing"],
             vec![arn("iot", "thing/*")],
         ));
-        // The IAM reference lists no resource type for AttachThingPrincipal: `*` only.
-        statements.push(Statement::unscoped(
+        // The IAM reference lists the `cert` resource type for AttachThingPrincipal.
+        statements.push(Statement::new(
             "AttachThingsToCertificates",
             &["iot:AttachThingPrincipal"],
+            vec![arn("iot", "cert/*")],
         ));
         if let Some(group) = &a.thing_group {
             statements.push(Statement::new(
