@@ -23,6 +23,7 @@ pub struct Clients {
     pub s3: aws_sdk_s3::Client,
     pub sts: aws_sdk_sts::Client,
     pub iot: aws_sdk_iot::Client,
+    pub lambda: aws_sdk_lambda::Client,
     pub region: String,
 }
 
@@ -61,6 +62,7 @@ impl Clients {
             s3: aws_sdk_s3::Client::from_conf(s3),
             sts: aws_sdk_sts::Client::new(conf),
             iot: aws_sdk_iot::Client::new(conf),
+            lambda: aws_sdk_lambda::Client::new(conf),
             region: conf.region().map(|r| r.to_string()).unwrap_or_default(),
         }
     }

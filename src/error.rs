@@ -100,7 +100,9 @@ impl fmt::Display for Error {
                 arn,
             } => write!(
                 f,
-                "{}: account: the stage belongs to account {expected}, but the credentials are                  for account {actual} ({arn}); refusing to deploy. Use the right profile                  (--profile or AWS_PROFILE)",
+                "{}: account: the stage belongs to account {expected}, but the credentials are \
+                 for account {actual} ({arn}); refusing to deploy. Use the right profile \
+                 (--profile or AWS_PROFILE)",
                 stage_file.display()
             ),
             Error::StackState {
@@ -115,7 +117,10 @@ impl fmt::Display for Error {
             } => {
                 writeln!(f, "stack {stack} ended in {status}")?;
                 if causes.is_empty() {
-                    writeln!(f, "  (no failed resource reported a reason; see the stack's events)")?;
+                    writeln!(
+                        f,
+                        "  (no failed resource reported a reason; see the stack's events)"
+                    )?;
                 } else {
                     writeln!(f, "root cause{}:", if causes.len() == 1 { "" } else { "s" })?;
                     for c in causes {
@@ -155,4 +160,25 @@ impl From<AssetError> for Error {
 pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Error {
     let path = path.into();
     move |source| Error::Io { path, source }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wrong_account_reads_as_one_sentence() {
+        let e = Error::WrongAccount {
+            stage_file: PathBuf::from("stacks/prod.yaml"),
+            expected: "123456789012".into(),
+            actual: "210987654321".into(),
+            arn: "arn:aws:iam::210987654321:user/ci".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "stacks/prod.yaml: account: the stage belongs to account 123456789012, but the \
+             credentials are for account 210987654321 (arn:aws:iam::210987654321:user/ci); \
+             refusing to deploy. Use the right profile (--profile or AWS_PROFILE)"
+        );
+    }
 }

@@ -26,7 +26,7 @@ use jitr_contract::ca_registration::{
 };
 use jitr_contract::is_certificate_id;
 use jitr_lambda_common::describe_sdk_error;
-use jitr_lambda_common::pki::{unix_now, Certificate};
+use jitr_lambda_common::pki::{needs_new_registration, unix_now, Certificate};
 use std::collections::BTreeMap;
 
 /// A successful outcome: the physical id and the attributes `Fn::GetAtt` can read.
@@ -329,20 +329,18 @@ fn iot_mode(mode: CertificateMode) -> IotMode {
     }
 }
 
-/// A different CA (by DER, not by PEM text: re-wrapping the PEM changes nothing) or a
-/// different certificate mode needs a new registration.
+/// A different CA (by DER) or certificate mode needs a new registration: the rule the CLI's
+/// diff predicts with, [`jitr_lambda_common::pki::needs_new_registration`].
 fn needs_replacement(
     old: Option<&CaRegistrationProperties>,
     new: &CaRegistrationProperties,
 ) -> Result<bool, String> {
     let Some(old) = old else { return Ok(true) };
-    if old.certificate_mode != new.certificate_mode {
-        return Ok(true);
-    }
-    let new_ca = Certificate::from_pem(&new.ca_certificate_pem)
-        .map_err(|e| format!("CaCertificatePem: {e}"))?;
-    Ok(match Certificate::from_pem(&old.ca_certificate_pem) {
-        Ok(old_ca) => old_ca.der() != new_ca.der(),
-        Err(_) => true,
-    })
+    Certificate::from_pem(&new.ca_certificate_pem).map_err(|e| format!("CaCertificatePem: {e}"))?;
+    Ok(needs_new_registration(
+        &old.ca_certificate_pem,
+        old.certificate_mode.as_str(),
+        &new.ca_certificate_pem,
+        new.certificate_mode.as_str(),
+    ))
 }

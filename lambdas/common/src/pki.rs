@@ -137,6 +137,32 @@ impl Certificate {
     }
 }
 
+/// Whether changing the CA registration from (`old_pem`, `old_mode`) to (`new_pem`,
+/// `new_mode`) needs a new registration, that is a new physical id and so a replacement.
+///
+/// AWS IoT names a CA by its DER encoding and registers a certificate once per account and
+/// mode: a different certificate (by DER, not by PEM text: re-wrapping or re-indenting the
+/// PEM changes nothing) or a different certificate mode is a new registration. A PEM that does
+/// not parse counts as different. The CA provider decides Update vs replacement with this,
+/// and the CLI's diff predicts it with this, so the two can never disagree.
+pub fn needs_new_registration(
+    old_pem: &str,
+    old_mode: &str,
+    new_pem: &str,
+    new_mode: &str,
+) -> bool {
+    if old_mode != new_mode {
+        return true;
+    }
+    match (
+        Certificate::from_pem(old_pem),
+        Certificate::from_pem(new_pem),
+    ) {
+        (Ok(old), Ok(new)) => old.der() != new.der(),
+        _ => true,
+    }
+}
+
 /// Seconds since the Unix epoch, now.
 pub fn unix_now() -> i64 {
     std::time::SystemTime::now()
@@ -159,5 +185,32 @@ mod tests {
         let junk = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
         let err = Certificate::from_pem(junk).unwrap_err();
         assert!(err.0.contains("not a valid X.509 certificate"), "{err}");
+    }
+
+    #[test]
+    fn a_new_registration_is_a_new_der_or_a_new_mode_not_a_rewrapped_pem() {
+        let pem = include_str!("../../../certs/dev-ca.pem");
+        let other = include_str!("../../../certs/prod-ca.pem");
+        // The same DER, wrapped at 76 columns with CRLF line ends instead of 64 and LF.
+        let body: String = pem
+            .lines()
+            .filter(|l| !l.starts_with("-----"))
+            .collect::<Vec<_>>()
+            .concat();
+        let rewrapped = format!(
+            "-----BEGIN CERTIFICATE-----\r\n{}\r\n-----END CERTIFICATE-----\r\n",
+            body.as_bytes()
+                .chunks(76)
+                .map(|c| std::str::from_utf8(c).unwrap())
+                .collect::<Vec<_>>()
+                .join("\r\n")
+        );
+        assert_ne!(rewrapped, pem);
+        assert!(!needs_new_registration(
+            pem, "SNI_ONLY", &rewrapped, "SNI_ONLY"
+        ));
+        assert!(needs_new_registration(pem, "SNI_ONLY", pem, "DEFAULT"));
+        assert!(needs_new_registration(pem, "SNI_ONLY", other, "SNI_ONLY"));
+        assert!(needs_new_registration("junk", "SNI_ONLY", pem, "SNI_ONLY"));
     }
 }
