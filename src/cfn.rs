@@ -227,6 +227,9 @@ pub struct Resource {
     pub deletion_policy: Option<DeletionPolicy>,
     /// Why a linter rule does not apply here (`Metadata.cfn-lint.config.ignore_checks`).
     pub lint_ignores: Vec<(&'static str, &'static str)>,
+    /// Why a security scanner's check does not apply here (`Metadata.checkov.skip`, the form
+    /// checkov reads), so a team that runs checkov sees every exception explained.
+    pub scanner_skips: Vec<(&'static str, &'static str)>,
 }
 
 impl Resource {
@@ -238,6 +241,7 @@ impl Resource {
             depends_on: Vec::new(),
             deletion_policy: None,
             lint_ignores: Vec::new(),
+            scanner_skips: Vec::new(),
         }
     }
 
@@ -269,6 +273,12 @@ impl Resource {
         self
     }
 
+    /// Marks one checkov check as not applying to this resource, with the reason.
+    pub fn scanner_skip(mut self, check: &'static str, reason: &'static str) -> Resource {
+        self.scanner_skips.push((check, reason));
+        self
+    }
+
     pub fn property(&self, name: &str) -> Option<&Value> {
         self.properties
             .iter()
@@ -279,6 +289,7 @@ impl Resource {
     fn to_json(&self) -> Json {
         let mut m = Map::new();
         m.insert("Type".into(), json!(self.kind));
+        let mut metadata = Map::new();
         if !self.lint_ignores.is_empty() {
             let rules: Vec<&str> = self.lint_ignores.iter().map(|(r, _)| *r).collect();
             let reasons: Map<String, Json> = self
@@ -286,10 +297,22 @@ impl Resource {
                 .iter()
                 .map(|(r, why)| (r.to_string(), json!(why)))
                 .collect();
-            m.insert(
-                "Metadata".into(),
-                json!({ "cfn-lint": { "config": { "ignore_checks": rules } }, "LintReasons": reasons }),
+            metadata.insert(
+                "cfn-lint".into(),
+                json!({ "config": { "ignore_checks": rules } }),
             );
+            metadata.insert("LintReasons".into(), Json::Object(reasons));
+        }
+        if !self.scanner_skips.is_empty() {
+            let skips: Vec<Json> = self
+                .scanner_skips
+                .iter()
+                .map(|(id, why)| json!({ "id": id, "comment": why }))
+                .collect();
+            metadata.insert("checkov".into(), json!({ "skip": skips }));
+        }
+        if !metadata.is_empty() {
+            m.insert("Metadata".into(), Json::Object(metadata));
         }
         if !self.depends_on.is_empty() {
             m.insert(

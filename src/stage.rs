@@ -63,6 +63,19 @@ pub struct StageFile {
     /// The shared IoT policy every device certificate gets.
     #[serde(default)]
     pub device_policy: DevicePolicySection,
+    /// Encryption at rest with a customer-managed KMS key (default: AWS-managed keys).
+    #[serde(default)]
+    pub encryption: EncryptionSection,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EncryptionSection {
+    /// ARN of a customer-managed KMS key in the stage's region (`arn:aws:kms:REGION:ACCOUNT:key/ID`)
+    /// for the log groups, the failure queue and the activator's environment. Its key policy must
+    /// let CloudWatch Logs use it (see the README). Unset: AWS-managed encryption.
+    #[serde(default)]
+    pub kms_key_arn: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -203,6 +216,8 @@ pub struct Stage {
     pub ca: Ca,
     pub activator: ActivatorSection,
     pub device_policy: DevicePolicy,
+    /// A customer-managed KMS key (validated ARN in the stage's partition and region).
+    pub kms_key_arn: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -482,6 +497,9 @@ impl Validator<'_> {
         let ca = self.ca(raw.ca);
         self.activator(&raw.activator);
         let device_policy = self.device_policy(raw.device_policy);
+        if let (Some(arn), Some(partition)) = (&raw.encryption.kms_key_arn, partition) {
+            self.kms_key_arn(arn, partition, &raw.region);
+        }
         Some(Stage {
             name: name.to_string(),
             file: rel.to_path_buf(),
@@ -493,7 +511,40 @@ impl Validator<'_> {
             ca: ca?,
             activator: raw.activator,
             device_policy: device_policy?,
+            kms_key_arn: raw.encryption.kms_key_arn,
         })
+    }
+
+    /// CloudWatch Logs and Lambda take only a key ARN (not an alias), in the stage's region.
+    fn kms_key_arn(&mut self, arn: &str, partition: &str, region: &str) {
+        let field = "encryption.kms_key_arn";
+        let parts: Vec<&str> = arn.splitn(6, ':').collect();
+        let shaped = parts.len() == 6
+            && parts[0] == "arn"
+            && parts[2] == "kms"
+            && parts[4].len() == 12
+            && parts[4].bytes().all(|b| b.is_ascii_digit())
+            && parts[5].strip_prefix("key/").is_some_and(|id| {
+                !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            });
+        if !shaped {
+            self.problem(
+                field,
+                format!(
+                    "{arn:?} is not a KMS key ARN (arn:{partition}:kms:{region}:ACCOUNT:key/KEY-ID); \
+                     aliases are not accepted by CloudWatch Logs and Lambda"
+                ),
+            );
+        } else if parts[1] != partition || parts[3] != region {
+            self.problem(
+                field,
+                format!(
+                    "the key is in {}:{}, but the stage deploys to {partition}:{region}; \
+                     use a key in the stage's region",
+                    parts[1], parts[3]
+                ),
+            );
+        }
     }
 
     fn ca(&mut self, raw: CaSection) -> Option<Ca> {

@@ -365,29 +365,20 @@ fn default_mode_takes_the_verification_certificate_as_a_parameter_and_never_the_
     assert!(err.contains("holds a private key"), "{err}");
 }
 
-fn cfn_lint() -> PathBuf {
-    let venv = std::env::var_os("JITR_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join(".venv"));
-    let bin = venv.join("bin/cfn-lint");
-    assert!(
-        bin.exists(),
-        "{} missing: run ./scripts/test",
-        bin.display()
-    );
-    bin
-}
-
-#[test]
-fn cfn_lint_passes_every_stage_and_variant() {
-    let ca = TestCa::new("Lint CA");
+/// Every template variant a reviewer could ship, written to `<project>/lint`: the shipped
+/// stages and variants that exercise the other branches of the constructs.
+fn write_template_variants(p: &Project, ca: &TestCa) -> Vec<PathBuf> {
     let verification = ca.verification_certificate("0123456789abcdef");
     let variants = [
         ("default-file", "stack_name: jitr-lint-a\nregion: us-east-1\naccount: \"111122223333\"\nca:\n  certificate: certs/lint.pem\n  mode: DEFAULT\n  verification:\n    certificate_file: certs/verification.pem\n  status: INACTIVE\n  auto_registration: false\n  retain_on_delete: true\n"),
-        ("no-things", "stack_name: jitr-lint-b\nregion: cn-north-1\nca:\n  certificate: certs/lint.pem\n  mode: SNI_ONLY\nactivator:\n  create_thing: false\n  subject_pattern: \"dev-[0-9]+\"\n  on_reject: revoke\n  memory_mb: 10240\n  timeout_seconds: 900\n  reserved_concurrency: 1000\n  log_retention_days: 3653\n"),
+        ("no-things", "stack_name: jitr-lint-b\nregion: cn-north-1\nca:\n  certificate: certs/lint.pem\n  mode: SNI_ONLY\nactivator:\n  create_thing: false\n  subject_pattern: \"dev-[0-9]+\"\n  on_reject: revoke\n  memory_mb: 10240\n  timeout_seconds: 900\n  reserved_concurrency: 1000\n  log_retention_days: 3653\ndevice_policy:\n  template: templates/no-things.json.hbs\n"),
         ("group", "stack_name: jitr-lint-c\nregion: us-gov-west-1\nca:\n  certificate: certs/lint.pem\n  mode: SNI_ONLY\nactivator:\n  thing_group: fleet-a\n  thing_name: certificate-id\n"),
+        ("kms", "stack_name: jitr-lint-d\nregion: eu-west-1\nca:\n  certificate: certs/lint.pem\n  mode: SNI_ONLY\nencryption:\n  kms_key_arn: arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab\n"),
     ];
-    let p = Project::new(&variants);
+    for (name, text) in variants {
+        p.write(&format!("stacks/{name}.yaml"), text);
+    }
+    p.write("templates/no-things.json.hbs", NO_THINGS_POLICY);
     p.write("certs/lint.pem", &ca.pem);
     p.write("certs/verification.pem", &verification);
     let out = p.dir.join("lint");
@@ -405,7 +396,43 @@ fn cfn_lint_passes_every_stage_and_variant() {
         std::fs::write(&f, t.render()).unwrap();
         files.push(f);
     }
-    let result = Command::new(cfn_lint()).args(&files).output().unwrap();
+    files
+}
+
+/// A device policy for a stage without Things: the client id is the certificate subject's CN.
+const NO_THINGS_POLICY: &str = r#"{
+  "Version": "2012-10-17",
+  "Statement": [
+    {
+      "Effect": "Allow",
+      "Action": "iot:Connect",
+      "Resource": "{{iot_arn}}:client/${iot:Certificate.Subject.CommonName}"
+    }
+  ]
+}
+"#;
+
+fn venv_tool(name: &str) -> PathBuf {
+    let venv = std::env::var_os("JITR_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join(".venv"));
+    let bin = venv.join("bin").join(name);
+    assert!(
+        bin.exists(),
+        "{} missing: run ./scripts/test",
+        bin.display()
+    );
+    bin
+}
+
+#[test]
+fn cfn_lint_passes_every_stage_and_variant() {
+    let p = Project::new(&[]);
+    let files = write_template_variants(&p, &TestCa::new("Lint CA"));
+    let result = Command::new(venv_tool("cfn-lint"))
+        .args(&files)
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&result.stdout);
     let stderr = String::from_utf8_lossy(&result.stderr);
     assert!(
@@ -413,6 +440,76 @@ fn cfn_lint_passes_every_stage_and_variant() {
         "cfn-lint found problems (exit {:?}):\n{stdout}\n{stderr}",
         result.status.code()
     );
+}
+
+/// checkov, the scanner platform teams run in their pipelines: no failed check in any variant,
+/// and every check that does not apply is skipped in the resource's Metadata with a reason.
+#[test]
+fn checkov_finds_nothing_unexplained() {
+    let p = Project::new(&[]);
+    write_template_variants(&p, &TestCa::new("Checkov CA"));
+    let result = Command::new(venv_tool("checkov"))
+        .arg("-d")
+        .arg(p.dir.join("lint"))
+        .args(["--framework", "cloudformation", "--output", "json"])
+        .args(["--skip-download", "--no-fail-on-crash"])
+        .env("BC_SKIP_MAPPING", "TRUE")
+        .env("CHECKOV_RUN_SCA_PACKAGE_SCAN_V2", "false")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&result.stdout);
+    let report: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
+        panic!(
+            "checkov printed no JSON report ({e}):\n{stdout}\n{}",
+            String::from_utf8_lossy(&result.stderr)
+        )
+    });
+    let results = &report["results"];
+    let failed: Vec<String> = results["failed_checks"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|c| format!("{} {} in {}", c["check_id"], c["resource"], c["file_path"]))
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "checkov findings:\n{}",
+        failed.join("\n")
+    );
+    let skipped = results["skipped_checks"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        !skipped.is_empty(),
+        "no skip was read: is the Metadata form right?"
+    );
+    for c in &skipped {
+        let comment = c["check_result"]["suppress_comment"].as_str().unwrap_or("");
+        assert!(
+            comment.len() > 40,
+            "{} on {} skipped without a reason",
+            c["check_id"],
+            c["resource"]
+        );
+        // A customer-managed key fixes these three: nothing is skipped that the stage fixed.
+        if c["file_path"]
+            .as_str()
+            .unwrap_or("")
+            .contains("kms.template")
+        {
+            let id = c["check_id"].as_str().unwrap_or("");
+            assert!(
+                !["CKV_AWS_158", "CKV_AWS_173", "CKV_AWS_27"].contains(&id),
+                "{id} skipped on {} although the stage sets a KMS key",
+                c["resource"]
+            );
+        }
+    }
+    assert!(results["passed_checks"]
+        .as_array()
+        .is_some_and(|p| !p.is_empty()));
 }
 
 fn read_dir_bytes(dir: &Path) -> Vec<(String, Vec<u8>)> {

@@ -597,6 +597,55 @@ fn default_mode_without_verification() {
 }
 
 #[test]
+fn thing_policy_without_things() {
+    // The shipped policy connects devices as their Thing; without Things nobody ever could.
+    let yaml = edit(&dev_yaml(), "create_thing: true", "create_thing: false");
+    assert_all(bad_stage(
+        "14 Thing policy with create_thing false",
+        "nothings",
+        &yaml,
+        Expect::new("nothings")
+            .line(line_of(&yaml, "template: templates/device-policy.json.hbs"))
+            .has(
+                "device_policy.template: templates/device-policy.json.hbs: uses \
+                 iot:Connection.Thing.ThingName, but activator.create_thing is false: no \
+                 certificate gets a Thing, so no device could ever connect. Set \
+                 activator.create_thing: true, or write the policy without \
+                 iot:Connection.Thing.* (e.g. client/${iot:Certificate.Subject.CommonName})",
+            ),
+    ));
+}
+
+#[test]
+fn kms_keys_cloudwatch_logs_and_lambda_cannot_use() {
+    let mut failures = Vec::new();
+    let cases = [
+        (
+            "19a an alias",
+            "kmsalias",
+            "alias/jitr",
+            "\"alias/jitr\" is not a KMS key ARN (arn:aws:kms:eu-west-1:ACCOUNT:key/KEY-ID); \
+             aliases are not accepted by CloudWatch Logs and Lambda",
+        ),
+        (
+            "19b a key in another region",
+            "kmsregion",
+            "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+            "the key is in aws:us-east-1, but the stage deploys to aws:eu-west-1; use a key in \
+             the stage's region",
+        ),
+    ];
+    for (case, name, arn, says) in cases {
+        let yaml = format!("{}encryption:\n  kms_key_arn: {arn}\n", dev_yaml());
+        let expect = Expect::new(name)
+            .line(line_of(&yaml, "kms_key_arn:"))
+            .has(format!("encryption.kms_key_arn: {says}"));
+        failures.extend(bad_stage(case, name, &yaml, expect));
+    }
+    assert_all(failures);
+}
+
+#[test]
 fn device_policy_templates_that_fail() {
     let good = std::fs::read_to_string(repo().join(TEMPLATE)).unwrap();
     let unknown = edit(&good, "{{iot_arn}}:client/", "{{nope}}:client/");

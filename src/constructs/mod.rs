@@ -44,6 +44,31 @@ pub const CA_SERVICE_TIMEOUT_SECONDS: u32 = 300;
 /// The CA provider's own timeout; below the service timeout so it always answers first.
 pub const CA_PROVIDER_TIMEOUT_SECONDS: u32 = 120;
 
+/// Why checkov's checks that do not apply to this stack do not, written into the flagged
+/// resources' `Metadata.checkov.skip`. Each applies only where the stage leaves the choice open
+/// (a customer-managed key replaces the first three), so nothing is skipped that the stage fixed.
+mod scanner {
+    pub const AWS_MANAGED_LOGS: &str = "Encrypted at rest by CloudWatch Logs with AWS-managed \
+        keys; set encryption.kms_key_arn in the stage file for a customer-managed key";
+    pub const SSE_SQS: &str = "Encrypted at rest with SSE-SQS (SqsManagedSseEnabled), which this \
+        check does not recognise; set encryption.kms_key_arn for a customer-managed key";
+    pub const AWS_MANAGED_ENVIRONMENT: &str = "The environment holds ids and names, no secrets; \
+        Lambda encrypts it at rest with an AWS-managed key; set encryption.kms_key_arn for a \
+        customer-managed key";
+    pub const NO_VPC: &str = "Calls only the public AWS IoT and CloudWatch APIs and reaches no \
+        VPC resource; a VPC would add NAT or interface endpoints and nothing to protect";
+    pub const PROVIDER_NO_DLQ: &str = "CloudFormation invokes it once per resource operation and \
+        reports a provider that never answers after ServiceTimeout; a queued request would have \
+        no consumer";
+    pub const PROVIDER_NO_RESERVATION: &str =
+        "Runs once per CA registration change; a reservation \
+        would take from the account's unreserved concurrency (100 must stay unreserved), which \
+        fails deploys in new accounts";
+    pub const ACTIVATOR_DESTINATION: &str = "Failed events go to the on-failure destination \
+        (ActivatorInvokeConfig -> ActivatorFailureQueue), which supersedes a dead-letter queue \
+        and keeps the request and the error";
+}
+
 /// A bundled Lambda, as the template references it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AssetRef {
@@ -107,6 +132,10 @@ pub fn jitr_stack(stage: &Stage, assets: &Assets) -> Result<Template, ComposeErr
         &stage.device_policy.vars,
     )
     .map_err(ComposeError::DevicePolicy)?;
+    if !stage.activator.create_thing {
+        needs_no_thing(&stage.device_policy.template_file, &policy.rendered)
+            .map_err(|p| ComposeError::DevicePolicy(vec![p]))?;
+    }
     let mut t = Template {
         description: format!(
             "AWS IoT Just-In-Time Registration for stage {} (jitr-infra)",
@@ -172,10 +201,34 @@ pub fn jitr_stack(stage: &Stage, assets: &Assets) -> Result<Template, ComposeErr
     Ok(t)
 }
 
-fn log_group(id: LogicalId, name: String, retention_days: u32) -> Resource {
-    Resource::new(id, "AWS::Logs::LogGroup")
+/// With `create_thing: false` no certificate is ever attached to a Thing, so a policy that
+/// needs `iot:Connection.Thing.*` (a Thing name in a resource, `IsAttached` in a condition)
+/// can never let a device connect: the fleet would onboard and then be refused forever.
+fn needs_no_thing(file: &str, policy: &serde_json::Value) -> Result<(), String> {
+    const THING_VARIABLE: &str = "iot:Connection.Thing.";
+    let text = policy.to_string();
+    let Some(at) = text.find(THING_VARIABLE) else {
+        return Ok(());
+    };
+    let name: String = text[at..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, ':' | '.' | '_'))
+        .collect();
+    Err(format!(
+        "{file}: uses {name}, but activator.create_thing is false: no certificate gets a Thing, \
+         so no device could ever connect. Set activator.create_thing: true, or write the policy \
+         without iot:Connection.Thing.* (e.g. client/${{iot:Certificate.Subject.CommonName}})"
+    ))
+}
+
+fn log_group(stage: &Stage, id: LogicalId, name: String) -> Resource {
+    let r = Resource::new(id, "AWS::Logs::LogGroup")
         .prop("LogGroupName", name)
-        .prop("RetentionInDays", retention_days)
+        .prop("RetentionInDays", stage.activator.log_retention_days);
+    match &stage.kms_key_arn {
+        Some(key) => r.prop("KmsKeyId", key.as_str()),
+        None => r.scanner_skip("CKV_AWS_158", scanner::AWS_MANAGED_LOGS),
+    }
 }
 
 fn logs_statement(log_group: LogicalId) -> Statement {
@@ -215,14 +268,14 @@ fn function(
                 ("S3Key", Value::str(asset.key())),
             ]),
         )
+        .scanner_skip("CKV_AWS_117", scanner::NO_VPC)
 }
 
 fn ca_registration(t: &mut Template, stage: &Stage, names: &Names, asset: &AssetRef) {
-    let retention = stage.activator.log_retention_days;
     t.add(log_group(
+        stage,
         CA_PROVIDER_LOG_GROUP,
         format!("/aws/lambda/{}", names.ca_provider_function),
-        retention,
     ));
     t.add(role(
         CA_PROVIDER_ROLE,
@@ -260,6 +313,8 @@ fn ca_registration(t: &mut Template, stage: &Stage, names: &Names, asset: &Asset
             128,
             CA_PROVIDER_TIMEOUT_SECONDS,
         )
+        .scanner_skip("CKV_AWS_116", scanner::PROVIDER_NO_DLQ)
+        .scanner_skip("CKV_AWS_115", scanner::PROVIDER_NO_RESERVATION)
         .depends_on(CA_PROVIDER_LOG_GROUP),
     );
     if let Some(v) = &stage.ca.verification {
@@ -297,16 +352,19 @@ fn ca_registration(t: &mut Template, stage: &Stage, names: &Names, asset: &Asset
 fn activator(t: &mut Template, stage: &Stage, names: &Names, asset: &AssetRef) {
     let a = &stage.activator;
     t.add(log_group(
+        stage,
         ACTIVATOR_LOG_GROUP,
         format!("/aws/lambda/{}", names.activator_function),
-        a.log_retention_days,
     ));
-    t.add(
-        Resource::new(ACTIVATOR_FAILURE_QUEUE, "AWS::SQS::Queue")
-            .prop("QueueName", names.failure_queue.as_str())
+    let queue = Resource::new(ACTIVATOR_FAILURE_QUEUE, "AWS::SQS::Queue")
+        .prop("QueueName", names.failure_queue.as_str());
+    let queue = match &stage.kms_key_arn {
+        Some(key) => queue.prop("KmsMasterKeyId", key.as_str()),
+        None => queue
             .prop("SqsManagedSseEnabled", true)
-            .prop("MessageRetentionPeriod", 1_209_600u32),
-    );
+            .scanner_skip("CKV_AWS_27", scanner::SSE_SQS),
+    };
+    t.add(queue.prop("MessageRetentionPeriod", 1_209_600u32));
     let mut statements = vec![
         Statement::new(
             "ReadAndActivateCertificates",
@@ -356,6 +414,14 @@ fn activator(t: &mut Template, stage: &Stage, names: &Names, asset: &AssetRef) {
         vec![ACTIVATOR_FAILURE_QUEUE.get_att("Arn")],
     ));
     statements.push(logs_statement(ACTIVATOR_LOG_GROUP));
+    if let Some(key) = &stage.kms_key_arn {
+        // Decrypt: the environment; GenerateDataKey and Decrypt: sending to the queue.
+        statements.push(Statement::new(
+            "UseStageKey",
+            &["kms:Decrypt", "kms:GenerateDataKey"],
+            vec![Value::str(key.as_str())],
+        ));
+    }
     t.add(role(
         ACTIVATOR_ROLE,
         "Activates JITR device certificates signed by the stage's CA",
@@ -394,8 +460,14 @@ fn activator(t: &mut Template, stage: &Stage, names: &Names, asset: &AssetRef) {
         a.timeout_seconds,
     )
     .prop("Environment", Value::map([("Variables", Value::map(env))]))
-    .prop("ReservedConcurrentExecutions", a.reserved_concurrency)
-    .depends_on(ACTIVATOR_LOG_GROUP);
+    .scanner_skip("CKV_AWS_116", scanner::ACTIVATOR_DESTINATION);
+    f = match &stage.kms_key_arn {
+        Some(key) => f.prop("KmsKeyArn", key.as_str()),
+        None => f.scanner_skip("CKV_AWS_173", scanner::AWS_MANAGED_ENVIRONMENT),
+    };
+    f = f
+        .prop("ReservedConcurrentExecutions", a.reserved_concurrency)
+        .depends_on(ACTIVATOR_LOG_GROUP);
     if a.thing_group.is_some() {
         // The group must exist before the first device joins it.
         f = f.depends_on(DEVICE_THING_GROUP);
@@ -419,9 +491,9 @@ fn activator(t: &mut Template, stage: &Stage, names: &Names, asset: &AssetRef) {
 
 fn registration_rule(t: &mut Template, stage: &Stage, names: &Names) {
     t.add(log_group(
+        stage,
         RULE_ERROR_LOG_GROUP,
         format!("/aws/iot/rules/{}/errors", names.rule),
-        stage.activator.log_retention_days,
     ));
     let rule_arn = format!(
         "arn:${{AWS::Partition}}:iot:${{AWS::Region}}:${{AWS::AccountId}}:rule/{}",
