@@ -15,6 +15,7 @@ use crate::synth::Synthesized;
 use aws_sdk_cloudformation::types::{
     Capability, ChangeSetStatus, ChangeSetType, Parameter, StackStatus, Tag,
 };
+use jitr_contract::ca_registration::CaPhysicalId;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -939,7 +940,7 @@ pub struct DestroyPlan {
     pub stack_status: String,
     /// `(logical id, type)` of every resource.
     pub resources: Vec<(String, String)>,
-    /// The CA registration's RetainOnDelete: the CA stays registered.
+    /// The CA registration's RetainOnDelete, or an adopted CA: the CA stays registered.
     pub ca_retained: bool,
     /// The device policy's name and the certificates it is attached to. AWS refuses to delete
     /// an attached policy, so a stack with activated devices cannot be deleted as it is.
@@ -997,10 +998,16 @@ pub async fn destroy_plan(clients: &Clients, stack: &str) -> Result<Option<Destr
         })
         .collect();
     let template = deployed_template(clients, stack).await.ok();
-    let ca_retained = template.as_ref().and_then(|t| {
-        t["Resources"][constructs::CA_REGISTRATION.as_str()]["Properties"]["RetainOnDelete"]
-            .as_str()
-    }) == Some("true");
+    let ca_adopted = out.stack_resources().iter().any(|r| {
+        r.logical_resource_id() == Some(constructs::CA_REGISTRATION.as_str())
+            && r.physical_resource_id()
+                .is_some_and(|p| CaPhysicalId::parse(p).is_adopted())
+    });
+    let ca_retained = ca_adopted
+        || template.as_ref().and_then(|t| {
+            t["Resources"][constructs::CA_REGISTRATION.as_str()]["Properties"]["RetainOnDelete"]
+                .as_str()
+        }) == Some("true");
     Ok(Some(DestroyPlan {
         stack_name: stack.to_string(),
         stack_id: st.stack_id().unwrap_or(stack).to_string(),
