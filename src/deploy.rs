@@ -150,6 +150,7 @@ pub async fn deploy(
         Some(_) => Some(deployed_template(clients, stack).await?),
         None => None,
     };
+    diff::check_ca_mode(&stage.name, deployed_template.as_ref(), &s.template_json)?;
     let change_set_name = format!(
         "jitr-{}-{}",
         stage.name,
@@ -277,6 +278,7 @@ pub async fn diff_stack(clients: &Clients, s: &Synthesized) -> Result<StackDiff,
         }
         _ => None,
     };
+    diff::check_ca_mode(&s.stage.name, deployed.as_ref(), &s.template_json)?;
     let synthesized: serde_json::Value =
         serde_json::from_str(&s.template_json).expect("our own template is JSON");
     Ok(diff::diff(deployed.as_ref(), &synthesized, None))
