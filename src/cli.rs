@@ -337,7 +337,7 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<i32, Er
                 text.push_str(&format!("  - {id} ({kind})\n"));
             }
             text.push_str(if plan.ca_retained {
-                "the CA stays registered in AWS IoT (RetainOnDelete)\n"
+                "the CA stays registered in AWS IoT (RetainOnDelete, or adopted)\n"
             } else {
                 "the CA will be DEREGISTERED: devices signed by it can no longer register\n"
             });

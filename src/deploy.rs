@@ -15,6 +15,7 @@ use crate::synth::Synthesized;
 use aws_sdk_cloudformation::types::{
     Capability, ChangeSetStatus, ChangeSetType, Parameter, StackStatus, Tag,
 };
+use jitr_contract::ca_registration::CaPhysicalId;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -149,6 +150,7 @@ pub async fn deploy(
         Some(_) => Some(deployed_template(clients, stack).await?),
         None => None,
     };
+    diff::check_ca_mode(&stage.name, deployed_template.as_ref(), &s.template_json)?;
     let change_set_name = format!(
         "jitr-{}-{}",
         stage.name,
@@ -276,6 +278,7 @@ pub async fn diff_stack(clients: &Clients, s: &Synthesized) -> Result<StackDiff,
         }
         _ => None,
     };
+    diff::check_ca_mode(&s.stage.name, deployed.as_ref(), &s.template_json)?;
     let synthesized: serde_json::Value =
         serde_json::from_str(&s.template_json).expect("our own template is JSON");
     Ok(diff::diff(deployed.as_ref(), &synthesized, None))
@@ -939,7 +942,7 @@ pub struct DestroyPlan {
     pub stack_status: String,
     /// `(logical id, type)` of every resource.
     pub resources: Vec<(String, String)>,
-    /// The CA registration's RetainOnDelete: the CA stays registered.
+    /// The CA registration's RetainOnDelete, or an adopted CA: the CA stays registered.
     pub ca_retained: bool,
     /// The device policy's name and the certificates it is attached to. AWS refuses to delete
     /// an attached policy, so a stack with activated devices cannot be deleted as it is.
@@ -997,10 +1000,16 @@ pub async fn destroy_plan(clients: &Clients, stack: &str) -> Result<Option<Destr
         })
         .collect();
     let template = deployed_template(clients, stack).await.ok();
-    let ca_retained = template.as_ref().and_then(|t| {
-        t["Resources"][constructs::CA_REGISTRATION.as_str()]["Properties"]["RetainOnDelete"]
-            .as_str()
-    }) == Some("true");
+    let ca_adopted = out.stack_resources().iter().any(|r| {
+        r.logical_resource_id() == Some(constructs::CA_REGISTRATION.as_str())
+            && r.physical_resource_id()
+                .is_some_and(|p| CaPhysicalId::parse(p).is_adopted())
+    });
+    let ca_retained = ca_adopted
+        || template.as_ref().and_then(|t| {
+            t["Resources"][constructs::CA_REGISTRATION.as_str()]["Properties"]["RetainOnDelete"]
+                .as_str()
+        }) == Some("true");
     Ok(Some(DestroyPlan {
         stack_name: stack.to_string(),
         stack_id: st.stack_id().unwrap_or(stack).to_string(),

@@ -10,6 +10,7 @@
 //! called out as fleet-breaking.
 
 use jitr_contract::ca_registration::RESOURCE_TYPE as CA_RESOURCE_TYPE;
+use jitr_lambda_common::pki::{needs_new_registration, Certificate};
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::{json, Map, Value};
 use std::fmt::Write as _;
@@ -101,6 +102,9 @@ pub struct PropertyChange {
     pub old: Option<Value>,
     pub new: Option<Value>,
     pub causes_replacement: bool,
+    /// Why CloudFormation will refuse this change (the update fails), if it will.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub update_fails: Option<&'static str>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -208,6 +212,19 @@ impl StackDiff {
         out
     }
 
+    /// Messages for changes CloudFormation will refuse: deploying them fails.
+    pub fn refused_updates(&self) -> Vec<String> {
+        self.resources
+            .iter()
+            .flat_map(|r| {
+                r.properties.iter().filter_map(move |p| {
+                    p.update_fails
+                        .map(|why| format!("{} {}: {why}", r.logical_id, p.path))
+                })
+            })
+            .collect()
+    }
+
     pub fn max_impact(&self) -> Option<Impact> {
         self.resources.iter().map(|r| r.impact).max()
     }
@@ -223,6 +240,7 @@ impl Serialize for StackDiff {
             max_impact: Option<Impact>,
             broadens_security: bool,
             fleet_breaking: Vec<String>,
+            refused_updates: Vec<String>,
             resources: &'a [ResourceDiff],
             security: &'a [SecurityChange],
             parameters: &'a [NamedChange],
@@ -234,6 +252,7 @@ impl Serialize for StackDiff {
             max_impact: self.max_impact(),
             broadens_security: self.broadens_security(),
             fleet_breaking: self.fleet_breaking(),
+            refused_updates: self.refused_updates(),
             resources: &self.resources,
             security: &self.security,
             parameters: &self.parameters,
@@ -248,7 +267,9 @@ impl Serialize for StackDiff {
 // ---------------------------------------------------------------------------------------
 
 /// Properties whose change makes CloudFormation replace the resource, for the types the
-/// stack emits. Any other property of these types updates in place.
+/// stack emits. Any other property of these types updates in place. The CA registration has
+/// a rule of its own, its provider's ([`ca_registration_replacement`]); a custom resource's
+/// `ServiceToken` cannot change at all ([`update_refused`]).
 const REPLACING_PROPERTIES: &[(&str, &[&str])] = &[
     ("AWS::IAM::Role", &["RoleName", "Path"]),
     ("AWS::Logs::LogGroup", &["LogGroupName"]),
@@ -274,11 +295,52 @@ const REPLACING_PROPERTIES: &[(&str, &[&str])] = &[
         "AWS::Lambda::EventInvokeConfig",
         &["FunctionName", "Qualifier"],
     ),
-    (
-        CA_RESOURCE_TYPE,
-        &["CaCertificatePem", "CertificateMode", "ServiceToken"],
-    ),
+    (CA_RESOURCE_TYPE, &[]),
 ];
+
+/// The CA registration's properties its provider's replacement rule reads.
+const CA_IDENTITY_PROPERTIES: &[&str] = &["CaCertificatePem", "CertificateMode"];
+
+/// Why CloudFormation refuses to change `property` in place or by replacement, if it does.
+fn update_refused(resource_type: &str, property: &str) -> Option<&'static str> {
+    // AWS::CloudFormation::CustomResource, ServiceToken: "Updates aren't supported"; the
+    // update fails ("Modifying service token is not allowed").
+    (is_custom(resource_type) && property == "ServiceToken").then_some(
+        "CloudFormation does not allow changing a custom resource's ServiceToken: the update \
+         will fail. A new provider needs a new resource (a new logical id)",
+    )
+}
+
+/// `Custom::JitrCaRegistration` is replaced exactly when its provider registers a new CA:
+/// a different certificate by DER (a re-wrapped PEM is the same CA) or a different mode,
+/// [`needs_new_registration`], the rule the provider itself applies. A value known only at
+/// deploy time (an intrinsic function) may or may not change it.
+fn ca_registration_replacement(old: &Value, new: &Value) -> Replacement {
+    let literal = |r: &Value, name: &str| {
+        r.get("Properties")
+            .and_then(|p| p.get(name))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
+    let (old_pem, old_mode) = (
+        literal(old, "CaCertificatePem"),
+        literal(old, "CertificateMode"),
+    );
+    let (new_pem, new_mode) = (
+        literal(new, "CaCertificatePem"),
+        literal(new, "CertificateMode"),
+    );
+    match (old_pem, old_mode, new_pem, new_mode) {
+        (Some(op), Some(om), Some(np), Some(nm)) => {
+            if (op == np && om == nm) || !needs_new_registration(&op, &om, &np, &nm) {
+                Replacement::No
+            } else {
+                Replacement::Yes
+            }
+        }
+        _ => Replacement::Conditional,
+    }
+}
 
 /// Resource attributes compared besides `Type` and `Properties`, in this order (any other
 /// top-level key follows). They never cause a replacement.
@@ -290,7 +352,16 @@ const ATTRIBUTES: &[&str] = &[
     "Metadata",
 ];
 
-fn property_replacement(resource_type: &str, property: &str) -> Replacement {
+/// Whether changing top-level `property` of a resource from `old` to `new` replaces it.
+fn property_replacement(
+    resource_type: &str,
+    property: &str,
+    old: &Value,
+    new: &Value,
+) -> Replacement {
+    if resource_type == CA_RESOURCE_TYPE && CA_IDENTITY_PROPERTIES.contains(&property) {
+        return ca_registration_replacement(old, new);
+    }
     match REPLACING_PROPERTIES
         .iter()
         .find(|(t, _)| *t == resource_type)
@@ -419,6 +490,7 @@ fn compare_resource<'a>(old: &'a Value, new: &'a Value) -> Vec<PropertyChange> {
             old: old.get("Type").cloned(),
             new: new.get("Type").cloned(),
             causes_replacement: true,
+            update_fails: None,
         });
     }
     let empty = Map::new();
@@ -443,7 +515,8 @@ fn compare_resource<'a>(old: &'a Value, new: &'a Value) -> Vec<PropertyChange> {
             path,
             old: o,
             new: n,
-            causes_replacement: property_replacement(new_type, &top) != Replacement::No,
+            causes_replacement: property_replacement(new_type, &top, old, new) != Replacement::No,
+            update_fails: update_refused(new_type, &top),
         });
     }
 
@@ -465,6 +538,7 @@ fn compare_resource<'a>(old: &'a Value, new: &'a Value) -> Vec<PropertyChange> {
                     old: o.cloned(),
                     new: n.cloned(),
                     causes_replacement: false,
+                    update_fails: None,
                 });
             }
             continue;
@@ -476,6 +550,7 @@ fn compare_resource<'a>(old: &'a Value, new: &'a Value) -> Vec<PropertyChange> {
             old,
             new,
             causes_replacement: false,
+            update_fails: None,
         }));
     }
     changes
@@ -519,7 +594,8 @@ fn compare_named(
 
 /// Compares the deployed template (`None`: the stack does not exist) with the synthesized
 /// one. A change set, when given, decides replacement (except that it cannot lower a
-/// custom resource's: only its provider knows) and adds the resources it changes that the
+/// custom resource's: only its provider knows; for the CA registration, whose provider's
+/// rule is known, the rule decides) and adds the resources it changes that the
 /// templates show unchanged (e.g. through a parameter value).
 pub fn diff(
     deployed: Option<&Value>,
@@ -554,6 +630,10 @@ pub fn diff(
                 continue;
             };
             let replacement = match kind {
+                // The provider's rule, over identical templates (a parameter changed).
+                ChangeKind::Modified if resource_type == CA_RESOURCE_TYPE => {
+                    ca_registration_replacement(old, new)
+                }
                 ChangeKind::Modified => change_set_replacement(c).unwrap_or(Replacement::No),
                 _ => Replacement::No,
             };
@@ -575,12 +655,14 @@ pub fn diff(
                     Replacement::Yes
                 } else {
                     let top = p.path.split('.').next().unwrap_or(&p.path);
-                    property_replacement(&resource_type, top)
+                    property_replacement(&resource_type, top, old, new)
                 }
             })
             .max()
             .unwrap_or(Replacement::No);
         let replacement = match from_cs.and_then(change_set_replacement) {
+            // Our provider's rule is known exactly; CloudFormation's guess is not better.
+            Some(_) if resource_type == CA_RESOURCE_TYPE => table,
             Some(r) if is_custom(&resource_type) => r.max(table),
             Some(r) => r,
             None => table,
@@ -652,6 +734,65 @@ pub fn diff(
         ),
         security: compare_security(deployed, synthesized),
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// Updates that can never succeed
+// ---------------------------------------------------------------------------------------
+
+/// The CA registration asked to change mode with the same CA certificate.
+///
+/// AWS IoT cannot change a registered CA's mode, and registering the same certificate again
+/// in the account answers ResourceAlreadyExists, so the provider's replacement can only fail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaModeChange {
+    /// The stage whose deploy would make the change (for the commands that work).
+    pub stage: String,
+    pub logical_id: String,
+    /// The AWS IoT id of the CA (the SHA-256 of its DER).
+    pub certificate_id: String,
+    pub from: String,
+    pub to: String,
+}
+
+/// Refuses, before any change set, a CA registration whose certificate stays the same (by
+/// DER) while its `CertificateMode` changes. Pure: the deployed template (`None`: no stack)
+/// against the synthesized one (JSON text, as synth wrote it).
+pub fn check_ca_mode(
+    stage: &str,
+    deployed: Option<&Value>,
+    synthesized: &str,
+) -> Result<(), CaModeChange> {
+    let Ok(synthesized) = serde_json::from_str::<Value>(synthesized) else {
+        return Ok(());
+    };
+    let identity = |r: &Value| -> Option<(Certificate, String)> {
+        let props = r.get("Properties")?;
+        let pem = props.get("CaCertificatePem")?.as_str()?;
+        let mode = props.get("CertificateMode")?.as_str()?;
+        Some((Certificate::from_pem(pem).ok()?, mode.to_string()))
+    };
+    for (id, new) in entries(section(Some(&synthesized), "Resources")) {
+        let Some(old) = section(deployed, "Resources").and_then(|o| o.get(id)) else {
+            continue;
+        };
+        if type_of(new) != CA_RESOURCE_TYPE || type_of(old) != CA_RESOURCE_TYPE {
+            continue;
+        }
+        let (Some((old_ca, from)), Some((new_ca, to))) = (identity(old), identity(new)) else {
+            continue;
+        };
+        if old_ca.der() == new_ca.der() && from != to {
+            return Err(CaModeChange {
+                stage: stage.to_string(),
+                logical_id: id.clone(),
+                certificate_id: old_ca.aws_iot_id(),
+                from,
+                to,
+            });
+        }
+    }
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1130,11 +1271,19 @@ pub fn render_text(d: &StackDiff, color: bool) -> String {
         return "No changes.\n".into();
     }
     let mut out = String::new();
-    let fleet = d.fleet_breaking();
-    if !fleet.is_empty() {
-        out.push_str(&p.on(BOLD_RED, "!!! FLEET-BREAKING CHANGES !!!"));
+    for (title, messages) in [
+        ("!!! FLEET-BREAKING CHANGES !!!", d.fleet_breaking()),
+        (
+            "!!! CHANGES CLOUDFORMATION WILL REFUSE !!!",
+            d.refused_updates(),
+        ),
+    ] {
+        if messages.is_empty() {
+            continue;
+        }
+        out.push_str(&p.on(BOLD_RED, title));
         out.push('\n');
-        for m in &fleet {
+        for m in &messages {
             out.push_str(&p.on(BOLD_RED, &format!("  !! {m}")));
             out.push('\n');
         }
@@ -1176,11 +1325,14 @@ pub fn render_text(d: &StackDiff, color: bool) -> String {
             }
             out.push('\n');
             for pc in &r.properties {
-                let mark = if pc.causes_replacement {
+                let mut mark = if pc.causes_replacement {
                     format!(" {}", p.on(BOLD_RED, replacement_note(r.replacement)))
                 } else {
                     String::new()
                 };
+                if pc.update_fails.is_some() {
+                    mark = format!(" {}", p.on(BOLD_RED, "(update fails)"));
+                }
                 let (o, n) = show_pair(pc.old.as_ref(), pc.new.as_ref());
                 let _ = writeln!(
                     out,
@@ -1252,6 +1404,14 @@ pub fn render_markdown(d: &StackDiff, title: &str) -> String {
         }
         out.push('\n');
     }
+    let refused = d.refused_updates();
+    if !refused.is_empty() {
+        out.push_str("> [!CAUTION]\n> **Changes CloudFormation will refuse**\n>\n");
+        for m in &refused {
+            let _ = writeln!(out, "> - {}", md_text(m));
+        }
+        out.push('\n');
+    }
     if d.new_stack {
         out.push_str("**New stack:** every resource below is created.\n\n");
     }
@@ -1294,7 +1454,9 @@ pub fn render_markdown(d: &StackDiff, title: &str) -> String {
                 .properties
                 .iter()
                 .map(|pc| {
-                    let mark = if pc.causes_replacement {
+                    let mark = if pc.update_fails.is_some() {
+                        " **(update fails)**".to_string()
+                    } else if pc.causes_replacement {
                         format!(" **{}**", replacement_note(r.replacement))
                     } else {
                         String::new()
@@ -1623,6 +1785,141 @@ mod tests {
         let d = diff(Some(&ca("OLD PEM")), &active, None);
         assert_eq!(d.resources[0].impact, Impact::Update);
         assert!(d.fleet_breaking().is_empty());
+    }
+
+    const DEV_CA: &str = include_str!("../certs/dev-ca.pem");
+    const PROD_CA: &str = include_str!("../certs/prod-ca.pem");
+
+    /// The same certificate, its base64 wrapped at 76 columns with CRLF line ends.
+    fn rewrapped(pem: &str) -> String {
+        let b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+        let lines: Vec<String> = b64
+            .as_bytes()
+            .chunks(76)
+            .map(|c| String::from_utf8(c.to_vec()).unwrap())
+            .collect();
+        format!(
+            "-----BEGIN CERTIFICATE-----\r\n{}\r\n-----END CERTIFICATE-----\r\n",
+            lines.join("\r\n")
+        )
+    }
+
+    fn with_ca_prop(template: &Value, name: &str, value: Value) -> Value {
+        let mut t = template.clone();
+        t["Resources"]["CaRegistration"]["Properties"][name] = value;
+        t
+    }
+
+    #[test]
+    fn ca_replacement_follows_the_providers_rule() {
+        let deployed = ca(DEV_CA);
+        let cs = vec![ChangeSetChange {
+            logical_id: "CaRegistration".into(),
+            resource_type: CA_RESOURCE_TYPE.into(),
+            action: "Modify".into(),
+            replacement: Some("True".into()),
+        }];
+        // A re-wrapped PEM is the same CA: updated in place, nothing fleet-breaking, whatever
+        // the change set guesses.
+        let same = ca(&rewrapped(DEV_CA));
+        assert_ne!(same, deployed);
+        for change_set in [None, Some(&cs[..])] {
+            let d = diff(Some(&deployed), &same, change_set);
+            let r = &d.resources[0];
+            assert_eq!((r.replacement, r.impact), (Replacement::No, Impact::Update));
+            assert_eq!(r.properties[0].path, "CaCertificatePem");
+            assert!(!r.properties[0].causes_replacement);
+            assert!(d.fleet_breaking().is_empty(), "{:?}", d.fleet_breaking());
+        }
+        // A new certificate (DER) or a new mode is a new registration: replaced.
+        let mode = with_ca_prop(&deployed, "CertificateMode", json!("DEFAULT"));
+        for new in [ca(PROD_CA), mode] {
+            let d = diff(Some(&deployed), &new, None);
+            assert_eq!(d.resources[0].replacement, Replacement::Yes);
+            assert!(d.resources[0].properties[0].causes_replacement);
+            assert_eq!(d.fleet_breaking().len(), 1);
+        }
+        // Known only at deploy time: may be replaced.
+        let by_parameter = ca_with_pem(json!({ "Ref": "CaPem" }));
+        let d = diff(Some(&deployed), &by_parameter, None);
+        assert_eq!(d.resources[0].replacement, Replacement::Conditional);
+        // Unchanged templates but a parameter changed (the verification certificate): the
+        // provider keeps the same CA.
+        let d = diff(Some(&deployed), &deployed, Some(&cs));
+        assert_eq!(d.resources[0].replacement, Replacement::No);
+        assert_eq!(d.resources[0].impact, Impact::Update);
+    }
+
+    fn ca_with_pem(pem: Value) -> Value {
+        with_ca_prop(&ca(DEV_CA), "CaCertificatePem", pem)
+    }
+
+    #[test]
+    fn a_service_token_change_is_refused_by_cloudformation_not_a_replacement() {
+        let deployed = ca(DEV_CA);
+        let moved = with_ca_prop(
+            &deployed,
+            "ServiceToken",
+            json!({ "Fn::GetAtt": ["OtherProvider", "Arn"] }),
+        );
+        let d = diff(Some(&deployed), &moved, None);
+        let r = &d.resources[0];
+        assert_eq!((r.replacement, r.impact), (Replacement::No, Impact::Update));
+        assert!(d.fleet_breaking().is_empty());
+        assert!(r.properties[0].update_fails.is_some());
+        let refused = d.refused_updates();
+        assert_eq!(
+            refused,
+            [
+                "CaRegistration ServiceToken: CloudFormation does not allow changing a custom \
+              resource's ServiceToken: the update will fail. A new provider needs a new resource \
+              (a new logical id)"
+            ]
+        );
+        let text = render_text(&d, false);
+        assert!(
+            text.starts_with(
+                "!!! CHANGES CLOUDFORMATION WILL REFUSE !!!\n  !! CaRegistration ServiceToken"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("    ServiceToken (update fails): "), "{text}");
+        let md = render_markdown(&d, "dev");
+        assert!(
+            md.contains("**Changes CloudFormation will refuse**"),
+            "{md}"
+        );
+        assert!(md.contains("**(update fails)**"), "{md}");
+        let v = serde_json::to_value(&d).unwrap();
+        assert_eq!(v["refusedUpdates"], json!(refused));
+    }
+
+    #[test]
+    fn a_mode_change_of_the_same_ca_is_refused() {
+        let deployed = ca(DEV_CA);
+        let json = |t: &Value| t.to_string();
+        let to_default = |t: &Value| with_ca_prop(t, "CertificateMode", json!("DEFAULT"));
+        let err = check_ca_mode("dev", Some(&deployed), &json(&to_default(&deployed))).unwrap_err();
+        assert_eq!(
+            err,
+            CaModeChange {
+                stage: "dev".into(),
+                logical_id: "CaRegistration".into(),
+                certificate_id: Certificate::from_pem(DEV_CA).unwrap().aws_iot_id(),
+                from: "SNI_ONLY".into(),
+                to: "DEFAULT".into(),
+            }
+        );
+        // Also with the PEM re-wrapped: the same CA by DER.
+        let rewrapped = to_default(&ca(&rewrapped(DEV_CA)));
+        assert!(check_ca_mode("dev", Some(&deployed), &json(&rewrapped)).is_err());
+        // What can work: a new stack, the same mode, a new CA in the new mode.
+        assert!(check_ca_mode("dev", None, &json(&to_default(&deployed))).is_ok());
+        assert!(check_ca_mode("dev", Some(&deployed), &json(&deployed)).is_ok());
+        let rotated = to_default(&ca(PROD_CA));
+        assert!(check_ca_mode("dev", Some(&deployed), &json(&rotated)).is_ok());
+        // The shipped dev template deploys over itself.
+        assert!(check_ca_mode("dev", Some(&dev()), DEV).is_ok());
     }
 
     #[test]

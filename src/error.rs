@@ -1,6 +1,7 @@
 //! The library's error type and the CLI's exit codes.
 
 use crate::assets::AssetError;
+use crate::diff::CaModeChange;
 use crate::stage::StageError;
 use std::fmt;
 use std::path::PathBuf;
@@ -63,6 +64,8 @@ pub enum Error {
     ApprovalRequired(String),
     /// The DEFAULT-mode verification certificate could not be made.
     Verification(String),
+    /// The deploy would change the mode of the registered CA, which can never succeed.
+    CaModeChange(CaModeChange),
 }
 
 impl Error {
@@ -131,6 +134,26 @@ impl fmt::Display for Error {
             }
             Error::ApprovalRequired(m) => write!(f, "approval required: {m}"),
             Error::Verification(m) => write!(f, "verification certificate: {m}"),
+            Error::CaModeChange(c) => write!(
+                f,
+                "{logical_id}: the stage keeps the same CA certificate (AWS IoT id {id}) but \
+                 changes ca.mode from {from} to {to}. AWS IoT cannot change a registered CA's \
+                 mode, and registering the same certificate again in this account fails \
+                 (ResourceAlreadyExists), so this deploy would fail; nothing was changed. To \
+                 change the mode, deregister the CA, then register it in the other mode:\n  \
+                 1. jitr-infra destroy --stage {stage}\n     \
+                 a CA kept by ca.retain_on_delete or ca.adopt stays registered; deregister it \
+                 with\n       \
+                 aws iot update-ca-certificate --certificate-id {id} --new-status INACTIVE\n       \
+                 aws iot delete-ca-certificate --certificate-id {id}\n  \
+                 2. jitr-infra deploy --stage {stage}   (registers the CA in {to} mode)\n\
+                 Devices signed by this CA cannot register between the two steps.",
+                logical_id = c.logical_id,
+                id = c.certificate_id,
+                from = c.from,
+                to = c.to,
+                stage = c.stage,
+            ),
         }
     }
 }
@@ -151,6 +174,12 @@ impl From<StageError> for Error {
     }
 }
 
+impl From<CaModeChange> for Error {
+    fn from(c: CaModeChange) -> Self {
+        Error::CaModeChange(c)
+    }
+}
+
 impl From<AssetError> for Error {
     fn from(e: AssetError) -> Self {
         Error::Asset(e)
@@ -165,6 +194,32 @@ pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Err
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ca_mode_change_says_what_works() {
+        let e = Error::from(CaModeChange {
+            stage: "prod".into(),
+            logical_id: "CaRegistration".into(),
+            certificate_id: "ab12".into(),
+            from: "SNI_ONLY".into(),
+            to: "DEFAULT".into(),
+        });
+        assert_eq!(e.exit_code(), exit::ERROR);
+        assert_eq!(
+            e.to_string(),
+            "CaRegistration: the stage keeps the same CA certificate (AWS IoT id ab12) but \
+             changes ca.mode from SNI_ONLY to DEFAULT. AWS IoT cannot change a registered CA's \
+             mode, and registering the same certificate again in this account fails \
+             (ResourceAlreadyExists), so this deploy would fail; nothing was changed. To change \
+             the mode, deregister the CA, then register it in the other mode:
+  1. jitr-infra destroy --stage prod
+     a CA kept by ca.retain_on_delete or ca.adopt stays registered; deregister it with
+       aws iot update-ca-certificate --certificate-id ab12 --new-status INACTIVE
+       aws iot delete-ca-certificate --certificate-id ab12
+  2. jitr-infra deploy --stage prod   (registers the CA in DEFAULT mode)
+Devices signed by this CA cannot register between the two steps."
+        );
+    }
 
     #[test]
     fn wrong_account_reads_as_one_sentence() {

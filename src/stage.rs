@@ -98,6 +98,11 @@ pub struct CaSection {
     /// Keep the CA registered when the stack is deleted (recommended for production).
     #[serde(default)]
     pub retain_on_delete: bool,
+    /// Take over the CA if it is already registered in the account and region (by hand, or
+    /// by another stack or stage); without it, such a deploy is refused. The stack then sets
+    /// the CA's status and auto-registration, and never deregisters it.
+    #[serde(default)]
+    pub adopt: bool,
 }
 
 /// Exactly one source. The CA's private key never goes into a template, an output or a log:
@@ -231,6 +236,7 @@ pub struct Ca {
     pub auto_registration: bool,
     pub status: CaStatus,
     pub retain_on_delete: bool,
+    pub adopt: bool,
 }
 
 /// Where deploy gets the `DEFAULT`-mode verification certificate.
@@ -612,6 +618,7 @@ impl Validator<'_> {
             auto_registration: raw.auto_registration,
             status: raw.status,
             retain_on_delete: raw.retain_on_delete,
+            adopt: raw.adopt,
         })
     }
 

@@ -626,3 +626,21 @@ fn list_and_validate() {
         "{text}"
     );
 }
+
+#[test]
+fn ca_adopt_is_written_only_when_asked() {
+    let stage = |name: &str, extra: &str| {
+        format!("stack_name: jitr-{name}\nregion: eu-west-1\nca:\n  certificate: certs/dev-ca.pem\n  mode: SNI_ONLY\n{extra}")
+    };
+    let p = Project::new(&[
+        ("adopting", &stage("adopting", "  adopt: true\n")),
+        ("owning", &stage("owning", "  adopt: false\n")),
+    ]);
+    let props = |name: &str| -> Value {
+        let t: Value = serde_json::from_str(&p.synth(name).template_json).unwrap();
+        t["Resources"]["CaRegistration"]["Properties"].clone()
+    };
+    assert_eq!(props("adopting")["Adopt"], json!("true"));
+    // Absent, not "false": stacks deployed before `adopt` existed see no change.
+    assert_eq!(props("owning").get("Adopt"), None);
+}

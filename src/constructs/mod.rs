@@ -341,11 +341,15 @@ fn ca_registration(t: &mut Template, stage: &Stage, names: &Names, asset: &Asset
             Value::Ref(VERIFICATION_PARAMETER.to_string()),
         );
     }
-    let r = r
+    let mut r = r
         .prop("Status", ca.status.as_str())
         // Custom resource properties reach the provider as strings; write them as such.
         .prop("AutoRegistration", ca.auto_registration.to_string())
         .prop("RetainOnDelete", ca.retain_on_delete.to_string());
+    // Written only when set: stacks deployed before adoption existed see no change.
+    if ca.adopt {
+        r = r.prop("Adopt", "true");
+    }
     t.add(r);
 }
 

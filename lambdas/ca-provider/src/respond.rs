@@ -1,13 +1,14 @@
 //! Answering CloudFormation, whatever happens to the work.
 
 use crate::cfn::{Request, Response, Status};
-use crate::{Provider, Success};
+use crate::{Provider, Registered, Success};
 use http_body_util::Full;
 use hyper::body::Bytes;
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::pin::Pin;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::time::Instant;
 
@@ -77,6 +78,10 @@ pub fn deadline_instant(deadline_ms: u64) -> Instant {
 /// Runs `work` and answers `request` with its result: SUCCESS with the physical id and data,
 /// or FAILED with the error, the panic message, or a timeout, always before `deadline`.
 ///
+/// A FAILED answer names the physical id `registered` holds, if the work set one (a Create
+/// that registered a CA before failing), else the request's own, or a placeholder for a
+/// Create ([`Response::failure_physical_id`]).
+///
 /// A part of the remaining time (a third, at most [`MAX_RESERVE`]) is kept back for the PUT;
 /// the work gets the rest and is abandoned when it runs out.
 pub async fn answer_within<F>(
@@ -84,6 +89,7 @@ pub async fn answer_within<F>(
     deadline: Instant,
     sender: &ResponseSender,
     log_stream: &str,
+    registered: &Registered,
     work: F,
 ) -> Result<Response, String>
 where
@@ -134,7 +140,9 @@ where
             Response {
                 status: Status::Failed,
                 reason,
-                physical_resource_id: Response::failure_physical_id(request),
+                physical_resource_id: registered
+                    .get()
+                    .unwrap_or_else(|| Response::failure_physical_id(request)),
                 stack_id: request.stack_id.clone(),
                 request_id: request.request_id.clone(),
                 logical_resource_id: request.logical_resource_id.clone(),
@@ -195,16 +203,26 @@ pub async fn answer(
                 old_resource_properties: None,
             };
             let reason = format!("malformed custom resource request: {e}");
-            return answer_within(&request, deadline, sender, log_stream, async move {
-                Err(reason)
-            })
+            let nothing = Registered::default();
+            return answer_within(
+                &request,
+                deadline,
+                sender,
+                log_stream,
+                &nothing,
+                async move { Err(reason) },
+            )
             .await;
         }
     };
-    let work = {
+    let registered = Registered::default();
+    // Boxed: the handler's future is deep, and nesting it in every caller's future type
+    // would take the compiler past its type-depth limit.
+    let work: Pin<Box<dyn Future<Output = Result<Success, String>> + Send>> = {
         let provider = provider.clone();
         let request = request.clone();
-        async move { provider.handle(&request).await }
+        let registered = registered.clone();
+        Box::pin(async move { provider.handle(&request, &registered).await })
     };
-    answer_within(&request, deadline, sender, log_stream, work).await
+    answer_within(&request, deadline, sender, log_stream, &registered, work).await
 }

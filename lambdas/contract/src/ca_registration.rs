@@ -8,7 +8,8 @@ use serde::{Deserialize, Serialize};
 /// The custom resource type the template declares.
 pub const RESOURCE_TYPE: &str = "Custom::JitrCaRegistration";
 
-/// `Fn::GetAtt` attribute: the AWS IoT CA certificate id (also the physical resource id).
+/// `Fn::GetAtt` attribute: the AWS IoT CA certificate id, always the plain id (the physical
+/// resource id of an adopted CA carries a marker, see [`CaPhysicalId`]).
 pub const ATTR_CA_CERTIFICATE_ID: &str = "CaCertificateId";
 /// `Fn::GetAtt` attribute: the CA certificate's ARN.
 pub const ATTR_CA_CERTIFICATE_ARN: &str = "CaCertificateArn";
@@ -84,6 +85,10 @@ pub struct CaRegistrationProperties {
     /// Leave the CA registered when the resource is deleted (production fleets).
     #[serde(default, with = "crate::cfn_bool")]
     pub retain_on_delete: bool,
+    /// Take over the CA when it is already registered (by hand, by another stack or stage).
+    /// Without it that is refused. An adopted CA is never deregistered by this resource.
+    #[serde(default, with = "crate::cfn_bool")]
+    pub adopt: bool,
 }
 
 impl CaRegistrationProperties {
@@ -103,6 +108,66 @@ impl CaRegistrationProperties {
             );
         }
         Ok(props)
+    }
+}
+
+/// Prefix that marks the physical id of an adopted CA: `adopted:<CA id>`.
+pub const ADOPTED_PREFIX: &str = "adopted:";
+
+/// What a physical resource id says about the CA behind it.
+///
+/// A CA the resource registered itself has its plain id as physical id; an adopted one is
+/// marked, so that Delete, which must always succeed and decides from the physical id first,
+/// leaves it registered. Only adopted ones are marked: a changed physical id is a replacement
+/// to CloudFormation, which then deletes the old one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CaPhysicalId<'a> {
+    /// Registered by this resource: deregistered on Delete (unless `RetainOnDelete`).
+    Owned(&'a str),
+    /// Registered before, taken over with `Adopt`: never deregistered by this resource.
+    Adopted(&'a str),
+    /// Not a CA: the placeholder of a failed Create, or an id CloudFormation made up.
+    NotACa,
+}
+
+impl<'a> CaPhysicalId<'a> {
+    pub fn parse(physical_id: &'a str) -> Self {
+        match physical_id.strip_prefix(ADOPTED_PREFIX) {
+            Some(id) if crate::is_certificate_id(id) => CaPhysicalId::Adopted(id),
+            None if crate::is_certificate_id(physical_id) => CaPhysicalId::Owned(physical_id),
+            _ => CaPhysicalId::NotACa,
+        }
+    }
+
+    /// The plain AWS IoT CA id, if there is one.
+    pub fn ca_id(self) -> Option<&'a str> {
+        match self {
+            CaPhysicalId::Owned(id) | CaPhysicalId::Adopted(id) => Some(id),
+            CaPhysicalId::NotACa => None,
+        }
+    }
+
+    /// An adopted CA stays registered when the resource is deleted, whatever its properties.
+    pub fn is_adopted(self) -> bool {
+        matches!(self, CaPhysicalId::Adopted(_))
+    }
+}
+
+/// The physical id of an adopted CA.
+pub fn adopted_physical_id(ca_id: &str) -> String {
+    format!("{ADOPTED_PREFIX}{ca_id}")
+}
+
+/// `RetainOnDelete` as Delete reads it: from the raw properties, without parsing the others
+/// (a Delete must succeed even when other properties no longer parse). `true` or `false`,
+/// as a string (any case) or a boolean; absent is `false`. Any other value keeps the CA:
+/// when in doubt, the fleet's CA is not deleted.
+pub fn retain_on_delete(properties: &serde_json::Value) -> bool {
+    match properties.get("RetainOnDelete") {
+        None | Some(serde_json::Value::Null) => false,
+        Some(serde_json::Value::Bool(b)) => *b,
+        Some(serde_json::Value::String(s)) if s.eq_ignore_ascii_case("false") => false,
+        Some(_) => true,
     }
 }
 
@@ -133,6 +198,57 @@ mod tests {
         }))
         .unwrap_err();
         assert!(err.contains("VerificationCertificatePem"), "{err}");
+    }
+
+    #[test]
+    fn adopt_is_off_unless_asked() {
+        let props = |extra: serde_json::Value| {
+            let mut v = json!({"CaCertificatePem": "pem", "CertificateMode": "SNI_ONLY"});
+            v.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            CaRegistrationProperties::from_value(v).unwrap()
+        };
+        assert!(!props(json!({})).adopt);
+        assert!(props(json!({"Adopt": "true"})).adopt);
+        assert!(props(json!({"Adopt": true})).adopt);
+    }
+
+    #[test]
+    fn physical_ids_say_who_owns_the_ca() {
+        let id = "ab".repeat(32);
+        assert_eq!(CaPhysicalId::parse(&id), CaPhysicalId::Owned(&id));
+        let adopted = adopted_physical_id(&id);
+        assert_eq!(adopted, format!("adopted:{id}"));
+        assert_eq!(CaPhysicalId::parse(&adopted), CaPhysicalId::Adopted(&id));
+        assert_eq!(CaPhysicalId::parse(&adopted).ca_id(), Some(id.as_str()));
+        assert!(CaPhysicalId::parse(&adopted).is_adopted());
+        assert!(!CaPhysicalId::parse(&id).is_adopted());
+        for other in [
+            "CaRegistration-create-failed-1234abcd",
+            "adopted:nope",
+            "",
+            "jitr-dev-CaRegistration-1A2B3C",
+        ] {
+            assert_eq!(CaPhysicalId::parse(other), CaPhysicalId::NotACa, "{other}");
+        }
+    }
+
+    #[test]
+    fn retain_on_delete_is_read_leniently() {
+        for (props, want) in [
+            (json!({"RetainOnDelete": "true"}), true),
+            (json!({"RetainOnDelete": "TRUE"}), true),
+            (json!({"RetainOnDelete": true}), true),
+            (json!({"RetainOnDelete": "false"}), false),
+            (json!({"RetainOnDelete": false}), false),
+            (json!({}), false),
+            (json!(null), false),
+            (json!({"RetainOnDelete": "yes please"}), true),
+            (json!({"RetainOnDelete": 1, "CertificateMode": 7}), true),
+        ] {
+            assert_eq!(retain_on_delete(&props), want, "{props}");
+        }
     }
 
     #[test]
