@@ -587,6 +587,11 @@ impl Validator<'_> {
             if let Err(e) = c.check_validity_at(unix_now()) {
                 self.problem("ca.certificate", format!("{}: CA {e}", raw.certificate));
             }
+            // The activator must be able to verify every device certificate this CA signs;
+            // one it cannot check would fail every activation of the fleet.
+            if let Err(e) = c.check_verifiable_issuer() {
+                self.problem("ca.certificate", format!("{}: {e}", raw.certificate));
+            }
         }
         let verification = match (raw.mode, raw.verification) {
             (CertificateMode::SniOnly, None) => None,

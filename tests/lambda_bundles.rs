@@ -196,9 +196,11 @@ async fn activator_binary_activates_under_the_runtime_api() {
     env.push(("JITR_DEVICE_POLICY_NAME".into(), policy.clone()));
     let mut child = host.spawn(&bundle.binary, &env);
 
+    // As AWS has been seen to publish it: a null registration timestamp, an extra field.
     let event = json!({
         "certificateId": cert_id, "caCertificateId": ca_id, "timestamp": 1764000000000u64,
-        "certificateStatus": "PENDING_ACTIVATION", "awsAccountId": testkit::ACCOUNT
+        "certificateStatus": "PENDING_ACTIVATION", "awsAccountId": testkit::ACCOUNT,
+        "certificateRegistrationTimestamp": null, "sourceIp": "203.0.113.7"
     });
     let first = host.invoke(event.clone(), Duration::from_secs(30));
     let second = host.invoke(event, Duration::from_secs(30));
@@ -223,14 +225,34 @@ async fn activator_binary_activates_under_the_runtime_api() {
     );
     assert_eq!(r1.result.as_ref().unwrap()["thingName"], json!(cn));
     assert_eq!(r2.result.as_ref().unwrap()["outcome"], "already-active");
-    let err = r3.result.unwrap_err();
-    assert!(
-        err["errorMessage"]
-            .as_str()
-            .unwrap()
-            .contains("malformed registered-certificate event"),
-        "{err}"
+    // A malformed event is a handled outcome (Lambda must not retry it), logged at ERROR
+    // and counted by an EMF line on stdout.
+    let malformed = r3
+        .result
+        .expect("a malformed event is not a function error");
+    assert_eq!(malformed["outcome"], "malformed", "{malformed}");
+    assert_eq!(malformed["reasonCode"], "malformed-event");
+    assert_eq!(
+        malformed["reason"],
+        "malformed registered-certificate event: field `certificateId` must be a string of \
+         64 lowercase hex digits, got a number"
     );
+    let emf: serde_json::Value = logs
+        .lines()
+        .find(|l| l.contains("\"_aws\""))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .unwrap_or_else(|| panic!("no EMF line in:\n{logs}"));
+    assert_eq!(emf["MalformedEvents"], 1, "{emf}");
+    assert_eq!(
+        emf["_aws"]["CloudWatchMetrics"][0]["Metrics"],
+        json!([{"Name": "MalformedEvents", "Unit": "Count"}])
+    );
+    let error_line = logs
+        .lines()
+        .find(|l| l.contains("\"ERROR\"") && l.contains("malformed event"))
+        .unwrap_or_else(|| panic!("no ERROR line for the malformed event in:\n{logs}"));
+    let parsed: serde_json::Value = serde_json::from_str(error_line).unwrap();
+    assert_eq!(parsed["fields"]["reason_code"], "malformed-event");
     let status = iot
         .describe_certificate()
         .certificate_id(&cert_id)

@@ -12,7 +12,9 @@ Starts tests/moto_server.py on a free loopback port and, with boto3, checks that
   - a stack (CreateStack) with a custom resource served by the real CA provider bundle
     registers the CA in moto's IoT and reaches CREATE_COMPLETE, with its Outputs and a
     dependent resource reading `Fn::GetAtt` of the custom resource; the same through a change
-    set; a failing custom resource rolls its stack back; Update and Delete reach the provider.
+    set; a failing custom resource rolls its stack back; Update and Delete reach the provider;
+  - IoT's DescribeCertificate answers as AWS does: `caCertificateId` present, and `validity` the
+    certificate's own notBefore/notAfter (for DescribeCACertificate too).
 Exits non-zero on any failure. The bundles come from target/lambda/bundles (built by
 `cargo run -q -- synth` if missing).
 """
@@ -78,6 +80,10 @@ def bundles() -> tuple[str, str]:
 
 
 def ca_pem(name: str) -> str:
+    return ca_with_key(name)[0]
+
+
+def ca_with_key(name: str, not_before: datetime.datetime | None = None, not_after: datetime.datetime | None = None):
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
     now = datetime.datetime.now(datetime.timezone.utc)
@@ -87,11 +93,26 @@ def ca_pem(name: str) -> str:
         .issuer_name(subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=30))
+        .not_valid_before(not_before or now - datetime.timedelta(minutes=5))
+        .not_valid_after(not_after or now + datetime.timedelta(days=30))
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .sign(key, hashes.SHA256())
+    )
+    return cert.public_bytes(serialization.Encoding.PEM).decode(), key, subject
+
+
+def device_pem(ca_key, ca_subject, cn: str, not_before: datetime.datetime, not_after: datetime.datetime) -> str:
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
+        .issuer_name(ca_subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+        .sign(ca_key, hashes.SHA256())
     )
     return cert.public_bytes(serialization.Encoding.PEM).decode()
 
@@ -395,6 +416,37 @@ def run_checks(endpoint: str, activator_zip: str, provider_zip: str) -> None:
     reason = next((e.get("ResourceStatusReason", "") for e in evts if e["ResourceStatus"] == "CREATE_FAILED"), "")
     check("events: CREATE_FAILED with the provider's reason", "CaCertificatePem" in reason, evts)
     print(f"       reason: {reason}")
+
+    print("6. IoT DescribeCertificate as AWS answers it")
+    check_describe_certificate(iot)
+
+
+def check_describe_certificate(iot) -> None:
+    # Dates far from now, so that moto's invented validity (now +/- 1 day) cannot pass.
+    utc = datetime.timezone.utc
+    ca_from, ca_to = datetime.datetime(2020, 1, 2, 3, 4, 5, tzinfo=utc), datetime.datetime(2040, 6, 7, 8, 9, 10, tzinfo=utc)
+    dev_from, dev_to = datetime.datetime(2021, 2, 3, 4, 5, 6, tzinfo=utc), datetime.datetime(2039, 5, 6, 7, 8, 9, tzinfo=utc)
+    pem, key, subject = ca_with_key("selfcheck describe CA", ca_from, ca_to)
+    ca_id = iot.register_ca_certificate(
+        caCertificate=pem, setAsActive=True, allowAutoRegistration=True, certificateMode="SNI_ONLY"
+    )["certificateId"]
+    device = device_pem(key, subject, "selfcheck-device", dev_from, dev_to)
+    cert_id = iot.register_certificate(certificatePem=device, caCertificatePem=pem, status="PENDING_ACTIVATION")["certificateId"]
+    described = iot.describe_certificate(certificateId=cert_id)["certificateDescription"]
+    check("DescribeCertificate: caCertificateId is the CA it was registered with", described.get("caCertificateId") == ca_id, described)
+    validity = described.get("validity", {})
+    check(
+        "DescribeCertificate: validity is the certificate's own",
+        (validity.get("notBefore"), validity.get("notAfter")) == (dev_from, dev_to),
+        validity,
+    )
+    ca = iot.describe_ca_certificate(certificateId=ca_id)["certificateDescription"]
+    ca_validity = ca.get("validity", {})
+    check(
+        "DescribeCACertificate: validity is the CA certificate's own",
+        (ca_validity.get("notBefore"), ca_validity.get("notAfter")) == (ca_from, ca_to),
+        ca_validity,
+    )
 
 
 def events(cfn, name: str) -> list[dict]:

@@ -33,6 +33,9 @@ this process before the server starts:
    on AWS (moto silently registers it again), and DescribeCACertificate reports the CA's
    certificateMode.
 
+7. IoT DescribeCertificate carries `caCertificateId` and the certificate's own validity, as on
+   AWS (moto omits the one and invents the other).
+
 Everything here patches moto 5.2.x internals (pinned in scripts/requirements-test.txt); each
 patch says what moto does and why we differ. `tests/moto_lambda_selfcheck.py` checks them.
 """
@@ -1238,6 +1241,50 @@ def _ca_description(self: FakeCaCertificate) -> dict[str, Any]:
 
 IoTResponse.register_ca_certificate = _register_ca_response
 FakeCaCertificate.to_description_dict = _ca_description
+
+
+# ---------------------------------------------------------------------------------------------
+# IoT DescribeCertificate, as the activator reads it.
+#
+# AWS's CertificateDescription (AWS IoT API reference, "CertificateDescription") carries
+# `caCertificateId`, the id of the CA the certificate was registered with, and `validity`,
+# the certificate's own notBefore/notAfter. moto leaves `caCertificateId` out of
+# DescribeCertificate (its description says "you might need keys below") and invents the
+# validity: the registration time plus and minus one day, whatever the certificate says.
+# Both restored here, for device and CA certificates alike (DescribeCACertificate uses the
+# same description). tests/moto_lambda_selfcheck.py checks both.
+# ---------------------------------------------------------------------------------------------
+
+from cryptography import x509 as _x509  # noqa: E402
+from moto.iot.models import FakeCertificate  # noqa: E402
+
+_moto_certificate_init = FakeCertificate.__init__
+
+
+def _certificate_init(self: FakeCertificate, certificate_pem: str, *args: Any, **kwargs: Any) -> None:
+    _moto_certificate_init(self, certificate_pem, *args, **kwargs)
+    try:
+        cert = _x509.load_pem_x509_certificate(certificate_pem.encode("utf-8"))
+    except ValueError:
+        return  # moto takes PEMs it cannot parse unless use_valid_cert is on; AWS refuses them
+    # moto's timestamps are naive UTC datetimes.
+    self.validity_not_before = cert.not_valid_before_utc.replace(tzinfo=None)
+    self.validity_not_after = cert.not_valid_after_utc.replace(tzinfo=None)
+
+
+FakeCertificate.__init__ = _certificate_init
+
+_moto_certificate_description = FakeCertificate.to_description_dict
+
+
+def _certificate_description(self: FakeCertificate) -> dict[str, Any]:
+    description = _moto_certificate_description(self)
+    if self.ca_certificate_id:
+        description["caCertificateId"] = self.ca_certificate_id
+    return description
+
+
+FakeCertificate.to_description_dict = _certificate_description
 
 
 from moto.server import main  # noqa: E402  (after the patches above)

@@ -795,3 +795,47 @@ fn usage_error_exits_2_and_writes_nothing() {
         indent(&run.stdout)
     );
 }
+
+/// Issue 7, item 2: a CA whose device signatures the activator could not verify is refused
+/// at validate/synth time, naming the file, the field and the algorithm (with its OID).
+/// Before, such a stage deployed, and every activation of its fleet was silently ignored.
+#[test]
+fn ca_the_activator_could_not_verify_is_refused() {
+    use testkit::openssl::{Key, OpensslCa};
+    let mut failures = Vec::new();
+    let cases = [
+        (
+            "12a DSA CA",
+            "dsaca",
+            OpensslCa::root("DSA CA", Key::Dsa(2048), &["-sha256"]),
+            "the CA's key is an id-dsa (1.2.840.10040.4.1) key: the activator could not verify \
+             the device certificates it signs",
+        ),
+        (
+            "12b Ed25519 CA",
+            "edca",
+            OpensslCa::root("Ed25519 CA", Key::Ed25519, &[]),
+            "the CA's key is an ed25519 (1.3.101.112) key",
+        ),
+        (
+            "12c SHA-1 CA",
+            "sha1ca",
+            OpensslCa::root("SHA-1 CA", Key::Rsa(2048), &["-sha1"]),
+            "the CA certificate is signed with sha1WithRSAEncryption (1.2.840.113549.1.1.5)",
+        ),
+    ];
+    for (case, name, ca, says) in cases {
+        let project = Project::new(name);
+        let path = format!("certs/{name}.pem");
+        project.write(&path, &ca.pem);
+        let (yaml, line) = with_ca(&path);
+        project.stage(name, &yaml);
+        let expect = Expect::new(name)
+            .line(line)
+            .has("ca.certificate")
+            .has(path.as_str())
+            .has(says);
+        failures.extend(synth_fails(case, &project, name, &expect));
+    }
+    assert_all(failures);
+}

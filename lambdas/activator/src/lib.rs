@@ -16,34 +16,39 @@
 use aws_sdk_iot::types::CertificateStatus;
 use jitr_contract::activator::{is_thing_name, ENV_SUBJECT_PATTERN};
 use jitr_contract::activator::{
-    ActivationReport, ActivatorConfig, Outcome, RejectAction, ThingNameSource,
+    ActivationReport, ActivatorConfig, Outcome, ReasonCode, RejectAction, ThingNameSource,
 };
 use jitr_contract::event::{RegisteredEvent, PENDING_ACTIVATION};
 use jitr_lambda_common::describe_sdk_error;
-use jitr_lambda_common::pki::{unix_now, Certificate};
+use jitr_lambda_common::pki::{unix_now, Certificate, NotIssuedBy};
 use std::fmt;
+use std::sync::Arc;
 use tokio::sync::OnceCell;
+
+pub mod metrics;
 
 /// An invocation that failed and should be retried or land in the on-failure destination.
 #[derive(Debug, Clone)]
 pub enum ActivatorError {
     /// The function's environment is wrong; every invocation fails until it is fixed.
     Config(String),
-    /// The payload is not a registered-certificate event.
-    Event(String),
     /// An AWS IoT call failed after the SDK's retries.
     Aws { step: &'static str, message: String },
     /// Our own CA could not be read back from AWS IoT.
     CaCertificate(String),
+    /// The certificate's signature cannot be checked here (an algorithm or key this
+    /// activator does not support): whether it is ours is unknown, so it is neither
+    /// activated nor ignored but failed, for Lambda's retries and then the failure queue.
+    UnsupportedSignature(String),
 }
 
 impl fmt::Display for ActivatorError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ActivatorError::Config(m) => write!(f, "activator misconfigured: {m}"),
-            ActivatorError::Event(m) => f.write_str(m),
             ActivatorError::Aws { step, message } => write!(f, "{step} failed: {message}"),
             ActivatorError::CaCertificate(m) => write!(f, "cannot read our CA certificate: {m}"),
+            ActivatorError::UnsupportedSignature(m) => f.write_str(m),
         }
     }
 }
@@ -55,9 +60,9 @@ impl ActivatorError {
     pub fn kind(&self) -> &'static str {
         match self {
             ActivatorError::Config(_) => "ActivatorConfigError",
-            ActivatorError::Event(_) => "MalformedEvent",
             ActivatorError::Aws { .. } => "AwsIotError",
             ActivatorError::CaCertificate(_) => "CaCertificateError",
+            ActivatorError::UnsupportedSignature(_) => "UnsupportedSignatureAlgorithm",
         }
     }
 }
@@ -78,10 +83,11 @@ pub struct Activator {
     subject_pattern: Option<regex_lite::Regex>,
     /// Our CA certificate, read once from AWS IoT on first use.
     ca: OnceCell<Certificate>,
+    metrics: Arc<metrics::Emf>,
 }
 
 impl Activator {
-    /// Validates `config` (including compiling the subject pattern).
+    /// Validates `config` (including compiling the subject pattern). Metrics go to stdout.
     pub fn new(iot: aws_sdk_iot::Client, config: ActivatorConfig) -> Result<Self, ActivatorError> {
         let subject_pattern = match &config.subject_pattern {
             None => None,
@@ -95,7 +101,14 @@ impl Activator {
             config,
             subject_pattern,
             ca: OnceCell::new(),
+            metrics: Arc::new(metrics::Emf::stdout()),
         })
+    }
+
+    /// Sends the metrics to `emf` instead of stdout.
+    pub fn with_metrics(mut self, emf: metrics::Emf) -> Self {
+        self.metrics = Arc::new(emf);
+        self
     }
 
     pub fn config(&self) -> &ActivatorConfig {
@@ -103,53 +116,47 @@ impl Activator {
     }
 
     /// Handles one invocation payload.
+    ///
+    /// A payload that is not a registered-certificate event is answered with
+    /// [`Outcome::Malformed`], not an error: Lambda retries failed asynchronous invocations,
+    /// and the same bytes would fail the same way each time, then fill the failure queue.
+    /// It is logged at ERROR and counted in the `MalformedEvents` metric instead. AWS errors
+    /// and signatures that cannot be checked stay errors, which Lambda retries.
     pub async fn handle(
         &self,
         payload: serde_json::Value,
     ) -> Result<ActivationReport, ActivatorError> {
-        let event = RegisteredEvent::from_value(payload)
-            .map_err(|e| ActivatorError::Event(e.to_string()))?;
-        let report = self.activate(&event).await?;
-        let level_warn = matches!(
-            report.outcome,
-            Outcome::Rejected | Outcome::Revoked | Outcome::Ignored
-        );
-        if level_warn {
-            tracing::warn!(
-                certificate_id = %report.certificate_id,
-                outcome = ?report.outcome,
-                reason = report.reason.as_deref().unwrap_or(""),
-                "certificate not activated"
-            );
-        } else {
-            tracing::info!(
-                certificate_id = %report.certificate_id,
-                outcome = ?report.outcome,
-                thing = report.thing_name.as_deref().unwrap_or(""),
-                "certificate handled"
-            );
-        }
+        // For the report and the log only: whatever the payload calls its certificate id.
+        let claimed_id: String = payload
+            .get("certificateId")
+            .and_then(serde_json::Value::as_str)
+            .map(|id| id.chars().take(128).collect())
+            .unwrap_or_default();
+        let report = match RegisteredEvent::from_value(payload) {
+            Ok(event) => self.activate(&event).await?,
+            Err(e) => {
+                self.metrics.count(metrics::MALFORMED_EVENTS);
+                ActivationReport::new(claimed_id, Outcome::Malformed)
+                    .because(ReasonCode::MalformedEvent, e.to_string())
+            }
+        };
+        log(&report);
         Ok(report)
     }
 
     async fn activate(&self, event: &RegisteredEvent) -> Result<ActivationReport, ActivatorError> {
         let id = event.certificate_id.as_str();
-        let report =
-            |outcome, thing_name: Option<String>, reason: Option<String>| ActivationReport {
-                certificate_id: id.to_string(),
-                outcome,
-                thing_name,
-                reason,
-            };
+        let ignored = |code, reason: String| {
+            Ok(ActivationReport::new(id, Outcome::Ignored).because(code, reason))
+        };
         if event.ca_certificate_id != self.config.ca_certificate_id {
-            return Ok(report(
-                Outcome::Ignored,
-                None,
-                Some(format!(
+            return ignored(
+                ReasonCode::OtherCa,
+                format!(
                     "event is for CA {}, this activator serves CA {}",
                     event.ca_certificate_id, self.config.ca_certificate_id
-                )),
-            ));
+                ),
+            );
         }
 
         // The event is a hint; the registry is the truth. Our CA certificate (for the
@@ -164,11 +171,10 @@ impl Activator {
                 if e.as_service_error()
                     .is_some_and(|s| s.is_resource_not_found_exception()) =>
             {
-                return Ok(report(
-                    Outcome::Ignored,
-                    None,
-                    Some("certificate no longer exists".into()),
-                ))
+                return ignored(
+                    ReasonCode::CertificateNotFound,
+                    "certificate no longer exists".into(),
+                )
             }
             Err(e) => return Err(aws("DescribeCertificate", &e)),
         };
@@ -178,59 +184,75 @@ impl Activator {
                 step: "DescribeCertificate",
                 message: "response has no certificateDescription".into(),
             })?;
-        if let Some(ca) = desc.ca_certificate_id() {
-            if ca != self.config.ca_certificate_id {
-                return Ok(report(
-                    Outcome::Ignored,
-                    None,
-                    Some(format!("certificate belongs to CA {ca}")),
-                ));
-            }
-        }
-        match desc.status() {
-            Some(CertificateStatus::Active) => {
-                return Ok(report(Outcome::AlreadyActive, None, None));
-            }
-            Some(CertificateStatus::PendingActivation) => {}
-            other => {
-                let status = other.map_or("unknown", |s| s.as_str());
-                return Ok(report(
-                    Outcome::Ignored,
-                    None,
-                    Some(format!(
-                        "certificate status is {status}, only {PENDING_ACTIVATION} is activated"
-                    )),
-                ));
-            }
+        if let Some(done) = self.settled_by_registry(id, &desc) {
+            return Ok(done);
         }
         let arn = desc.certificate_arn().ok_or_else(|| ActivatorError::Aws {
             step: "DescribeCertificate",
             message: "response has no certificateArn".into(),
         })?;
-        let pem = desc.certificate_pem().unwrap_or_default();
-        let cert = match Certificate::from_pem(pem) {
+        let cert = match Certificate::from_pem(desc.certificate_pem().unwrap_or_default()) {
             Ok(c) => c,
             Err(e) => {
-                return Ok(report(
-                    Outcome::Ignored,
-                    None,
-                    Some(format!("registered certificate does not parse: {e}")),
-                ))
+                return ignored(
+                    ReasonCode::UnparsableCertificate,
+                    format!("registered certificate does not parse: {e}"),
+                )
             }
         };
-
-        // Signed by our CA, or not ours: leave it untouched (never revoke someone else's).
-        let ca = ca?;
-        if let Err(e) = cert.verify_signed_by(ca) {
-            return Ok(report(Outcome::Ignored, None, Some(e.to_string())));
+        if let Some(not_ours) = not_issued_by(id, &cert, ca?)? {
+            return Ok(not_ours);
         }
-
         // Ours: now the stage's acceptance checks.
-        if let Err(reason) = self.acceptance_checks(&cert) {
-            return self.reject(id, reason).await;
+        if let Err((code, reason)) = self.acceptance_checks(&cert) {
+            return self.reject(id, code, reason).await;
         }
+        self.provision(id, arn, &cert).await
+    }
 
-        let thing_name = self.thing_name(id, &cert);
+    /// The registry's word, before any signature check: another CA's certificate, one that
+    /// is already active, or one that is not pending needs nothing from us.
+    fn settled_by_registry(
+        &self,
+        id: &str,
+        desc: &aws_sdk_iot::types::CertificateDescription,
+    ) -> Option<ActivationReport> {
+        let ignored = |code, reason: String| {
+            Some(ActivationReport::new(id, Outcome::Ignored).because(code, reason))
+        };
+        if let Some(ca) = desc.ca_certificate_id() {
+            if ca != self.config.ca_certificate_id {
+                return ignored(
+                    ReasonCode::OtherCa,
+                    format!("certificate belongs to CA {ca}"),
+                );
+            }
+        }
+        match desc.status() {
+            Some(CertificateStatus::Active) => {
+                Some(ActivationReport::new(id, Outcome::AlreadyActive))
+            }
+            Some(CertificateStatus::PendingActivation) => None,
+            other => {
+                let status = other.map_or("unknown", |s| s.as_str());
+                ignored(
+                    ReasonCode::NotPending,
+                    format!(
+                        "certificate status is {status}, only {PENDING_ACTIVATION} is activated"
+                    ),
+                )
+            }
+        }
+    }
+
+    /// Thing, policy, then activation: the certificate is ours and passed the checks.
+    async fn provision(
+        &self,
+        id: &str,
+        arn: &str,
+        cert: &Certificate,
+    ) -> Result<ActivationReport, ActivatorError> {
+        let thing_name = self.thing_name(id, cert);
         // The Thing and the policy are independent: do them at the same time.
         let thing = async {
             if self.config.create_thing {
@@ -258,11 +280,9 @@ impl Activator {
             .send()
             .await
             .map_err(|e| aws("UpdateCertificate(ACTIVE)", &e))?;
-        Ok(report(
-            Outcome::Activated,
-            self.config.create_thing.then_some(thing_name),
-            None,
-        ))
+        let mut report = ActivationReport::new(id, Outcome::Activated);
+        report.thing_name = self.config.create_thing.then_some(thing_name);
+        Ok(report)
     }
 
     async fn our_ca(&self) -> Result<&Certificate, ActivatorError> {
@@ -284,25 +304,38 @@ impl Activator {
             .await
     }
 
-    fn acceptance_checks(&self, cert: &Certificate) -> Result<(), String> {
+    fn acceptance_checks(&self, cert: &Certificate) -> Result<(), (ReasonCode, String)> {
         cert.check_validity_at(unix_now())
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| (ReasonCode::Validity, e.to_string()))?;
         if let Some(pattern) = &self.subject_pattern {
             match cert.subject_cn() {
                 Some(cn) if pattern.is_match(&cn) => {}
                 Some(cn) => {
-                    return Err(format!(
-                        "subject CN {cn:?} does not match the acceptance pattern {:?}",
-                        self.config.subject_pattern.as_deref().unwrap_or_default()
+                    return Err((
+                        ReasonCode::SubjectPattern,
+                        format!(
+                            "subject CN {cn:?} does not match the acceptance pattern {:?}",
+                            self.config.subject_pattern.as_deref().unwrap_or_default()
+                        ),
                     ))
                 }
-                None => return Err("certificate subject has no CN to check".into()),
+                None => {
+                    return Err((
+                        ReasonCode::SubjectPattern,
+                        "certificate subject has no CN to check".into(),
+                    ))
+                }
             }
         }
         Ok(())
     }
 
-    async fn reject(&self, id: &str, reason: String) -> Result<ActivationReport, ActivatorError> {
+    async fn reject(
+        &self,
+        id: &str,
+        code: ReasonCode,
+        reason: String,
+    ) -> Result<ActivationReport, ActivatorError> {
         let outcome = match self.config.reject_action {
             RejectAction::LeavePending => Outcome::Rejected,
             RejectAction::Revoke => {
@@ -316,12 +349,7 @@ impl Activator {
                 Outcome::Revoked
             }
         };
-        Ok(ActivationReport {
-            certificate_id: id.to_string(),
-            outcome,
-            thing_name: None,
-            reason: Some(reason),
-        })
+        Ok(ActivationReport::new(id, outcome).because(code, reason))
     }
 
     /// The Thing name: the subject CN when configured and valid, else the certificate id.
@@ -376,5 +404,71 @@ where
     ActivatorError::Aws {
         step,
         message: describe_sdk_error(err),
+    }
+}
+
+/// `None` when our CA issued `cert`; else the report that says why it is not ours, or the
+/// error when that cannot be told (a signature this activator cannot check: failing loudly
+/// beats leaving one of our own devices pending without a word).
+fn not_issued_by(
+    id: &str,
+    cert: &Certificate,
+    ca: &Certificate,
+) -> Result<Option<ActivationReport>, ActivatorError> {
+    let ignored =
+        |code, reason: String| ActivationReport::new(id, Outcome::Ignored).because(code, reason);
+    match cert.check_issued_by(ca) {
+        Ok(()) => Ok(None),
+        Err(NotIssuedBy::OtherIssuer { issuer, ca_subject }) => {
+            let mut report = ignored(
+                ReasonCode::IssuerNotOurCa,
+                format!(
+                    "issued by `{issuer}`, not by our CA `{ca_subject}`: the CA certificate \
+                     registered for this stage must be the one that signs the device \
+                     certificates (with intermediate CAs, the intermediate that issues them)"
+                ),
+            );
+            report.issuer = Some(issuer);
+            report.ca_subject = Some(ca_subject);
+            Ok(Some(report))
+        }
+        Err(e @ NotIssuedBy::Signature(_)) => Ok(Some(ignored(
+            ReasonCode::SignatureNotByOurCa,
+            e.to_string(),
+        ))),
+        Err(e @ NotIssuedBy::Unsupported(_)) => Err(ActivatorError::UnsupportedSignature(format!(
+            "certificate {id}: {e}"
+        ))),
+    }
+}
+
+/// One log line per handled invocation: INFO when activated or already active, WARN when
+/// not activated, ERROR for a malformed event (nobody retries it, so the log must be loud).
+fn log(report: &ActivationReport) {
+    let code = report.reason_code.map_or("", |c| c.as_str());
+    let reason = report.reason.as_deref().unwrap_or("");
+    match report.outcome {
+        Outcome::Activated | Outcome::AlreadyActive => tracing::info!(
+            certificate_id = %report.certificate_id,
+            outcome = ?report.outcome,
+            thing = report.thing_name.as_deref().unwrap_or(""),
+            "certificate handled"
+        ),
+        Outcome::Malformed => tracing::error!(
+            certificate_id = %report.certificate_id,
+            outcome = ?report.outcome,
+            reason_code = code,
+            reason,
+            "malformed event: handled without retry and counted in the MalformedEvents metric"
+        ),
+        Outcome::Rejected | Outcome::Revoked | Outcome::Ignored => tracing::warn!(
+            certificate_id = %report.certificate_id,
+            outcome = ?report.outcome,
+            reason_code = code,
+            reason,
+            issuer = report.issuer.as_deref().unwrap_or(""),
+            ca_subject = report.ca_subject.as_deref().unwrap_or(""),
+            "certificate not activated"
+        ),
     }
 }

@@ -1,14 +1,20 @@
 //! The activator against moto (a real AWS API emulator) through the real AWS SDK.
 //!
-//! moto does not return `caCertificateId` from DescribeCertificate and does not check that a
-//! device certificate was signed by the CA it names; the activator's own signature check is
-//! what keeps another CA's certificate untouched here and on real AWS alike.
+//! moto does not check that a device certificate was signed by the CA it names; the
+//! activator's own signature check is what keeps another CA's certificate untouched here and
+//! on real AWS alike. (Our moto server returns `caCertificateId` and the certificate's own
+//! validity from DescribeCertificate, as AWS does: see tests/moto_server.py.)
 
 use aws_sdk_iot::types::{CertificateMode, CertificateStatus};
+use jitr_activator::metrics::Emf;
 use jitr_activator::Activator;
-use jitr_contract::activator::{ActivatorConfig, Outcome, RejectAction, ThingNameSource};
+use jitr_contract::activator::{
+    ActivatorConfig, Outcome, ReasonCode, RejectAction, ThingNameSource,
+};
 use serde_json::json;
+use std::sync::{Arc, Mutex};
 use testkit::http::{HttpRequest, HttpResponse};
+use testkit::openssl::{Key, OpensslCa};
 use testkit::pki::TestCa;
 use testkit::{moto, unique, Recorder};
 
@@ -63,11 +69,16 @@ impl Fixture {
 
     /// Registers `pem` as AWS IoT's auto-registration would: PENDING_ACTIVATION.
     async fn register_pending(&self, ca: &TestCa, pem: &str) -> (String, String) {
+        self.register_pending_under(&ca.pem, pem).await
+    }
+
+    /// The same, under the CA certificate `ca_pem` (registered already).
+    async fn register_pending_under(&self, ca_pem: &str, pem: &str) -> (String, String) {
         let out = self
             .iot
             .register_certificate()
             .certificate_pem(pem)
-            .ca_certificate_pem(&ca.pem)
+            .ca_certificate_pem(ca_pem)
             .status(CertificateStatus::PendingActivation)
             .send()
             .await
@@ -138,8 +149,12 @@ impl Fixture {
 }
 
 async fn register_ca(iot: &aws_sdk_iot::Client, ca: &TestCa) -> String {
+    register_ca_pem(iot, &ca.pem).await
+}
+
+async fn register_ca_pem(iot: &aws_sdk_iot::Client, pem: &str) -> String {
     iot.register_ca_certificate()
-        .ca_certificate(&ca.pem)
+        .ca_certificate(pem)
         .set_as_active(true)
         .allow_auto_registration(true)
         .certificate_mode(CertificateMode::SniOnly)
@@ -229,10 +244,24 @@ async fn certificate_from_another_ca_is_untouched() {
         ..f.config()
     });
 
-    // Misrouted: the event claims our CA, but our CA did not sign the certificate.
+    // Misrouted: the event claims our CA; the registry says whose it is.
     let report = activator.handle(f.event(&id)).await.unwrap();
     assert_eq!(report.outcome, Outcome::Ignored, "{report:?}");
+    assert_eq!(report.reason_code, Some(ReasonCode::OtherCa));
+    assert_eq!(
+        report.reason.unwrap(),
+        format!("certificate belongs to CA {other_id}")
+    );
+
+    // Registered under our CA (moto does not check the signature), issued by the other:
+    // our own signature check refuses it.
+    let cn2 = unique("intruder");
+    let (id2, _) = f.register_pending(&f.ca, &other.issue(&cn2)).await;
+    let report = activator.handle(f.event(&id2)).await.unwrap();
+    assert_eq!(report.outcome, Outcome::Ignored, "{report:?}");
+    assert_eq!(report.reason_code, Some(ReasonCode::IssuerNotOurCa));
     assert!(report.reason.unwrap().contains("not by our CA"));
+    assert_eq!(f.status(&id2).await, CertificateStatus::PendingActivation);
 
     // Honest event naming the other CA.
     let mut event = f.event(&id);
@@ -373,15 +402,25 @@ async fn thing_group_and_no_thing_modes() {
     assert_eq!(f.policies_of(&arn).await, vec![f.policy.clone()]);
 }
 
+/// Issue 7, item 4: a malformed event is permanent. Before, it was an error (MalformedEvent),
+/// which Lambda retried twice and then sent to the failure queue; now it is a handled
+/// outcome, logged at ERROR and counted in the MalformedEvents metric (one EMF line each).
 #[tokio::test]
-async fn malformed_events_are_clear_errors() {
+async fn malformed_events_are_handled_not_retried_and_counted() {
     let f = Fixture::new().await;
-    let activator = f.activator(f.config());
+    let lines = Arc::new(Mutex::new(Vec::<String>::new()));
+    let sink = lines.clone();
+    let activator = f
+        .activator(f.config())
+        .with_metrics(Emf::to("jitr-test-activator", move |l| {
+            sink.lock().unwrap().push(l.to_string())
+        }));
     let cases = [
-        (json!(null), "expected a JSON object, got null"),
+        (json!(null), "", "expected a JSON object, got null"),
         (
             f.event("x"),
-            "`certificateId` must be 64 lowercase hex digits",
+            "x",
+            "field `certificateId` must be 64 lowercase hex digits, got \"x\"",
         ),
         (
             {
@@ -389,29 +428,188 @@ async fn malformed_events_are_clear_errors() {
                 e.as_object_mut().unwrap().remove("caCertificateId");
                 e
             },
+            &"a".repeat(64),
             "missing field `caCertificateId`",
         ),
         (
             {
                 let mut e = f.event(&"a".repeat(64));
-                e["timestamp"] = json!({"ms": 1});
+                e["caCertificateId"] = json!(7);
                 e
             },
-            "milliseconds",
+            &"a".repeat(64),
+            "field `caCertificateId` must be a string of 64 lowercase hex digits, got a number",
         ),
     ];
-    for (event, want) in cases {
-        let err = activator
-            .handle(event.clone())
-            .await
-            .unwrap_err()
-            .to_string();
+    let count = cases.len();
+    for (event, id, want) in cases {
+        let report = activator.handle(event.clone()).await.unwrap();
+        assert_eq!(report.outcome, Outcome::Malformed, "{event}");
+        assert_eq!(report.reason_code, Some(ReasonCode::MalformedEvent));
+        assert_eq!(report.certificate_id, id);
+        assert_eq!(
+            report.reason.as_deref(),
+            Some(format!("malformed registered-certificate event: {want}").as_str())
+        );
+    }
+    let lines = lines.lock().unwrap();
+    assert_eq!(lines.len(), count, "one metric line per malformed event");
+    for line in lines.iter() {
+        let doc: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(doc["MalformedEvents"], 1);
+        assert_eq!(doc["FunctionName"], "jitr-test-activator");
+        assert_eq!(
+            doc["_aws"]["CloudWatchMetrics"],
+            json!([{
+                "Namespace": "JITR/Activator",
+                "Dimensions": [["FunctionName"]],
+                "Metrics": [{"Name": "MalformedEvents", "Unit": "Count"}]
+            }])
+        );
+        assert!(doc["_aws"]["Timestamp"].is_u64());
+    }
+}
+
+/// Issue 7, item 1: the event as AWS publishes it (a null registration timestamp, fields the
+/// guide does not list, a string timestamp) activates. Before, the null failed every one.
+#[tokio::test]
+async fn the_event_as_aws_publishes_it_activates() {
+    let f = Fixture::new().await;
+    let cn = unique("captured");
+    let (id, _) = f.register_pending(&f.ca, &f.ca.issue(&cn)).await;
+    let mut event = f.event(&id);
+    event["certificateRegistrationTimestamp"] = json!(null);
+    event["timestamp"] = json!("1764000000000");
+    event["sourceIp"] = json!("203.0.113.7");
+    let report = f.activator(f.config()).handle(event).await.unwrap();
+    assert_eq!(report.outcome, Outcome::Activated, "{report:?}");
+    assert_eq!(f.status(&id).await, CertificateStatus::Active);
+}
+
+/// Issue 7, item 2: every signature AWS IoT accepts is checked. Before, x509-parser's check
+/// could not verify P-521, ECDSA with SHA-512, or RSASSA-PSS with a salt length other than
+/// the hash's, and the activator left those devices of our own fleet pending as "ignored".
+#[tokio::test]
+async fn every_signature_algorithm_aws_iot_accepts_activates() {
+    let f = Fixture::new().await;
+    let pss = |hash: &'static str, salt: &'static str| -> Vec<&'static str> {
+        let salt = match salt {
+            "0" => "rsa_pss_saltlen:0",
+            "64" => "rsa_pss_saltlen:64",
+            _ => "rsa_pss_saltlen:max",
+        };
+        vec![hash, "-sigopt", "rsa_padding_mode:pss", "-sigopt", salt]
+    };
+    let cases: Vec<(Key, Vec<&str>)> = vec![
+        (Key::Ec("P-521"), vec!["-sha512"]),
+        (Key::Ec("P-256"), vec!["-sha512"]),
+        (Key::Ec("P-384"), vec!["-sha256"]),
+        (Key::Rsa(2048), pss("-sha256", "0")),
+        (Key::Rsa(2048), pss("-sha512", "64")),
+        (Key::Rsa(3072), pss("-sha384", "max")),
+    ];
+    for (key, sign) in cases {
+        let ca = OpensslCa::root(&unique("Fleet CA"), key, &sign);
+        let ca_id = register_ca_pem(&f.iot, &ca.pem).await;
+        let (id, _) = f
+            .register_pending_under(&ca.pem, &ca.issue(&unique("device"), &sign))
+            .await;
+        let mut event = f.event(&id);
+        event["caCertificateId"] = json!(ca_id);
+        let activator = f.activator(ActivatorConfig {
+            ca_certificate_id: ca_id,
+            ..f.config()
+        });
+        let report = activator.handle(event).await.unwrap();
+        assert_eq!(
+            report.outcome,
+            Outcome::Activated,
+            "{key:?} {sign:?}: {report:?}"
+        );
+        assert_eq!(f.status(&id).await, CertificateStatus::Active);
+    }
+}
+
+/// Issue 7, item 2: a signature the activator cannot check is an error (Lambda retries it,
+/// then the failure queue has it) naming the algorithm, never "ignored". Before: ignored.
+#[tokio::test]
+async fn a_signature_that_cannot_be_checked_is_an_error_naming_the_algorithm() {
+    let f = Fixture::new().await;
+    let dsa = OpensslCa::root(&unique("DSA CA"), Key::Dsa(2048), &["-sha256"]);
+    let rsa = OpensslCa::root(&unique("RSA CA"), Key::Rsa(2048), &["-sha256"]);
+    let cases = [
+        (
+            &dsa,
+            "-sha256",
+            "the issuer's key is an id-dsa (1.2.840.10040.4.1) key",
+        ),
+        (
+            &rsa,
+            "-sha1",
+            "the signature algorithm is sha1WithRSAEncryption (1.2.840.113549.1.1.5)",
+        ),
+    ];
+    for (ca, hash, names) in cases {
+        let ca_id = register_ca_pem(&f.iot, &ca.pem).await;
+        let (id, arn) = f
+            .register_pending_under(&ca.pem, &ca.issue(&unique("device"), &[hash]))
+            .await;
+        let mut event = f.event(&id);
+        event["caCertificateId"] = json!(ca_id);
+        let activator = f.activator(ActivatorConfig {
+            ca_certificate_id: ca_id,
+            reject_action: RejectAction::Revoke,
+            ..f.config()
+        });
+        let err = activator.handle(event).await.unwrap_err();
+        assert_eq!(err.kind(), "UnsupportedSignatureAlgorithm");
         assert!(
-            err.contains("malformed registered-certificate event"),
+            err.to_string().starts_with(&format!(
+                "certificate {id}: cannot check the signature: {names}; the activator verifies "
+            )),
             "{err}"
         );
-        assert!(err.contains(want), "{event} -> {err}");
+        assert_eq!(f.status(&id).await, CertificateStatus::PendingActivation);
+        assert!(f.policies_of(&arn).await.is_empty());
     }
+}
+
+/// Issue 7, item 3: devices signed by an intermediate while the stage registered the root.
+/// The outcome says so, with both names, instead of a bare "ignored".
+#[tokio::test]
+async fn a_device_of_an_intermediate_names_its_issuer_and_our_ca() {
+    let f = Fixture::new().await;
+    let root_name = unique("Acme Root CA");
+    let intermediate_name = unique("Acme Device CA");
+    let root = OpensslCa::root(&root_name, Key::Ec("P-384"), &["-sha384"]);
+    let intermediate = root.intermediate(&intermediate_name, Key::Ec("P-256"), &["-sha384"]);
+    let root_id = register_ca_pem(&f.iot, &root.pem).await;
+    let (id, _) = f
+        .register_pending_under(
+            &root.pem,
+            &intermediate.issue(&unique("sensor"), &["-sha256"]),
+        )
+        .await;
+    let mut event = f.event(&id);
+    event["caCertificateId"] = json!(root_id);
+    let activator = f.activator(ActivatorConfig {
+        ca_certificate_id: root_id,
+        ..f.config()
+    });
+    let report = activator.handle(event).await.unwrap();
+    assert_eq!(report.outcome, Outcome::Ignored);
+    assert_eq!(report.reason_code, Some(ReasonCode::IssuerNotOurCa));
+    assert_eq!(report.issuer, Some(format!("CN={intermediate_name}")));
+    assert_eq!(report.ca_subject, Some(format!("CN={root_name}")));
+    assert_eq!(
+        report.reason.unwrap(),
+        format!(
+            "issued by `CN={intermediate_name}`, not by our CA `CN={root_name}`: the CA \
+             certificate registered for this stage must be the one that signs the device \
+             certificates (with intermediate CAs, the intermediate that issues them)"
+        )
+    );
+    assert_eq!(f.status(&id).await, CertificateStatus::PendingActivation);
 }
 
 #[tokio::test]

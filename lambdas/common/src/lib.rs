@@ -3,6 +3,7 @@
 //! X.509 facts they need from a PEM certificate.
 
 pub mod pki;
+pub mod signature;
 
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;

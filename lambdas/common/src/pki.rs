@@ -1,6 +1,7 @@
 //! X.509 facts the Lambdas need, from PEM text: the DER bytes, whether a certificate is a CA,
 //! its subject CN and validity, its AWS IoT id, and whether our CA signed it.
 
+use crate::signature::{self, SignatureError};
 use sha2::{Digest, Sha256};
 use std::fmt;
 use x509_parser::pem::parse_x509_pem;
@@ -120,20 +121,105 @@ impl Certificate {
         Ok(())
     }
 
+    /// The issuer as RFC 4514 text, for messages.
+    pub fn issuer(&self) -> String {
+        self.with(|c| c.issuer().to_string())
+    }
+
+    /// Checks that `ca` issued this certificate: the issuer name is `ca`'s subject and `ca`'s
+    /// key made the signature. A signature that cannot be checked here (an algorithm or key
+    /// [`crate::signature`] does not support) is [`NotIssuedBy::Unsupported`], never taken
+    /// for a signature that does not verify.
+    pub fn check_issued_by(&self, ca: &Certificate) -> Result<(), NotIssuedBy> {
+        let ca_parsed = ca.parsed().map_err(|e| NotIssuedBy::Unsupported(e.0))?;
+        self.with(|c| {
+            if c.issuer().as_raw() != ca_parsed.subject().as_raw() {
+                return Err(NotIssuedBy::OtherIssuer {
+                    issuer: c.issuer().to_string(),
+                    ca_subject: ca_parsed.subject().to_string(),
+                });
+            }
+            signature::verify(
+                ca_parsed.public_key(),
+                &c.signature_algorithm,
+                &c.signature_value.data,
+                c.tbs_certificate.as_ref(),
+            )
+            .map(|_| ())
+            .map_err(|e| match e {
+                SignatureError::Unsupported(m) => NotIssuedBy::Unsupported(m),
+                SignatureError::Mismatch(m) => NotIssuedBy::Signature(m),
+            })
+        })
+    }
+
     /// Verifies that `issuer`'s key signed this certificate and that the issuer name matches.
     pub fn verify_signed_by(&self, issuer: &Certificate) -> Result<(), CertError> {
-        let issuer_parsed = issuer.parsed()?;
+        self.check_issued_by(issuer)
+            .map_err(|e| CertError(e.to_string()))
+    }
+
+    /// Whether the activator can verify the certificates this CA signs: its key must be one
+    /// [`crate::signature`] verifies, and its own signature algorithm one AWS IoT accepts
+    /// (checked against its own key when it is self-signed). Err says which and why.
+    pub fn check_verifiable_issuer(&self) -> Result<signature::IssuerKey, CertError> {
         self.with(|c| {
-            if c.issuer().as_raw() != issuer_parsed.subject().as_raw() {
-                return Err(CertError(format!(
-                    "issued by `{}`, not by our CA `{}`",
-                    c.issuer(),
-                    issuer_parsed.subject()
-                )));
+            let key = signature::issuer_key(c.public_key()).map_err(|what| {
+                CertError(format!(
+                    "the CA's key is {what}: the activator could not verify the device \
+                     certificates it signs (it verifies {})",
+                    signature::SUPPORTED
+                ))
+            })?;
+            signature::scheme(&c.signature_algorithm).map_err(|what| {
+                CertError(format!(
+                    "the CA certificate is signed with {what}, which the activator does not \
+                     verify (it verifies {})",
+                    signature::SUPPORTED
+                ))
+            })?;
+            if c.issuer().as_raw() == c.subject().as_raw() {
+                let own = signature::verify(
+                    c.public_key(),
+                    &c.signature_algorithm,
+                    &c.signature_value.data,
+                    c.tbs_certificate.as_ref(),
+                );
+                if let Err(e) = own {
+                    return Err(CertError(format!(
+                        "the CA certificate's self-signature does not check: {e}"
+                    )));
+                }
             }
-            c.verify_signature(Some(issuer_parsed.public_key()))
-                .map_err(|e| CertError(format!("signature does not verify against our CA: {e}")))
+            Ok(key)
         })
+    }
+}
+
+/// Why a certificate was not issued by a given CA.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotIssuedBy {
+    /// The certificate names another issuer (RFC 4514 text of both names).
+    OtherIssuer { issuer: String, ca_subject: String },
+    /// Issuer name as expected, but the CA's key did not make the signature.
+    Signature(String),
+    /// The signature cannot be checked: the message names the algorithm or key.
+    Unsupported(String),
+}
+
+impl fmt::Display for NotIssuedBy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NotIssuedBy::OtherIssuer { issuer, ca_subject } => {
+                write!(f, "issued by `{issuer}`, not by our CA `{ca_subject}`")
+            }
+            NotIssuedBy::Signature(m) => write!(f, "signature does not verify against our CA: {m}"),
+            NotIssuedBy::Unsupported(m) => write!(
+                f,
+                "cannot check the signature: {m}; the activator verifies {}",
+                signature::SUPPORTED
+            ),
+        }
     }
 }
 

@@ -235,12 +235,44 @@ pub fn is_policy_name(name: &str) -> bool {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ActivationReport {
+    /// The event's certificate id; empty (and left out) when a malformed event had none.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub certificate_id: String,
     pub outcome: Outcome,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub thing_name: Option<String>,
+    /// Why the certificate was not activated, for alarms and queries; `reason` says it in words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason_code: Option<ReasonCode>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// With [`ReasonCode::IssuerNotOurCa`]: the device certificate's issuer DN (RFC 4514).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    /// With [`ReasonCode::IssuerNotOurCa`]: our CA certificate's subject DN (RFC 4514).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_subject: Option<String>,
+}
+
+impl ActivationReport {
+    /// A report with only an id and an outcome; the builders below add the rest.
+    pub fn new(certificate_id: impl Into<String>, outcome: Outcome) -> Self {
+        ActivationReport {
+            certificate_id: certificate_id.into(),
+            outcome,
+            thing_name: None,
+            reason_code: None,
+            reason: None,
+            issuer: None,
+            ca_subject: None,
+        }
+    }
+
+    pub fn because(mut self, code: ReasonCode, reason: impl Into<String>) -> Self {
+        self.reason_code = Some(code);
+        self.reason = Some(reason.into());
+        self
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -258,6 +290,51 @@ pub enum Outcome {
     Revoked,
     /// The certificate is not ours to handle (another CA, or not pending): untouched.
     Ignored,
+    /// The payload is not a registered-certificate event. Handled, not failed: retrying the
+    /// same bytes cannot succeed, so Lambda must not retry it; it is logged loudly and
+    /// counted in the `MalformedEvents` metric instead.
+    Malformed,
+}
+
+/// Why a certificate was not activated: stable codes for alarms and log queries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReasonCode {
+    /// The event or the registry names another CA certificate id.
+    OtherCa,
+    /// The certificate's issuer DN is not our CA's subject: another CA issued it. Typically
+    /// the stage registers a root while an intermediate signs the devices.
+    IssuerNotOurCa,
+    /// The issuer DN is our CA's, but the signature does not verify with our CA's key.
+    SignatureNotByOurCa,
+    /// The certificate is not `PENDING_ACTIVATION` (revoked, inactive, ...).
+    NotPending,
+    /// The certificate is no longer in the registry.
+    CertificateNotFound,
+    /// The registry's PEM does not parse as an X.509 certificate.
+    UnparsableCertificate,
+    /// Outside its validity period.
+    Validity,
+    /// The subject CN is missing or does not match the stage's pattern.
+    SubjectPattern,
+    /// The payload is not a registered-certificate event.
+    MalformedEvent,
+}
+
+impl ReasonCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReasonCode::OtherCa => "other-ca",
+            ReasonCode::IssuerNotOurCa => "issuer-not-our-ca",
+            ReasonCode::SignatureNotByOurCa => "signature-not-by-our-ca",
+            ReasonCode::NotPending => "not-pending",
+            ReasonCode::CertificateNotFound => "certificate-not-found",
+            ReasonCode::UnparsableCertificate => "unparsable-certificate",
+            ReasonCode::Validity => "validity",
+            ReasonCode::SubjectPattern => "subject-pattern",
+            ReasonCode::MalformedEvent => "malformed-event",
+        }
+    }
 }
 
 #[cfg(test)]
@@ -346,5 +423,34 @@ mod tests {
         assert!(!is_thing_name(&"x".repeat(129)));
         assert!(is_policy_name("jitr.device-policy@v1"));
         assert!(!is_policy_name("a/b"));
+    }
+
+    #[test]
+    fn report_json_shape() {
+        let report = ActivationReport::new("", Outcome::Malformed).because(
+            ReasonCode::MalformedEvent,
+            "expected a JSON object, got null",
+        );
+        assert_eq!(
+            serde_json::to_value(&report).unwrap(),
+            serde_json::json!({
+                "outcome": "malformed",
+                "reasonCode": "malformed-event",
+                "reason": "expected a JSON object, got null"
+            })
+        );
+        for code in [
+            ReasonCode::OtherCa,
+            ReasonCode::IssuerNotOurCa,
+            ReasonCode::SignatureNotByOurCa,
+            ReasonCode::NotPending,
+            ReasonCode::CertificateNotFound,
+            ReasonCode::UnparsableCertificate,
+            ReasonCode::Validity,
+            ReasonCode::SubjectPattern,
+            ReasonCode::MalformedEvent,
+        ] {
+            assert_eq!(serde_json::to_value(code).unwrap(), code.as_str());
+        }
     }
 }

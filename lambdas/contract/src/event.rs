@@ -1,7 +1,7 @@
 //! The event AWS IoT publishes on `$aws/events/certificates/registered/<caCertificateId>`
 //! when a device presents an unknown certificate signed by a CA with auto-registration on.
 
-use serde::{de, Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// Topic prefix of the registered-certificate event; the CA certificate id follows.
@@ -10,23 +10,19 @@ pub const REGISTERED_TOPIC_PREFIX: &str = "$aws/events/certificates/registered/"
 /// The status AWS IoT gives an auto-registered certificate, and the only one we activate.
 pub const PENDING_ACTIVATION: &str = "PENDING_ACTIVATION";
 
-/// The `registered` event, as the topic rule's `SELECT *` forwards it.
+/// What the activator takes from the `registered` event, as the topic rule's `SELECT *`
+/// forwards it: the two ids, nothing more.
 ///
-/// Unknown fields are ignored (AWS may add some); missing or mistyped known fields are an
-/// error that names the field.
+/// The event is only a hint (the activator reads the certificate's status, CA and PEM back
+/// from the registry), and AWS publishes more than its documentation lists: captured events
+/// carry `"certificateRegistrationTimestamp": null`, extra fields such as `sourceIp`, and
+/// `timestamp` as a number or a string. So every other field is ignored, whatever its type
+/// or value: a field the activator does not use can never fail an activation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RegisteredEvent {
     pub certificate_id: String,
     pub ca_certificate_id: String,
-    /// Milliseconds since the epoch. AWS's own documentation shows it both as a JSON number
-    /// and as a string, so both are accepted.
-    #[serde(deserialize_with = "millis")]
-    pub timestamp: u64,
-    pub certificate_status: String,
-    pub aws_account_id: String,
-    #[serde(default, deserialize_with = "opt_millis")]
-    pub certificate_registration_timestamp: Option<u64>,
 }
 
 /// Why an event could not be accepted. The message names the offending field.
@@ -44,38 +40,29 @@ impl std::error::Error for EventError {}
 impl RegisteredEvent {
     /// Parses and checks an event. Never panics, whatever the input.
     pub fn from_value(value: serde_json::Value) -> Result<Self, EventError> {
-        if !value.is_object() {
+        let serde_json::Value::Object(fields) = value else {
             return Err(EventError(format!(
                 "expected a JSON object, got {}",
                 json_kind(&value)
             )));
-        }
-        let event: RegisteredEvent =
-            serde_json::from_value(value).map_err(|e| EventError(e.to_string()))?;
-        event.validate()?;
-        Ok(event)
-    }
-
-    fn validate(&self) -> Result<(), EventError> {
-        for (field, value) in [
-            ("certificateId", &self.certificate_id),
-            ("caCertificateId", &self.ca_certificate_id),
-        ] {
-            if !crate::is_certificate_id(value) {
-                return Err(EventError(format!(
-                    "field `{field}` must be 64 lowercase hex digits, got {value:?}"
-                )));
+        };
+        let id = |field: &str| -> Result<String, EventError> {
+            match fields.get(field) {
+                None => Err(EventError(format!("missing field `{field}`"))),
+                Some(serde_json::Value::String(s)) if crate::is_certificate_id(s) => Ok(s.clone()),
+                Some(serde_json::Value::String(s)) => Err(EventError(format!(
+                    "field `{field}` must be 64 lowercase hex digits, got {s:?}"
+                ))),
+                Some(other) => Err(EventError(format!(
+                    "field `{field}` must be a string of 64 lowercase hex digits, got {}",
+                    json_kind(other)
+                ))),
             }
-        }
-        if self.aws_account_id.len() != 12
-            || !self.aws_account_id.bytes().all(|b| b.is_ascii_digit())
-        {
-            return Err(EventError(format!(
-                "field `awsAccountId` must be 12 digits, got {:?}",
-                self.aws_account_id
-            )));
-        }
-        Ok(())
+        };
+        Ok(RegisteredEvent {
+            certificate_id: id("certificateId")?,
+            ca_certificate_id: id("caCertificateId")?,
+        })
     }
 }
 
@@ -88,29 +75,6 @@ fn json_kind(v: &serde_json::Value) -> &'static str {
         serde_json::Value::Array(_) => "an array",
         serde_json::Value::Object(_) => "an object",
     }
-}
-
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum NumOrString {
-    Num(u64),
-    Str(String),
-}
-
-fn millis<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-    match NumOrString::deserialize(d)
-        .map_err(|_| de::Error::custom("expected milliseconds as a number or a string"))?
-    {
-        NumOrString::Num(n) => Ok(n),
-        NumOrString::Str(s) => s
-            .trim()
-            .parse()
-            .map_err(|_| de::Error::custom(format!("expected milliseconds, got the string {s:?}"))),
-    }
-}
-
-fn opt_millis<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
-    millis(d).map(Some)
 }
 
 #[cfg(test)]
@@ -129,74 +93,95 @@ mod tests {
         })
     }
 
-    #[test]
-    fn timestamp_as_number_or_string() {
-        let e = RegisteredEvent::from_value(sample()).unwrap();
-        assert_eq!(e.timestamp, 1_700_000_000_000);
-        assert_eq!(
-            e.certificate_registration_timestamp,
-            Some(1_700_000_000_000)
-        );
-        let mut v = sample();
-        v["timestamp"] = json!("1700000000001");
-        assert_eq!(
-            RegisteredEvent::from_value(v).unwrap().timestamp,
-            1_700_000_000_001
-        );
+    fn expected() -> RegisteredEvent {
+        RegisteredEvent {
+            certificate_id: "a".repeat(64),
+            ca_certificate_id: "b".repeat(64),
+        }
     }
 
+    /// The documented shape (shared/aws-samples), placeholders filled in.
     #[test]
-    fn unknown_fields_are_ignored_and_registration_timestamp_is_optional() {
+    fn the_documented_event() {
+        assert_eq!(RegisteredEvent::from_value(sample()).unwrap(), expected());
+    }
+
+    /// Captured in the wild: a null registration timestamp and fields the guide does not list.
+    /// Before, the null failed every activation as a malformed event.
+    #[test]
+    fn null_registration_timestamp_and_unknown_fields_are_accepted() {
         let mut v = sample();
-        v["somethingNew"] = json!(1);
-        v.as_object_mut()
-            .unwrap()
-            .remove("certificateRegistrationTimestamp");
-        assert!(RegisteredEvent::from_value(v).is_ok());
+        v["certificateRegistrationTimestamp"] = json!(null);
+        v["sourceIp"] = json!("203.0.113.7");
+        v["somethingNew"] = json!({"nested": [1, 2]});
+        assert_eq!(RegisteredEvent::from_value(v).unwrap(), expected());
+    }
+
+    /// Fields the activator does not use never fail the event, whatever their type or value.
+    #[test]
+    fn unused_fields_of_any_type_or_absent_are_ignored() {
+        for (field, value) in [
+            ("timestamp", json!("1700000000001")),
+            ("timestamp", json!(1.5)),
+            ("timestamp", json!(true)),
+            ("timestamp", json!("yesterday")),
+            ("timestamp", json!(null)),
+            ("certificateStatus", json!(7)),
+            ("awsAccountId", json!(123456789012u64)),
+            ("awsAccountId", json!("12")),
+            ("certificateRegistrationTimestamp", json!({"ms": 1})),
+        ] {
+            let mut v = sample();
+            v[field] = value.clone();
+            assert_eq!(
+                RegisteredEvent::from_value(v).as_ref(),
+                Ok(&expected()),
+                "{field}: {value}"
+            );
+        }
+        let only_ids = json!({"certificateId": "a".repeat(64), "caCertificateId": "b".repeat(64)});
+        assert_eq!(RegisteredEvent::from_value(only_ids).unwrap(), expected());
     }
 
     #[test]
     fn malformed_events_name_the_field() {
-        let cases: Vec<(serde_json::Value, &str)> = vec![
+        let with = |field: &str, value: serde_json::Value| {
+            let mut v = sample();
+            v[field] = value;
+            v
+        };
+        let without = |field: &str| {
+            let mut v = sample();
+            v.as_object_mut().unwrap().remove(field);
+            v
+        };
+        let cases: Vec<(serde_json::Value, &str)> =
+            vec![
             (json!("hello"), "expected a JSON object, got a string"),
-            (json!([1, 2]), "an array"),
+            (json!([1, 2]), "expected a JSON object, got an array"),
+            (json!(null), "expected a JSON object, got null"),
             (json!({}), "missing field `certificateId`"),
+            (without("caCertificateId"), "missing field `caCertificateId`"),
             (
-                {
-                    let mut v = sample();
-                    v["timestamp"] = json!(true);
-                    v
-                },
-                "milliseconds",
+                with("certificateId", json!("../../etc")),
+                "field `certificateId` must be 64 lowercase hex digits, got \"../../etc\"",
             ),
             (
-                {
-                    let mut v = sample();
-                    v["timestamp"] = json!("yesterday");
-                    v
-                },
-                "\"yesterday\"",
+                with("caCertificateId", json!(42)),
+                "field `caCertificateId` must be a string of 64 lowercase hex digits, got a number",
             ),
             (
-                {
-                    let mut v = sample();
-                    v["certificateId"] = json!("../../etc");
-                    v
-                },
-                "`certificateId` must be 64 lowercase hex digits",
-            ),
-            (
-                {
-                    let mut v = sample();
-                    v["awsAccountId"] = json!("12");
-                    v
-                },
-                "`awsAccountId`",
+                with("certificateId", json!(null)),
+                "field `certificateId` must be a string of 64 lowercase hex digits, got null",
             ),
         ];
         for (value, want) in cases {
             let err = RegisteredEvent::from_value(value.clone()).unwrap_err();
-            assert!(err.to_string().contains(want), "{value} -> {err}");
+            assert_eq!(
+                err.to_string(),
+                format!("malformed registered-certificate event: {want}"),
+                "{value}"
+            );
         }
     }
 }

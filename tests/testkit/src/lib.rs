@@ -5,9 +5,11 @@
 //! - [`runtime::RuntimeHost`]: a Lambda Runtime API host to run the real `bootstrap` binaries;
 //! - [`Recorder`]: an HTTP endpoint that records what it receives (CloudFormation's
 //!   `ResponseURL`) and, as a proxy, what a client sends to moto;
-//! - [`pki`]: throwaway CAs and device certificates.
+//! - [`pki`]: throwaway CAs and device certificates;
+//! - [`openssl`]: the same for every signature algorithm, through the openssl CLI.
 
 pub mod http;
+pub mod openssl;
 pub mod pki;
 pub mod runtime;
 
