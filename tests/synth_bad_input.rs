@@ -805,11 +805,11 @@ fn ca_the_activator_could_not_verify_is_refused() {
     let mut failures = Vec::new();
     let cases = [
         (
-            "12a DSA CA",
-            "dsaca",
-            OpensslCa::root("DSA CA", Key::Dsa(2048), &["-sha256"]),
-            "the CA's key is an id-dsa (1.2.840.10040.4.1) key: the activator could not verify \
-             the device certificates it signs",
+            "12a secp256k1 CA",
+            "k1ca",
+            OpensslCa::root("secp256k1 CA", Key::Ec("secp256k1"), &["-sha256"]),
+            "the CA's key is an EC key on curve 1.3.132.0.10 (P-256, P-384 and P-521 are \
+             verified): the activator could not verify the device certificates it signs",
         ),
         (
             "12b Ed25519 CA",

@@ -487,8 +487,8 @@ async fn the_event_as_aws_publishes_it_activates() {
 }
 
 /// Issue 7, item 2: every signature AWS IoT accepts is checked. Before, x509-parser's check
-/// could not verify P-521, ECDSA with SHA-512, or RSASSA-PSS with a salt length other than
-/// the hash's, and the activator left those devices of our own fleet pending as "ignored".
+/// could not verify P-521, ECDSA with SHA-512, RSASSA-PSS with a salt length other than the
+/// hash's, or DSA, and the activator left those devices of our own fleet pending as "ignored".
 #[tokio::test]
 async fn every_signature_algorithm_aws_iot_accepts_activates() {
     let f = Fixture::new().await;
@@ -507,6 +507,7 @@ async fn every_signature_algorithm_aws_iot_accepts_activates() {
         (Key::Rsa(2048), pss("-sha256", "0")),
         (Key::Rsa(2048), pss("-sha512", "64")),
         (Key::Rsa(3072), pss("-sha384", "max")),
+        (Key::Dsa(2048), vec!["-sha256"]),
     ];
     for (key, sign) in cases {
         let ca = OpensslCa::root(&unique("Fleet CA"), key, &sign);
@@ -535,24 +536,20 @@ async fn every_signature_algorithm_aws_iot_accepts_activates() {
 #[tokio::test]
 async fn a_signature_that_cannot_be_checked_is_an_error_naming_the_algorithm() {
     let f = Fixture::new().await;
-    let dsa = OpensslCa::root(&unique("DSA CA"), Key::Dsa(2048), &["-sha256"]);
+    let ed = OpensslCa::root(&unique("Ed25519 CA"), Key::Ed25519, &[]);
     let rsa = OpensslCa::root(&unique("RSA CA"), Key::Rsa(2048), &["-sha256"]);
-    let cases = [
-        (
-            &dsa,
-            "-sha256",
-            "the issuer's key is an id-dsa (1.2.840.10040.4.1) key",
-        ),
+    let cases: [(&OpensslCa, &[&str], &str); 2] = [
+        (&ed, &[], "the issuer's key is an ed25519 (1.3.101.112) key"),
         (
             &rsa,
-            "-sha1",
+            &["-sha1"],
             "the signature algorithm is sha1WithRSAEncryption (1.2.840.113549.1.1.5)",
         ),
     ];
-    for (ca, hash, names) in cases {
+    for (ca, sign, names) in cases {
         let ca_id = register_ca_pem(&f.iot, &ca.pem).await;
         let (id, arn) = f
-            .register_pending_under(&ca.pem, &ca.issue(&unique("device"), &[hash]))
+            .register_pending_under(&ca.pem, &ca.issue(&unique("device"), sign))
             .await;
         let mut event = f.event(&id);
         event["caCertificateId"] = json!(ca_id);

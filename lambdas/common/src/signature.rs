@@ -10,12 +10,16 @@
 //! [`SignatureError::Unsupported`] (we cannot tell: an error someone must look at) and
 //! [`SignatureError::Mismatch`] (checked: this key did not make it).
 //!
-//! Everything in AWS's list is verified here except DSA_WITH_SHA256, which aws-lc-rs does
-//! not offer: it is refused as unsupported, never taken for "not ours".
+//! aws-lc-rs verifies all of them but DSA_WITH_SHA256, which RustCrypto's `dsa` crate does.
+//! Anything else (SHA-1, other curves, RSA keys under 2048 bits, Ed25519, ...) is refused as
+//! unsupported, never taken for "not ours".
 
 use aws_lc_rs::signature::{
     self as lc, EcdsaVerificationAlgorithm, RsaParameters, RsaPssSaltLength, VerificationAlgorithm,
 };
+use dsa::pkcs8::DecodePublicKey;
+use dsa::signature::DigestVerifier;
+use sha2::Digest;
 use std::fmt;
 use x509_parser::asn1_rs::Oid;
 use x509_parser::objects::{oid2sn, oid_registry};
@@ -37,17 +41,19 @@ mod oid {
     pub const P256: &str = "1.2.840.10045.3.1.7";
     pub const P384: &str = "1.3.132.0.34";
     pub const P521: &str = "1.3.132.0.35";
+    pub const DSA: &str = "1.2.840.10040.4.1";
     pub const SHA256: &str = "2.16.840.1.101.3.4.2.1";
     pub const SHA384: &str = "2.16.840.1.101.3.4.2.2";
     pub const SHA512: &str = "2.16.840.1.101.3.4.2.3";
-    /// Not in x509-parser's registry; named here so that messages say what it is.
+    /// Not in x509-parser's registry.
     pub const DSA_WITH_SHA256: &str = "2.16.840.1.101.3.4.3.2";
 }
 
 /// What is verified, in words, for messages.
 pub const SUPPORTED: &str = "sha256/384/512WithRSAEncryption and RSASSA-PSS \
      (SHA-256/384/512, MGF1 with the same hash, any salt length) with RSA keys of 2048 to 8192 \
-     bits, and ecdsa-with-SHA256/384/512 with EC keys on P-256, P-384 or P-521";
+     bits, ecdsa-with-SHA256/384/512 with EC keys on P-256, P-384 or P-521, and dsa-with-sha256 \
+     with DSA keys";
 
 /// Why a signature was not accepted.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,6 +111,7 @@ pub enum Curve {
 pub enum IssuerKey {
     Rsa { bits: u32 },
     Ec(Curve),
+    Dsa { bits: usize },
 }
 
 impl fmt::Display for IssuerKey {
@@ -114,6 +121,7 @@ impl fmt::Display for IssuerKey {
             IssuerKey::Ec(Curve::P256) => f.write_str("EC P-256"),
             IssuerKey::Ec(Curve::P384) => f.write_str("EC P-384"),
             IssuerKey::Ec(Curve::P521) => f.write_str("EC P-521"),
+            IssuerKey::Dsa { bits } => write!(f, "DSA {bits}-bit"),
         }
     }
 }
@@ -122,8 +130,13 @@ impl fmt::Display for IssuerKey {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scheme {
     RsaPkcs1(Hash),
-    RsaPss { hash: Hash, salt_length: u16 },
+    RsaPss {
+        hash: Hash,
+        salt_length: u16,
+    },
     Ecdsa(Hash),
+    /// AWS IoT lists DSA with SHA-256 only.
+    DsaSha256,
 }
 
 impl fmt::Display for Scheme {
@@ -136,6 +149,7 @@ impl fmt::Display for Scheme {
                 hash.name()
             ),
             Scheme::Ecdsa(h) => write!(f, "ecdsa-with-{}", short(*h).to_ascii_uppercase()),
+            Scheme::DsaSha256 => f.write_str("dsa-with-sha256"),
         }
     }
 }
@@ -176,6 +190,11 @@ pub fn issuer_key(spki: &SubjectPublicKeyInfo<'_>) -> Result<IssuerKey, String> 
                 ))
             }
         }
+        oid::DSA => dsa_key(spki)
+            .map(|key| IssuerKey::Dsa {
+                bits: key.components().p().bits(),
+            })
+            .map_err(|_| "a DSA key that does not parse".to_string()),
         oid::EC_PUBLIC_KEY => {
             let curve = spki
                 .algorithm
@@ -215,6 +234,7 @@ pub fn scheme(alg: &AlgorithmIdentifier<'_>) -> Result<Scheme, String> {
         oid::ECDSA_WITH_SHA256 => Scheme::Ecdsa(Hash::Sha256),
         oid::ECDSA_WITH_SHA384 => Scheme::Ecdsa(Hash::Sha384),
         oid::ECDSA_WITH_SHA512 => Scheme::Ecdsa(Hash::Sha512),
+        oid::DSA_WITH_SHA256 => Scheme::DsaSha256,
         oid::RSASSA_PSS => pss(alg)?,
         _ => return Err(describe_oid(&alg.algorithm)),
     })
@@ -279,6 +299,7 @@ pub fn verify(
         (Scheme::Ecdsa(hash), IssuerKey::Ec(curve)) => {
             ecdsa(curve, hash).verify_sig(key_bytes, signed, signature)
         }
+        (Scheme::DsaSha256, IssuerKey::Dsa { .. }) => verify_dsa(key, signature, signed),
         // Not an algorithm problem: this key cannot have made a signature of that kind.
         _ => {
             return Err(SignatureError::Mismatch(format!(
@@ -291,6 +312,22 @@ pub fn verify(
             "the {scheme} signature does not verify with the {issuer} key"
         ))
     })
+}
+
+fn dsa_key(spki: &SubjectPublicKeyInfo<'_>) -> Result<dsa::VerifyingKey, ()> {
+    dsa::VerifyingKey::from_public_key_der(spki.raw).map_err(|_| ())
+}
+
+fn verify_dsa(
+    key: &SubjectPublicKeyInfo<'_>,
+    signature: &[u8],
+    signed: &[u8],
+) -> Result<(), aws_lc_rs::error::Unspecified> {
+    let key = dsa_key(key).map_err(|()| aws_lc_rs::error::Unspecified)?;
+    let signature =
+        dsa::Signature::try_from(signature).map_err(|_| aws_lc_rs::error::Unspecified)?;
+    key.verify_digest(sha2::Sha256::new_with_prefix(signed), &signature)
+        .map_err(|_| aws_lc_rs::error::Unspecified)
 }
 
 fn pkcs1(hash: Hash) -> RsaParameters {
