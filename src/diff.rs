@@ -592,11 +592,89 @@ fn compare_named(
     out
 }
 
+/// A resource known only from the change set (no property changes to show).
+fn from_change_set(
+    c: &ChangeSetChange,
+    resource_type: String,
+    replacement_if_modified: impl FnOnce() -> Replacement,
+) -> Option<ResourceDiff> {
+    let kind = change_set_kind(&c.action)?;
+    let replacement = match kind {
+        ChangeKind::Modified => replacement_if_modified(),
+        _ => Replacement::No,
+    };
+    Some(ResourceDiff {
+        logical_id: c.logical_id.clone(),
+        resource_type,
+        kind,
+        properties: Vec::new(),
+        replacement,
+        impact: impact_of(kind, replacement),
+    })
+}
+
+/// A resource in both templates: its property changes and whether it is replaced, or,
+/// unchanged in the templates, what the change set says (e.g. a parameter value changed).
+fn modified(
+    id: &str,
+    old: &Value,
+    new: &Value,
+    from_cs: Option<&ChangeSetChange>,
+) -> Option<ResourceDiff> {
+    let resource_type = type_of(new).to_string();
+    let mut properties = compare_resource(old, new);
+    if properties.is_empty() {
+        let c = from_cs?;
+        let ours = resource_type == CA_RESOURCE_TYPE;
+        return from_change_set(c, resource_type, || {
+            if ours {
+                // The provider's rule, over identical templates.
+                ca_registration_replacement(old, new)
+            } else {
+                change_set_replacement(c).unwrap_or(Replacement::No)
+            }
+        });
+    }
+    let table = properties
+        .iter()
+        .filter(|p| p.causes_replacement)
+        .map(|p| {
+            if p.path == "Type" {
+                Replacement::Yes
+            } else {
+                let top = p.path.split('.').next().unwrap_or(&p.path);
+                property_replacement(&resource_type, top, old, new)
+            }
+        })
+        .max()
+        .unwrap_or(Replacement::No);
+    let replacement = match from_cs.and_then(change_set_replacement) {
+        // Our provider's rule is known exactly; CloudFormation's guess is not better.
+        Some(_) if resource_type == CA_RESOURCE_TYPE => table,
+        Some(r) if is_custom(&resource_type) => r.max(table),
+        Some(r) => r,
+        None => table,
+    };
+    if replacement == Replacement::No {
+        properties
+            .iter_mut()
+            .for_each(|p| p.causes_replacement = false);
+    }
+    Some(ResourceDiff {
+        logical_id: id.to_string(),
+        resource_type,
+        kind: ChangeKind::Modified,
+        properties,
+        replacement,
+        impact: impact_of(ChangeKind::Modified, replacement),
+    })
+}
+
 /// Compares the deployed template (`None`: the stack does not exist) with the synthesized
 /// one. A change set, when given, decides replacement (except that it cannot lower a
 /// custom resource's: only its provider knows; for the CA registration, whose provider's
-/// rule is known, the rule decides) and adds the resources it changes that the
-/// templates show unchanged (e.g. through a parameter value).
+/// rule is known, the rule decides) and adds the resources it changes that the templates
+/// show unchanged (e.g. through a parameter value).
 pub fn diff(
     deployed: Option<&Value>,
     synthesized: &Value,
@@ -609,77 +687,17 @@ pub fn diff(
 
     let mut resources = Vec::new();
     for (id, new) in entries(new_res) {
-        let resource_type = type_of(new).to_string();
-        let Some(old) = old_res.and_then(|o| o.get(id)) else {
-            resources.push(ResourceDiff {
+        match old_res.and_then(|o| o.get(id)) {
+            Some(old) => resources.extend(modified(id, old, new, cs_for(id))),
+            None => resources.push(ResourceDiff {
                 logical_id: id.clone(),
-                resource_type,
+                resource_type: type_of(new).to_string(),
                 kind: ChangeKind::Added,
                 properties: Vec::new(),
                 replacement: Replacement::No,
                 impact: Impact::Create,
-            });
-            continue;
-        };
-        let mut properties = compare_resource(old, new);
-        let from_cs = cs_for(id);
-        if properties.is_empty() {
-            // Unchanged in the templates; the change set may still know better.
-            let Some(c) = from_cs else { continue };
-            let Some(kind) = change_set_kind(&c.action) else {
-                continue;
-            };
-            let replacement = match kind {
-                // The provider's rule, over identical templates (a parameter changed).
-                ChangeKind::Modified if resource_type == CA_RESOURCE_TYPE => {
-                    ca_registration_replacement(old, new)
-                }
-                ChangeKind::Modified => change_set_replacement(c).unwrap_or(Replacement::No),
-                _ => Replacement::No,
-            };
-            resources.push(ResourceDiff {
-                logical_id: id.clone(),
-                resource_type,
-                kind,
-                properties,
-                replacement,
-                impact: impact_of(kind, replacement),
-            });
-            continue;
+            }),
         }
-        let table = properties
-            .iter()
-            .filter(|p| p.causes_replacement)
-            .map(|p| {
-                if p.path == "Type" {
-                    Replacement::Yes
-                } else {
-                    let top = p.path.split('.').next().unwrap_or(&p.path);
-                    property_replacement(&resource_type, top, old, new)
-                }
-            })
-            .max()
-            .unwrap_or(Replacement::No);
-        let replacement = match from_cs.and_then(change_set_replacement) {
-            // Our provider's rule is known exactly; CloudFormation's guess is not better.
-            Some(_) if resource_type == CA_RESOURCE_TYPE => table,
-            Some(r) if is_custom(&resource_type) => r.max(table),
-            Some(r) => r,
-            None => table,
-        };
-        if replacement == Replacement::No {
-            properties
-                .iter_mut()
-                .for_each(|p| p.causes_replacement = false);
-        }
-        resources.push(ResourceDiff {
-            logical_id: id.clone(),
-            resource_type,
-            kind: ChangeKind::Modified,
-            properties,
-            replacement,
-            impact: impact_of(ChangeKind::Modified, replacement),
-        });
     }
     for (id, old) in entries(old_res) {
         if new_res.is_some_and(|n| n.contains_key(id)) {
@@ -704,21 +722,9 @@ pub fn diff(
         {
             continue;
         }
-        let Some(kind) = change_set_kind(&c.action) else {
-            continue;
-        };
-        let replacement = match kind {
-            ChangeKind::Modified => change_set_replacement(c).unwrap_or(Replacement::No),
-            _ => Replacement::No,
-        };
-        resources.push(ResourceDiff {
-            logical_id: c.logical_id.clone(),
-            resource_type: c.resource_type.clone(),
-            kind,
-            properties: Vec::new(),
-            replacement,
-            impact: impact_of(kind, replacement),
-        });
+        resources.extend(from_change_set(c, c.resource_type.clone(), || {
+            change_set_replacement(c).unwrap_or(Replacement::No)
+        }));
     }
 
     StackDiff {
@@ -1264,6 +1270,38 @@ fn kind_colour(kind: ChangeKind) -> &'static str {
     }
 }
 
+/// The resources section of [`render_text`]: one line per resource, one per property.
+fn resources_text(d: &StackDiff, p: &Paint, out: &mut String) {
+    let _ = writeln!(out, "{} ({})", p.on(BOLD, "Resources"), impact_summary(d));
+    for r in &d.resources {
+        let note = replacement_note(r.replacement);
+        let head = format!("{} {} {}", marker(r.kind), r.resource_type, r.logical_id);
+        out.push_str(&p.on(kind_colour(r.kind), &head));
+        if !note.is_empty() {
+            out.push(' ');
+            out.push_str(&p.on(BOLD_RED, note));
+        }
+        out.push('\n');
+        for pc in &r.properties {
+            let mark = if pc.update_fails.is_some() {
+                format!(" {}", p.on(BOLD_RED, "(update fails)"))
+            } else if pc.causes_replacement {
+                format!(" {}", p.on(BOLD_RED, replacement_note(r.replacement)))
+            } else {
+                String::new()
+            };
+            let (o, n) = show_pair(pc.old.as_ref(), pc.new.as_ref());
+            let _ = writeln!(
+                out,
+                "    {}{mark}: {} -> {}",
+                pc.path,
+                p.on(RED, &o),
+                p.on(GREEN, &n),
+            );
+        }
+    }
+}
+
 /// The diff for a terminal; ANSI colours only when `color`.
 pub fn render_text(d: &StackDiff, color: bool) -> String {
     let p = Paint(color);
@@ -1314,35 +1352,7 @@ pub fn render_text(d: &StackDiff, color: bool) -> String {
         out.push('\n');
     }
     if !d.resources.is_empty() {
-        let _ = writeln!(out, "{} ({})", p.on(BOLD, "Resources"), impact_summary(d));
-        for r in &d.resources {
-            let note = replacement_note(r.replacement);
-            let head = format!("{} {} {}", marker(r.kind), r.resource_type, r.logical_id);
-            out.push_str(&p.on(kind_colour(r.kind), &head));
-            if !note.is_empty() {
-                out.push(' ');
-                out.push_str(&p.on(BOLD_RED, note));
-            }
-            out.push('\n');
-            for pc in &r.properties {
-                let mut mark = if pc.causes_replacement {
-                    format!(" {}", p.on(BOLD_RED, replacement_note(r.replacement)))
-                } else {
-                    String::new()
-                };
-                if pc.update_fails.is_some() {
-                    mark = format!(" {}", p.on(BOLD_RED, "(update fails)"));
-                }
-                let (o, n) = show_pair(pc.old.as_ref(), pc.new.as_ref());
-                let _ = writeln!(
-                    out,
-                    "    {}{mark}: {} -> {}",
-                    pc.path,
-                    p.on(RED, &o),
-                    p.on(GREEN, &n),
-                );
-            }
-        }
+        resources_text(d, &p, &mut out);
         out.push('\n');
     }
     for (title, list) in [("Parameters", &d.parameters), ("Outputs", &d.outputs)] {

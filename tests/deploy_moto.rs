@@ -537,3 +537,188 @@ async fn bad_input_and_faults_fail_cleanly_and_leave_nothing_half_done() {
         "no stack after a failed asset upload"
     );
 }
+
+impl Project {
+    /// Rewrites the stage file, replacing `from` with `to`.
+    fn edit_stage(&self, from: &str, to: &str) {
+        let path = self.dir.join("stacks/e2e.yaml");
+        let yaml = std::fs::read_to_string(&path).unwrap();
+        assert!(yaml.contains(from), "{yaml}");
+        std::fs::write(&path, yaml.replace(from, to)).unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_adopted_ca_stays_registered_after_destroy() {
+    let p = Project::new("  mode: SNI_ONLY\n", None);
+    let endpoint = moto().endpoint().to_string();
+    // Registered before the stack, by someone else, and left INACTIVE.
+    let iot = moto().iot().await;
+    let ca_id = iot
+        .register_ca_certificate()
+        .ca_certificate(&p.ca.pem)
+        .set_as_active(false)
+        .certificate_mode(aws_sdk_iot::types::CertificateMode::SniOnly)
+        .send()
+        .await
+        .unwrap()
+        .certificate_id()
+        .unwrap()
+        .to_string();
+    let ca_status = || async {
+        iot.describe_ca_certificate()
+            .certificate_id(&ca_id)
+            .send()
+            .await
+            .ok()
+            .and_then(|o| {
+                o.certificate_description()
+                    .and_then(|d| d.status().cloned())
+            })
+    };
+
+    // Not adopted: refused, with the way to adopt, and the CA is left as it was.
+    let never = ["--require-approval", "never"];
+    let o = p.run(
+        &[&["deploy", "--stage", "e2e"][..], &never].concat(),
+        &endpoint,
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "the CA certificate is already registered in this account and region as {ca_id}"
+        )) && stderr.contains("set `ca.adopt: true` in the stage file"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(ca_status().await, Some(CaCertificateStatus::Inactive));
+    let o = p.run(&["destroy", "--stage", "e2e", "--yes"], &endpoint, &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(ca_status().await, Some(CaCertificateStatus::Inactive));
+
+    // Adopted: deployed on the existing registration, which the stack now manages.
+    p.edit_stage("  mode: SNI_ONLY\n", "  mode: SNI_ONLY\n  adopt: true\n");
+    let o = p.run(
+        &[&["deploy", "--stage", "e2e", "--json"][..], &never].concat(),
+        &endpoint,
+        &[],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let outcome: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        outcome["outputs"]["CaCertificateId"],
+        json!(ca_id),
+        "{outcome}"
+    );
+    assert_eq!(ca_status().await, Some(CaCertificateStatus::Active));
+    let resource = cfn()
+        .await
+        .describe_stack_resource()
+        .stack_name(&p.stack)
+        .logical_resource_id("CaRegistration")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resource
+            .stack_resource_detail()
+            .and_then(|r| r.physical_resource_id()),
+        Some(format!("adopted:{ca_id}").as_str())
+    );
+
+    // Destroyed: the stack goes, the CA stays registered (retain_on_delete is not set).
+    let o = p.run(&["destroy", "--stage", "e2e", "--yes"], &endpoint, &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("the CA stays registered"),
+        "{}",
+        text(&o)
+    );
+    assert!(matches!(
+        stack_status(&p.stack).await.as_deref(),
+        None | Some("DELETE_COMPLETE")
+    ));
+    assert_eq!(
+        ca_status().await,
+        Some(CaCertificateStatus::Active),
+        "the adopted CA is still registered"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_mode_change_of_the_same_ca_is_refused_before_any_change_set() {
+    let p = Project::new("  mode: SNI_ONLY\n", Some(testkit::ACCOUNT));
+    let endpoint = moto().endpoint().to_string();
+    let o = p.run(
+        &[
+            "deploy",
+            "--stage",
+            "e2e",
+            "--require-approval",
+            "never",
+            "--json",
+        ],
+        &endpoint,
+        &[],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let outcome: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let ca_id = outcome["outputs"]["CaCertificateId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let before = change_sets(&p.stack).await;
+
+    p.edit_stage(
+        "  mode: SNI_ONLY\n",
+        "  mode: DEFAULT\n  verification:\n    private_key_env: E2E_CA_KEY\n",
+    );
+    let key = p.ca.key_pem();
+    let expected = format!(
+        "error: CaRegistration: the stage keeps the same CA certificate (AWS IoT id {ca_id}) but \
+         changes ca.mode from SNI_ONLY to DEFAULT. AWS IoT cannot change a registered CA's \
+         mode, and registering the same certificate again in this account fails \
+         (ResourceAlreadyExists), so this deploy would fail; nothing was changed. To change \
+         the mode, deregister the CA, then register it in the other mode:
+  1. jitr-infra destroy --stage e2e
+     a CA kept by ca.retain_on_delete or ca.adopt stays registered; deregister it with
+       aws iot update-ca-certificate --certificate-id {ca_id} --new-status INACTIVE
+       aws iot delete-ca-certificate --certificate-id {ca_id}
+  2. jitr-infra deploy --stage e2e   (registers the CA in DEFAULT mode)
+Devices signed by this CA cannot register between the two steps.
+"
+    );
+    for command in [
+        &["diff", "--stage", "e2e"][..],
+        &["deploy", "--stage", "e2e", "--require-approval", "never"][..],
+    ] {
+        let o = p.run(command, &endpoint, &[("E2E_CA_KEY", &key)]);
+        assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert!(stderr.ends_with(&expected), "{}", text(&o));
+    }
+    assert_eq!(
+        change_sets(&p.stack).await,
+        before,
+        "no change set was made"
+    );
+    assert_eq!(
+        stack_status(&p.stack).await.as_deref(),
+        Some("CREATE_COMPLETE")
+    );
+    let iot = moto().iot().await;
+    let ca = iot
+        .describe_ca_certificate()
+        .certificate_id(&ca_id)
+        .send()
+        .await
+        .unwrap();
+    let d = ca.certificate_description().unwrap();
+    assert_eq!(d.status(), Some(&CaCertificateStatus::Active));
+    assert_eq!(d.certificate_mode().map(|m| m.as_str()), Some("SNI_ONLY"));
+
+    let o = p.run(&["destroy", "--stage", "e2e", "--yes"], &endpoint, &[]);
+    assert!(o.status.success(), "{}", text(&o));
+}
