@@ -316,7 +316,7 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<i32, Er
                 region,
             }));
             rt.block_on(crate::deploy::check_account(&clients, &st))?;
-            let Some(plan) = rt.block_on(crate::deploy::destroy_plan(&clients, &st.stack_name))?
+            let Some(plan) = rt.block_on(crate::destroy::destroy_plan(&clients, &st.stack_name))?
             else {
                 print(
                     out,
@@ -381,7 +381,8 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<i32, Er
                 }
             }
             let opts = crate::deploy::Options::default();
-            let settled = rt.block_on(crate::deploy::destroy(&clients, &plan, &opts, &reporter))?;
+            let settled =
+                rt.block_on(crate::destroy::destroy(&clients, &plan, &opts, &reporter))?;
             if cli.json {
                 print(
                     out,

@@ -10,6 +10,7 @@ pub mod cfn;
 pub mod cli;
 pub mod constructs;
 pub mod deploy;
+pub mod destroy;
 pub mod diff;
 pub mod error;
 pub mod stage;
