@@ -191,6 +191,7 @@ pub async fn deploy(
         Err(e) if is_no_changes(&aws::message(&e)) => {
             // moto answers this at once; CloudFormation marks the change set FAILED instead.
             reporter.progress("no changes");
+            crate::protection::apply(clients, stage, reporter).await?;
             return Ok(Outcome::NoChanges {
                 stack_name: stack.to_string(),
             });
@@ -203,6 +204,7 @@ pub async fn deploy(
         ChangeSetResult::NoChanges => {
             delete_change_set(clients, stack, &change_set_id).await;
             reporter.progress("no changes");
+            crate::protection::apply(clients, stage, reporter).await?;
             return Ok(Outcome::NoChanges {
                 stack_name: stack.to_string(),
             });
@@ -212,6 +214,7 @@ pub async fn deploy(
         serde_json::from_str(&s.template_json).expect("our own template is JSON");
     let d = diff::diff(deployed_template.as_ref(), &synthesized, Some(&changes));
     reporter.diff(&d);
+    crate::protection::check_change(clients, stage, &change_set_id, &d).await?;
 
     if !opts.execute {
         return Ok(Outcome::ChangeSetCreated {
@@ -250,6 +253,9 @@ pub async fn deploy(
         .and_then(|st| st.stack_id().map(str::to_string))
         .unwrap_or_else(|| stack.to_string());
     let since = latest_event_id(clients, &stack_id).await;
+    if existing.is_some() {
+        crate::protection::before_execute(clients, stage, reporter).await?;
+    }
     reporter.progress(&format!("executing {change_set_name}"));
     clients
         .cfn
@@ -260,6 +266,7 @@ pub async fn deploy(
         .await
         .map_err(|e| aws_error("ExecuteChangeSet", &e))?;
     let settled = settle(clients, stack, &stack_id, since, opts, reporter).await?;
+    crate::protection::apply(clients, stage, reporter).await?;
     Ok(Outcome::Deployed {
         stack_name: stack.to_string(),
         stack_status: settled.status,
@@ -778,7 +785,7 @@ pub async fn wait_change_set(
     }
 }
 
-async fn delete_change_set(clients: &Clients, stack: &str, id: &str) {
+pub(crate) async fn delete_change_set(clients: &Clients, stack: &str, id: &str) {
     // Best effort: a leftover change set is clutter, not harm, and the real error matters more.
     let _ = clients
         .cfn

@@ -25,6 +25,7 @@ use crate::error::Error;
 use crate::stage::Stage;
 use onboarding::Onboarding;
 use serde::Serialize;
+use std::path::PathBuf;
 
 /// What `destroy` removes.
 #[derive(Debug, Clone, Serialize)]
@@ -41,9 +42,16 @@ pub struct DestroyPlan {
     /// an attached policy, so a stack with activated devices cannot be deleted as it is.
     pub device_policy: Option<String>,
     pub attached_certificates: Vec<String>,
+    /// CloudFormation termination protection is on: the deletion would be refused.
+    pub termination_protection: bool,
     /// The registration topic rule and the activator function: onboarding, stopped first.
     pub registration_rule: Option<String>,
     pub activator_function: Option<String>,
+    /// The stage the stack belongs to (for messages that say which field to change).
+    #[serde(skip)]
+    pub stage_file: PathBuf,
+    #[serde(skip)]
+    pub stage_name: String,
 }
 
 /// What would be deleted; `None` when there is no stack.
@@ -95,8 +103,11 @@ pub async fn destroy_plan(clients: &Clients, stage: &Stage) -> Result<Option<Des
         ca_retained,
         device_policy,
         attached_certificates,
+        termination_protection: st.enable_termination_protection().unwrap_or(false),
         registration_rule: physical(constructs::REGISTRATION_RULE),
         activator_function: physical(constructs::ACTIVATOR_FUNCTION),
+        stage_file: stage.file.clone(),
+        stage_name: stage.name.clone(),
     }))
 }
 
@@ -132,6 +143,13 @@ pub fn refusal(plan: &DestroyPlan) -> Option<Error> {
             status: plan.stack_status.clone(),
             advice: "another operation is running; try again when it has finished".into(),
         });
+    }
+    if plan.termination_protection {
+        return Some(crate::protection::termination_refusal(
+            &plan.stage_file,
+            &plan.stage_name,
+            &plan.stack_name,
+        ));
     }
     None
 }

@@ -61,6 +61,8 @@ pub enum Error {
     },
     /// Approval was required and not given.
     ApprovalRequired(String),
+    /// The stage's `protection` refuses the operation (the message says how to lift it).
+    Protected(String),
     /// A destroy failed after it had stopped onboarding; what it put back, line by line.
     DestroyAborted {
         cause: Box<Error>,
@@ -138,6 +140,7 @@ impl fmt::Display for Error {
                 Ok(())
             }
             Error::ApprovalRequired(m) => write!(f, "approval required: {m}"),
+            Error::Protected(m) => f.write_str(m),
             Error::DestroyAborted {
                 cause,
                 restored,

@@ -13,5 +13,6 @@ pub mod deploy;
 pub mod destroy;
 pub mod diff;
 pub mod error;
+pub mod protection;
 pub mod stage;
 pub mod synth;

@@ -993,3 +993,245 @@ async fn an_aborted_destroy_restores_onboarding_and_says_so() {
 fn operation_seen(r: &Recorder, op: &str) -> bool {
     r.requests().iter().any(|q| operation(q) == op)
 }
+
+async fn termination_protection(stack: &str) -> bool {
+    cfn()
+        .await
+        .describe_stacks()
+        .stack_name(stack)
+        .send()
+        .await
+        .unwrap()
+        .stacks()[0]
+        .enable_termination_protection()
+        .unwrap_or(false)
+}
+
+async fn stack_policy(stack: &str) -> Option<Value> {
+    cfn()
+        .await
+        .get_stack_policy()
+        .stack_name(stack)
+        .send()
+        .await
+        .unwrap()
+        .stack_policy_body()
+        .map(|b| serde_json::from_str(b).unwrap())
+}
+
+async fn ca_output(stack: &str) -> String {
+    cfn()
+        .await
+        .describe_stacks()
+        .stack_name(stack)
+        .send()
+        .await
+        .unwrap()
+        .stacks()[0]
+        .outputs()
+        .iter()
+        .find(|o| o.output_key() == Some("CaCertificateId"))
+        .and_then(|o| o.output_value())
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// `t` without the CA registration: what an update removing it (by hand, in the console)
+/// would deploy. References to it become a placeholder.
+fn without_ca_registration(t: &Value) -> Value {
+    fn scrub(v: &mut Value) {
+        if let Some(Value::Array(att)) = v.get("Fn::GetAtt") {
+            if att.first() == Some(&json!("CaRegistration")) {
+                *v = json!("removed");
+                return;
+            }
+        }
+        match v {
+            Value::String(s) => {
+                while let Some(start) = s.find("${CaRegistration.") {
+                    let end = start + s[start..].find('}').unwrap() + 1;
+                    s.replace_range(start..end, "removed");
+                }
+            }
+            Value::Object(m) => m.values_mut().for_each(scrub),
+            Value::Array(a) => a.iter_mut().for_each(scrub),
+            _ => {}
+        }
+    }
+    let mut t = t.clone();
+    t["Resources"]
+        .as_object_mut()
+        .unwrap()
+        .remove("CaRegistration");
+    let outputs = t["Outputs"].as_object_mut().unwrap();
+    outputs.remove("CaCertificateId");
+    outputs.remove("CaCertificateArn");
+    scrub(&mut t);
+    t
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_protected_stage_keeps_its_ca_registration_and_refuses_deletion() {
+    use aws_sdk_cloudformation::types::{Capability, ChangeSetType};
+    let p = Project::new("  mode: SNI_ONLY\n", None);
+    p.edit_stage(|y| y.replace("timeout_seconds: 10", "timeout_seconds: 1"));
+    let endpoint = moto().endpoint().to_string();
+    let old_ca = deploy(&p);
+    assert!(!termination_protection(&p.stack).await);
+    assert_eq!(stack_policy(&p.stack).await, None);
+
+    // Protection asked for later (as for a stack deployed before it existed): the template
+    // does not change, and deploy still applies it.
+    p.edit_stage(|y| format!("{y}protection:\n  termination: true\n  ca_registration: true\n"));
+    let o = p.run(&["deploy", "--stage", "e2e"], &endpoint, &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("no changes"),
+        "{}",
+        text(&o)
+    );
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stderr.contains("termination protection on (protection.termination)"),
+        "{}",
+        text(&o)
+    );
+    assert!(
+        stderr.contains("stack policy set: an update may not replace or remove CaRegistration"),
+        "{}",
+        text(&o)
+    );
+    assert!(termination_protection(&p.stack).await);
+    assert_eq!(
+        stack_policy(&p.stack).await,
+        Some(jitr_infra::protection::ca_registration_policy())
+    );
+
+    // The policy holds against an update made by hand that removes the registration.
+    let cf = cfn().await;
+    let deployed = cf.get_template().stack_name(&p.stack).send().await.unwrap();
+    let deployed: Value = serde_json::from_str(deployed.template_body().unwrap()).unwrap();
+    let cs = cf
+        .create_change_set()
+        .stack_name(&p.stack)
+        .change_set_name("by-hand")
+        .change_set_type(ChangeSetType::Update)
+        .capabilities(Capability::CapabilityIam)
+        .template_body(without_ca_registration(&deployed).to_string())
+        .send()
+        .await
+        .unwrap();
+    cf.execute_change_set()
+        .stack_name(&p.stack)
+        .change_set_name(cs.id().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        stack_status(&p.stack).await.as_deref(),
+        Some("UPDATE_ROLLBACK_COMPLETE")
+    );
+    let events = cf
+        .describe_stack_events()
+        .stack_name(&p.stack)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        events.stack_events().iter().any(|e| e.logical_resource_id() == Some("CaRegistration")
+            && e.resource_status_reason()
+                == Some("Action denied by stack policy: Statement [#2] does not allow [Update:Delete] for resource [LogicalResourceId/CaRegistration];")),
+        "{events:#?}"
+    );
+    assert_eq!(ca_output(&p.stack).await, old_ca);
+
+    // A new CA (a replacement of the registration) is refused before anything executes.
+    let new_ca = TestCa::new(&unique("E2E CA 2"));
+    std::fs::write(p.dir.join("certs/ca.pem"), &new_ca.pem).unwrap();
+    let o = p.run(
+        &["deploy", "--stage", "e2e", "--require-approval", "never"],
+        &endpoint,
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stderr.contains(
+            "error: stacks/e2e.yaml: protection.ca_registration: stage e2e protects its CA \
+             registration, and this change would replace or remove it:\n  CaRegistration \
+             (Custom::JitrCaRegistration) is REPLACED (changed: CaCertificatePem)"
+        ),
+        "{}",
+        text(&o)
+    );
+    assert!(
+        stderr.contains("set `protection.ca_registration: false` in stacks/e2e.yaml"),
+        "{}",
+        text(&o)
+    );
+    assert!(!stderr.contains("executing"), "{}", text(&o));
+    assert_eq!(
+        change_sets(&p.stack).await,
+        1,
+        "only the one made by hand above"
+    );
+    assert_eq!(ca_output(&p.stack).await, old_ca);
+
+    // destroy is refused up front, onboarding untouched.
+    let o = p.run(
+        &["destroy", "--stage", "e2e", "--yes", "--detach-devices"],
+        &endpoint,
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains(&format!(
+            "error: stack {} has termination protection: CloudFormation refuses to delete it. \
+             Nothing was changed. To delete it on purpose: set `protection.termination: false` \
+             in stacks/e2e.yaml and run `jitr-infra deploy --stage e2e`",
+            p.stack
+        )),
+        "{}",
+        text(&o)
+    );
+    let names = Onboarding::of(&p);
+    assert_eq!(names.rule_enabled(), Some(true));
+    assert_eq!(names.concurrency(), json!(2));
+    assert!(stack_status(&p.stack).await.is_some());
+
+    // Protection lifted in the stage: deploy lifts the stack policy before executing the
+    // rotation, and turns termination protection off; then destroy goes through.
+    p.edit_stage(|y| {
+        y.replace(
+            "  termination: true\n  ca_registration: true\n",
+            "  termination: false\n  ca_registration: false\n",
+        )
+    });
+    let o = p.run(
+        &["deploy", "--stage", "e2e", "--require-approval", "never"],
+        &endpoint,
+        &[],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    let lifted = stderr.find("stack policy lifted: CaRegistration may be replaced or removed");
+    let executing = stderr.find("executing ");
+    assert!(lifted.is_some() && lifted < executing, "{}", text(&o));
+    assert!(
+        stderr.contains("termination protection off"),
+        "{}",
+        text(&o)
+    );
+    assert!(!termination_protection(&p.stack).await);
+    assert_eq!(
+        stack_policy(&p.stack).await,
+        Some(jitr_infra::protection::allow_all_policy())
+    );
+    assert_ne!(ca_output(&p.stack).await, old_ca, "the CA was rotated");
+    let o = p.run(
+        &["destroy", "--stage", "e2e", "--yes", "--detach-devices"],
+        &endpoint,
+        &[],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+}

@@ -29,9 +29,9 @@ this process before the server starts:
 5. `Ref` of an AWS::IoT::Policy is its name, as on AWS (moto returns its Python object, which
    then breaks whatever holds it: our activator's environment, GetFunctionConfiguration).
 
-6. What `destroy` relies on: CloudFormation creates AWS::IoT::TopicRule, reserved concurrency
-   0 throttles, a failed resource deletion leaves the stack DELETE_FAILED (their own section,
-   at the end).
+6. What `destroy` and stack protection rely on: CloudFormation creates AWS::IoT::TopicRule,
+   reserved concurrency 0 throttles, a failed resource deletion leaves the stack DELETE_FAILED,
+   termination protection and stack policies are enforced (their own section, at the end).
 
 Everything here patches moto 5.2.x internals (pinned in scripts/requirements-test.txt); each
 patch says what moto does and why we differ. `tests/moto_lambda_selfcheck.py` checks them.
@@ -1181,15 +1181,18 @@ FakePolicy.delete_from_cloudformation_json = classmethod(_delete_policy_cfn)
 
 
 # =============================================================================================
-# Destroy (issue 7, item 13).
+# Destroy and stack protection (issue 7, items 13 and 18).
 #
-# What `jitr-infra destroy` relies on, where moto differs from AWS: the registration topic rule
-# exists in CloudFormation, a function whose reserved concurrency is 0 is throttled, and a failed
-# resource deletion leaves the stack DELETE_FAILED.
+# What `jitr-infra destroy` and the protected `prod` stage rely on, where moto differs from AWS:
+# the registration topic rule exists in CloudFormation, a function whose reserved concurrency is
+# 0 is throttled, a failed resource deletion leaves the stack DELETE_FAILED, termination
+# protection refuses DeleteStack, and a stack policy denies updates.
 # =============================================================================================
 
 from moto.awslambda.exceptions import LambdaClientError  # noqa: E402
+from moto.cloudformation.exceptions import ValidationError  # noqa: E402
 from moto.core.common_models import CloudFormationModel  # noqa: E402
+from moto.core.responses import ActionResult  # noqa: E402
 from moto.iot.models import iot_backends  # noqa: E402
 
 
@@ -1360,6 +1363,12 @@ LambdaFunction.invoke = _invoke_unless_throttled
 # leaves the stack DELETE_FAILED with the resource's DELETE_FAILED event and reason (e.g. an
 # AWS::IoT::Policy still attached to a certificate: DeleteConflictException). moto lets the
 # resource's exception escape from DeleteStack itself, as an API error, and drops the stack.
+#
+# Termination protection. AWS refuses DeleteStack on a protected stack ("ValidationError: Stack
+# [name] cannot be deleted while TerminationProtection is enabled"; CloudFormation user guide,
+# "Protect CloudFormation stacks from being deleted") and has UpdateTerminationProtection to turn
+# it on and off. moto stores the flag given to CreateStack but neither enforces it nor implements
+# UpdateTerminationProtection.
 # ---------------------------------------------------------------------------------------------
 
 _moto_delete_resource = ResourceMap._delete_resource
@@ -1385,15 +1394,17 @@ def _error_text(e: Exception) -> str:
     return str(getattr(e, "message", "") or getattr(e, "description", "") or e)
 
 
-_delete_stack_raising = CloudFormationBackend.delete_stack
+_delete_stack_without_protection = CloudFormationBackend.delete_stack
 
 
-def _delete_stack_or_fail(self: CloudFormationBackend, name_or_stack_id: str) -> None:
+def _delete_stack_protected(self: CloudFormationBackend, name_or_stack_id: str) -> None:
     stack = self.stacks.get(name_or_stack_id)
     if stack is None:  # by name: moto comes back here with the id
-        return _delete_stack_raising(self, name_or_stack_id)
+        return _delete_stack_without_protection(self, name_or_stack_id)
+    if stack.enable_termination_protection:
+        raise ValidationError(message=f"Stack [{stack.name}] cannot be deleted while TerminationProtection is enabled")
     try:
-        _delete_stack_raising(self, name_or_stack_id)
+        _delete_stack_without_protection(self, name_or_stack_id)
     except Exception as e:
         failed = getattr(e, "_jitr_failed", None)
         if failed is None:
@@ -1426,7 +1437,146 @@ def _delete_stack_or_fail(self: CloudFormationBackend, name_or_stack_id: str) ->
         stack.output_map = OutputMap(resources, {}, stack.stack_id)
 
 
-CloudFormationBackend.delete_stack = _delete_stack_or_fail
+CloudFormationBackend.delete_stack = _delete_stack_protected
+
+
+def _update_termination_protection(self: CloudFormationResponse) -> ActionResult:
+    stack = self.cloudformation_backend.get_stack(self._get_param("StackName"))
+    if stack.status in ("DELETE_IN_PROGRESS", "DELETE_COMPLETE"):
+        raise ValidationError(message=f"Stack [{stack.name}] is in {stack.status} state")
+    stack.enable_termination_protection = str(self._get_param("EnableTerminationProtection")).lower() == "true"
+    return ActionResult({"StackId": stack.stack_id})
+
+
+CloudFormationResponse.update_termination_protection = _update_termination_protection
+
+
+# ---------------------------------------------------------------------------------------------
+# Stack policies. moto stores SetStackPolicy's body and enforces nothing. AWS evaluates the
+# policy on every update ("Prevent updates to stack resources" in the CloudFormation user guide):
+# once a policy is set, an update action not explicitly allowed is denied and an explicit Deny
+# wins; Resource / NotResource name `LogicalResourceId/<id>` (with * wildcards), Action /
+# NotAction the update actions Update:Modify, Update:Replace, Update:Delete (Update:* for all),
+# and a Condition may name ResourceType. A denied update fails that resource (UPDATE_FAILED
+# "Action denied by stack policy: Statement [#n] does not allow [Update:Delete] for resource
+# [LogicalResourceId/X];") and rolls the stack back; nothing is changed.
+#
+# Here a change set's UPDATE is checked before it is applied: a resource missing from the new
+# template is Update:Delete, a changed one Update:Modify. Which property changes replace a
+# resource is not modelled (moto has no table of them), and a custom resource's replacement is
+# decided by its provider's answer, which CloudFormation sees only afterwards.
+# ---------------------------------------------------------------------------------------------
+
+
+def _as_list(value: Any) -> list[str]:
+    return [value] if isinstance(value, str) else list(value or [])
+
+
+def _wildcard(patterns: list[str], text: str) -> bool:
+    return any(re.fullmatch(".*".join(map(re.escape, p.split("*"))), text) for p in patterns)
+
+
+def _statement_applies(statement: dict[str, Any], action: str, logical_id: str, resource_type: str) -> bool:
+    if "Action" in statement:
+        if not _wildcard(_as_list(statement["Action"]), action):
+            return False
+    elif _wildcard(_as_list(statement.get("NotAction")), action):
+        return False
+    resource = f"LogicalResourceId/{logical_id}"
+    if "Resource" in statement:
+        if not _wildcard(_as_list(statement["Resource"]), resource):
+            return False
+    elif _wildcard(_as_list(statement.get("NotResource")), resource):
+        return False
+    for operator, condition in (statement.get("Condition") or {}).items():
+        types = _as_list(condition.get("ResourceType"))
+        if operator == "StringEquals" and resource_type not in types:
+            return False
+        if operator == "StringLike" and not _wildcard(types, resource_type):
+            return False
+    return True
+
+
+def _policy_verdict(policy: dict[str, Any], action: str, logical_id: str, resource_type: str) -> str | None:
+    """None when allowed, else the reason CloudFormation gives."""
+    statements = policy.get("Statement", [])
+    if isinstance(statements, dict):
+        statements = [statements]
+    allowed = False
+    for number, statement in enumerate(statements, 1):
+        if not _statement_applies(statement, action, logical_id, resource_type):
+            continue
+        if statement.get("Effect") == "Deny":
+            return (
+                f"Action denied by stack policy: Statement [#{number}] does not allow [{action}] "
+                f"for resource [LogicalResourceId/{logical_id}];"
+            )
+        allowed = True
+    if allowed:
+        return None
+    # AWS documents that this is denied; the exact wording of this case is not documented.
+    return f"Action denied by stack policy: no statement allows [{action}] for resource [LogicalResourceId/{logical_id}];"
+
+
+def _policy_denial(stack: Stack, new_template: dict[str, Any]) -> tuple[str, str, str, str] | None:
+    if not stack.policy:
+        return None
+    policy = json.loads(stack.policy)
+    old = stack.template_dict.get("Resources", {})
+    new = new_template.get("Resources", {})
+    for logical_id, resource in old.items():
+        if logical_id not in new:
+            action = "Update:Delete"
+        elif new[logical_id] != resource:
+            action = "Update:Modify"
+        else:
+            continue
+        resource_type = resource.get("Type", "")
+        reason = _policy_verdict(policy, action, logical_id, resource_type)
+        if reason is not None:
+            physical = stack.resource_map._parsed_resources.get(logical_id)
+            return logical_id, resource_type, str(getattr(physical, "physical_resource_id", "") or ""), reason
+    return None
+
+
+_execute_change_set_without_policy = CloudFormationBackend.execute_change_set
+
+
+def _execute_change_set_with_policy(self: CloudFormationBackend, change_set_name: str, stack_name: str | None = None) -> None:
+    change_set = self.change_sets.get(change_set_name) or next(
+        (cs for cs in self.change_sets.values() if cs.change_set_name == change_set_name), None
+    )
+    if change_set is not None and change_set.change_set_type == "UPDATE":
+        stack = self.stacks[change_set.stack_id]
+        denial = _policy_denial(stack, change_set.template_dict)
+        if denial is not None:
+            logical_id, resource_type, physical_id, reason = denial
+            _say("cloudformation", f"{stack.name}: {logical_id} UPDATE_FAILED: {reason}")
+            stack._add_stack_event("UPDATE_IN_PROGRESS", resource_status_reason="User Initiated")
+            stack.events.append(
+                Event(
+                    stack_id=stack.stack_id,
+                    stack_name=stack.name,
+                    logical_resource_id=logical_id,
+                    physical_resource_id=physical_id,
+                    resource_type=resource_type,
+                    resource_status="UPDATE_FAILED",
+                    resource_status_reason=reason,
+                    resource_properties=None,
+                )
+            )
+            stack._add_stack_event(
+                "UPDATE_ROLLBACK_IN_PROGRESS",
+                resource_status_reason=f"The following resource(s) failed to update: [{logical_id}]. ",
+            )
+            stack._add_stack_event("UPDATE_ROLLBACK_COMPLETE")
+            stack.status = "UPDATE_ROLLBACK_COMPLETE"
+            change_set.execution_status = "EXECUTE_FAILED"
+            return
+    _execute_change_set_without_policy(self, change_set_name, stack_name)
+
+
+CloudFormationBackend.execute_change_set = _execute_change_set_with_policy
 
 
 from moto.server import main  # noqa: E402  (after the patches above)
