@@ -316,8 +316,7 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<i32, Er
                 region,
             }));
             rt.block_on(crate::deploy::check_account(&clients, &st))?;
-            let Some(plan) = rt.block_on(crate::deploy::destroy_plan(&clients, &st.stack_name))?
-            else {
+            let Some(plan) = rt.block_on(crate::destroy::destroy_plan(&clients, &st))? else {
                 print(
                     out,
                     &format!(
@@ -327,35 +326,13 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<i32, Er
                 );
                 return Ok(exit::OK);
             };
-            let mut text = format!(
-                "stack {} ({}) will be deleted with its {} resources:\n",
-                plan.stack_name,
-                plan.stack_status,
-                plan.resources.len()
-            );
-            for (id, kind) in &plan.resources {
-                text.push_str(&format!("  - {id} ({kind})\n"));
-            }
-            text.push_str(if plan.ca_retained {
-                "the CA stays registered in AWS IoT (RetainOnDelete, or adopted)\n"
-            } else {
-                "the CA will be DEREGISTERED: devices signed by it can no longer register\n"
-            });
-            if !plan.attached_certificates.is_empty() {
-                text.push_str(&format!(
-                    "{} device certificate(s) still use device policy {}{}\n",
-                    plan.attached_certificates.len(),
-                    plan.device_policy.as_deref().unwrap_or_default(),
-                    if detach_devices {
-                        ": it will be detached from them (they lose access)"
-                    } else {
-                        ""
-                    }
-                ));
-            }
+            let text = destroy_plan_text(&plan, detach_devices);
             let reporter = CliReporter::new(cli.json);
             if !cli.json {
                 let _ = write!(err, "{text}");
+            }
+            if let Some(refused) = crate::destroy::refusal(&plan) {
+                return Err(refused);
             }
             if !plan.attached_certificates.is_empty() && !detach_devices {
                 return Err(Error::StackState {
@@ -381,7 +358,13 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<i32, Er
                 }
             }
             let opts = crate::deploy::Options::default();
-            let settled = rt.block_on(crate::deploy::destroy(&clients, &plan, &opts, &reporter))?;
+            let settled = rt.block_on(crate::destroy::destroy(
+                &clients,
+                &plan,
+                detach_devices,
+                &opts,
+                &reporter,
+            ))?;
             if cli.json {
                 print(
                     out,
@@ -396,6 +379,50 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<i32, Er
             Ok(exit::OK)
         }
     }
+}
+
+/// What `destroy` is about to do, for the operator to read before confirming.
+fn destroy_plan_text(plan: &crate::destroy::DestroyPlan, detach_devices: bool) -> String {
+    let mut text = format!(
+        "stack {} ({}) will be deleted with its {} resources:\n",
+        plan.stack_name,
+        plan.stack_status,
+        plan.resources.len()
+    );
+    for (id, kind) in &plan.resources {
+        text.push_str(&format!("  - {id} ({kind})\n"));
+    }
+    text.push_str(if plan.ca_retained {
+        "the CA stays registered in AWS IoT (RetainOnDelete, or adopted)\n"
+    } else {
+        "the CA will be DEREGISTERED: devices signed by it can no longer register\n"
+    });
+    let mut first = Vec::new();
+    if let Some(rule) = &plan.registration_rule {
+        first.push(format!("topic rule {rule} disabled"));
+    }
+    if let Some(f) = &plan.activator_function {
+        first.push(format!("activator {f} throttled"));
+    }
+    if !first.is_empty() {
+        text.push_str(&format!(
+            "onboarding stops first ({}); an aborted destroy restores it\n",
+            first.join(", ")
+        ));
+    }
+    if !plan.attached_certificates.is_empty() {
+        text.push_str(&format!(
+            "{} device certificate(s) still use device policy {}{}\n",
+            plan.attached_certificates.len(),
+            plan.device_policy.as_deref().unwrap_or_default(),
+            if detach_devices {
+                ": it will be detached from them (they lose access)"
+            } else {
+                ""
+            }
+        ));
+    }
+    text
 }
 
 /// The Lambdas are built from `JITR_LAMBDA_SOURCES` (a jitr-infra checkout) when set, else

@@ -1,4 +1,4 @@
-//! `deploy`, `diff` and `destroy` through CloudFormation change sets.
+//! `deploy` and `diff` through CloudFormation change sets (`destroy` is in [`crate::destroy`]).
 //!
 //! The deploy flow reads top-down: check the caller's account, publish assets, prepare
 //! parameters, check the stack's state, create the change set and wait for it, short-circuit
@@ -15,7 +15,6 @@ use crate::synth::Synthesized;
 use aws_sdk_cloudformation::types::{
     Capability, ChangeSetStatus, ChangeSetType, Parameter, StackStatus, Tag,
 };
-use jitr_contract::ca_registration::CaPhysicalId;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -193,6 +192,7 @@ pub async fn deploy(
         Err(e) if is_no_changes(&aws::message(&e)) => {
             // moto answers this at once; CloudFormation marks the change set FAILED instead.
             reporter.progress("no changes");
+            crate::protection::apply(clients, stage, reporter).await?;
             return Ok(Outcome::NoChanges {
                 stack_name: stack.to_string(),
             });
@@ -205,6 +205,7 @@ pub async fn deploy(
         ChangeSetResult::NoChanges => {
             delete_change_set(clients, stack, &change_set_id).await;
             reporter.progress("no changes");
+            crate::protection::apply(clients, stage, reporter).await?;
             return Ok(Outcome::NoChanges {
                 stack_name: stack.to_string(),
             });
@@ -214,6 +215,7 @@ pub async fn deploy(
         serde_json::from_str(&s.template_json).expect("our own template is JSON");
     let d = diff::diff(deployed_template.as_ref(), &synthesized, Some(&changes));
     reporter.diff(&d);
+    crate::protection::check_change(clients, stage, &change_set_id, &d).await?;
 
     if !opts.execute {
         return Ok(Outcome::ChangeSetCreated {
@@ -252,6 +254,9 @@ pub async fn deploy(
         .and_then(|st| st.stack_id().map(str::to_string))
         .unwrap_or_else(|| stack.to_string());
     let since = latest_event_id(clients, &stack_id).await;
+    if existing.is_some() {
+        crate::protection::before_execute(clients, stage, reporter).await?;
+    }
     reporter.progress(&format!("executing {change_set_name}"));
     clients
         .cfn
@@ -262,6 +267,7 @@ pub async fn deploy(
         .await
         .map_err(|e| aws_error("ExecuteChangeSet", &e))?;
     let settled = settle(clients, stack, &stack_id, since, opts, reporter).await?;
+    crate::protection::apply(clients, stage, reporter).await?;
     Ok(Outcome::Deployed {
         stack_name: stack.to_string(),
         stack_status: settled.status,
@@ -308,7 +314,10 @@ pub fn asset_bucket(account: &str, region: &str) -> String {
         .replace("${AWS::Region}", region)
 }
 
-fn aws_error<E, R>(operation: &str, e: &aws_sdk_cloudformation::error::SdkError<E, R>) -> Error
+pub(crate) fn aws_error<E, R>(
+    operation: &str,
+    e: &aws_sdk_cloudformation::error::SdkError<E, R>,
+) -> Error
 where
     E: aws_sdk_cloudformation::error::ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug,
@@ -543,7 +552,7 @@ async fn verification_certificate(
     Ok(cert.pem())
 }
 
-async fn describe(
+pub(crate) async fn describe(
     clients: &Clients,
     stack: &str,
 ) -> Result<Option<aws_sdk_cloudformation::types::Stack>, Error> {
@@ -554,7 +563,7 @@ async fn describe(
     }
 }
 
-fn status_text(s: &aws_sdk_cloudformation::types::Stack) -> String {
+pub(crate) fn status_text(s: &aws_sdk_cloudformation::types::Stack) -> String {
     s.stack_status()
         .map(|x| x.as_str().to_string())
         .unwrap_or_default()
@@ -679,7 +688,10 @@ async fn wait_gone(clients: &Clients, stack_id: &str, opts: &Options) -> Result<
     }
 }
 
-async fn deployed_template(clients: &Clients, stack: &str) -> Result<serde_json::Value, Error> {
+pub(crate) async fn deployed_template(
+    clients: &Clients,
+    stack: &str,
+) -> Result<serde_json::Value, Error> {
     use aws_sdk_cloudformation::types::TemplateStage;
     let out = clients
         .cfn
@@ -775,7 +787,7 @@ pub async fn wait_change_set(
     }
 }
 
-async fn delete_change_set(clients: &Clients, stack: &str, id: &str) {
+pub(crate) async fn delete_change_set(clients: &Clients, stack: &str, id: &str) {
     // Best effort: a leftover change set is clutter, not harm, and the real error matters more.
     let _ = clients
         .cfn
@@ -786,7 +798,7 @@ async fn delete_change_set(clients: &Clients, stack: &str, id: &str) {
         .await;
 }
 
-async fn latest_event_id(clients: &Clients, stack: &str) -> Option<String> {
+pub(crate) async fn latest_event_id(clients: &Clients, stack: &str) -> Option<String> {
     clients
         .cfn
         .describe_stack_events()
@@ -933,135 +945,8 @@ async fn outputs(clients: &Clients, stack: &str) -> Result<BTreeMap<String, Stri
         .unwrap_or_default())
 }
 
-/// What `destroy` removes.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct DestroyPlan {
-    pub stack_name: String,
-    pub stack_id: String,
-    pub stack_status: String,
-    /// `(logical id, type)` of every resource.
-    pub resources: Vec<(String, String)>,
-    /// The CA registration's RetainOnDelete, or an adopted CA: the CA stays registered.
-    pub ca_retained: bool,
-    /// The device policy's name and the certificates it is attached to. AWS refuses to delete
-    /// an attached policy, so a stack with activated devices cannot be deleted as it is.
-    pub device_policy: Option<String>,
-    pub attached_certificates: Vec<String>,
-}
-
-/// What would be deleted; `None` when there is no stack.
-pub async fn destroy_plan(clients: &Clients, stack: &str) -> Result<Option<DestroyPlan>, Error> {
-    let Some(st) = describe(clients, stack).await? else {
-        return Ok(None);
-    };
-    let out = clients
-        .cfn
-        .describe_stack_resources()
-        .stack_name(stack)
-        .send()
-        .await
-        .map_err(|e| aws_error("DescribeStackResources", &e))?;
-    let device_policy = out
-        .stack_resources()
-        .iter()
-        .find(|r| r.logical_resource_id() == Some(constructs::DEVICE_POLICY.as_str()))
-        .and_then(|r| r.physical_resource_id().map(str::to_string));
-    let mut attached_certificates = Vec::new();
-    if let Some(policy) = &device_policy {
-        let mut pages = clients
-            .iot
-            .list_targets_for_policy()
-            .policy_name(policy)
-            .into_paginator()
-            .send();
-        while let Some(page) = pages.next().await {
-            match page {
-                Ok(p) => attached_certificates.extend(p.targets().iter().cloned()),
-                Err(e)
-                    if e.as_service_error()
-                        .is_some_and(|s| s.is_resource_not_found_exception()) =>
-                {
-                    break
-                }
-                Err(e) => return Err(aws_error("iot:ListTargetsForPolicy", &e)),
-            }
-        }
-    }
-    let resources = out
-        .stack_resources()
-        .iter()
-        .filter(|r| r.logical_resource_id().is_some_and(|id| !id.is_empty()))
-        .map(|r| {
-            (
-                r.logical_resource_id().unwrap_or_default().to_string(),
-                r.resource_type().unwrap_or_default().to_string(),
-            )
-        })
-        .collect();
-    let template = deployed_template(clients, stack).await.ok();
-    let ca_adopted = out.stack_resources().iter().any(|r| {
-        r.logical_resource_id() == Some(constructs::CA_REGISTRATION.as_str())
-            && r.physical_resource_id()
-                .is_some_and(|p| CaPhysicalId::parse(p).is_adopted())
-    });
-    let ca_retained = ca_adopted
-        || template.as_ref().and_then(|t| {
-            t["Resources"][constructs::CA_REGISTRATION.as_str()]["Properties"]["RetainOnDelete"]
-                .as_str()
-        }) == Some("true");
-    Ok(Some(DestroyPlan {
-        stack_name: stack.to_string(),
-        stack_id: st.stack_id().unwrap_or(stack).to_string(),
-        stack_status: status_text(&st),
-        resources,
-        ca_retained,
-        device_policy,
-        attached_certificates,
-    }))
-}
-
-/// Deletes the stack and waits; the CA provider honours RetainOnDelete.
-pub async fn destroy(
-    clients: &Clients,
-    plan: &DestroyPlan,
-    opts: &Options,
-    reporter: &dyn Reporter,
-) -> Result<Settled, Error> {
-    let stack = plan.stack_name.as_str();
-    if plan.stack_status.ends_with("_IN_PROGRESS") {
-        return Err(Error::StackState {
-            stack: stack.to_string(),
-            status: plan.stack_status.clone(),
-            advice: "another operation is running; try again when it has finished".into(),
-        });
-    }
-    if let Some(policy) = &plan.device_policy {
-        for target in &plan.attached_certificates {
-            reporter.progress(&format!("detaching {policy} from {target}"));
-            clients
-                .iot
-                .detach_policy()
-                .policy_name(policy)
-                .target(target)
-                .send()
-                .await
-                .map_err(|e| aws_error("iot:DetachPolicy", &e))?;
-        }
-    }
-    let since = latest_event_id(clients, &plan.stack_id).await;
-    clients
-        .cfn
-        .delete_stack()
-        .stack_name(&plan.stack_id)
-        .send()
-        .await
-        .map_err(|e| aws_error("DeleteStack", &e))?;
-    settle(clients, stack, &plan.stack_id, since, opts, reporter).await
-}
-
 /// [`watch`]es until the stack settles; a bad final state is an error with its root causes.
-async fn settle(
+pub(crate) async fn settle(
     clients: &Clients,
     stack: &str,
     stack_id: &str,

@@ -62,6 +62,15 @@ pub enum Error {
     },
     /// Approval was required and not given.
     ApprovalRequired(String),
+    /// The stage's `protection` refuses the operation (the message says how to lift it).
+    Protected(String),
+    /// A destroy failed after it had stopped onboarding; what it put back, line by line.
+    DestroyAborted {
+        cause: Box<Error>,
+        restored: Vec<String>,
+        /// Everything was put back (else a line says what to do by hand).
+        complete: bool,
+    },
     /// The DEFAULT-mode verification certificate could not be made.
     Verification(String),
     /// The deploy would change the mode of the registered CA, which can never succeed.
@@ -73,6 +82,7 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::ApprovalRequired(_) => exit::NOT_APPROVED,
+            Error::DestroyAborted { cause, .. } => cause.exit_code(),
             _ => exit::ERROR,
         }
     }
@@ -133,6 +143,28 @@ impl fmt::Display for Error {
                 Ok(())
             }
             Error::ApprovalRequired(m) => write!(f, "approval required: {m}"),
+            Error::Protected(m) => f.write_str(m),
+            Error::DestroyAborted {
+                cause,
+                restored,
+                complete,
+            } => {
+                let cause = cause.to_string();
+                writeln!(f, "{}", cause.trim_end())?;
+                writeln!(
+                    f,
+                    "destroy aborted; onboarding, stopped before the deletion, {}:",
+                    if *complete {
+                        "is restored"
+                    } else {
+                        "is NOT fully restored"
+                    }
+                )?;
+                for line in restored {
+                    writeln!(f, "  {line}")?;
+                }
+                Ok(())
+            }
             Error::Verification(m) => write!(f, "verification certificate: {m}"),
             Error::CaModeChange(c) => write!(
                 f,

@@ -63,6 +63,10 @@ pub struct StageFile {
     /// The shared IoT policy every device certificate gets.
     #[serde(default)]
     pub device_policy: DevicePolicySection,
+    /// Guards against deleting the stack or replacing the CA registration by mistake
+    /// (recommended for production). Deploy applies it to the stack.
+    #[serde(default)]
+    pub protection: ProtectionSection,
     /// Encryption at rest with a customer-managed KMS key (default: AWS-managed keys).
     #[serde(default)]
     pub encryption: EncryptionSection,
@@ -206,6 +210,19 @@ impl Default for DevicePolicySection {
     }
 }
 
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProtectionSection {
+    /// CloudFormation termination protection: the stack cannot be deleted (by `destroy`, the
+    /// console or the API) until a deploy with this set to false turns it off.
+    #[serde(default)]
+    pub termination: bool,
+    /// A stack policy denying Update:Replace and Update:Delete of the CA registration; deploy
+    /// also refuses, before executing anything, a change that would replace or remove it.
+    #[serde(default)]
+    pub ca_registration: bool,
+}
+
 /// A validated stage.
 #[derive(Debug, Clone)]
 pub struct Stage {
@@ -223,6 +240,7 @@ pub struct Stage {
     pub device_policy: DevicePolicy,
     /// A customer-managed KMS key (validated ARN in the stage's partition and region).
     pub kms_key_arn: Option<String>,
+    pub protection: ProtectionSection,
 }
 
 #[derive(Debug, Clone)]
@@ -518,6 +536,7 @@ impl Validator<'_> {
             activator: raw.activator,
             device_policy: device_policy?,
             kms_key_arn: raw.encryption.kms_key_arn,
+            protection: raw.protection,
         })
     }
 

@@ -6,6 +6,7 @@ use aws_sdk_iot::types::{CaCertificateStatus, CertificateStatus};
 use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::process::{Command, Output};
+use std::sync::{Arc, Mutex};
 use testkit::http::{HttpRequest, HttpResponse};
 use testkit::pki::TestCa;
 use testkit::{moto, unique, Recorder};
@@ -45,11 +46,18 @@ impl Project {
             .map(|a| format!("account: \"{a}\"\n"))
             .unwrap_or_default();
         let yaml = format!(
-            "stack_name: {stack}\nregion: {}\n{account}tags:\n  purpose: e2e\nca:\n  certificate: certs/ca.pem\n{extra_ca_yaml}activator:\n  reserved_concurrency: 2\n  log_retention_days: 1\n",
+            "stack_name: {stack}\nregion: {}\n{account}tags:\n  purpose: e2e\nca:\n  certificate: certs/ca.pem\n{extra_ca_yaml}activator:\n  reserved_concurrency: 2\n  log_retention_days: 1\n  timeout_seconds: 10\n",
             testkit::REGION
         );
         std::fs::write(dir.join("stacks/e2e.yaml"), yaml).unwrap();
         Project { dir, ca, stack }
+    }
+
+    /// Rewrites the stage file (`stacks/e2e.yaml`).
+    fn edit_stage(&self, edit: impl FnOnce(&str) -> String) {
+        let path = self.dir.join("stacks/e2e.yaml");
+        let yaml = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, edit(&yaml)).unwrap();
     }
 
     fn run(&self, args: &[&str], endpoint: &str, extra_env: &[(&str, &str)]) -> Output {
@@ -538,9 +546,699 @@ async fn bad_input_and_faults_fail_cleanly_and_leave_nothing_half_done() {
     );
 }
 
+// ---------------------------------------------------------------------------------------------
+// destroy's order and its restore; a stage's protection (issue 7, items 13 and 18).
+// ---------------------------------------------------------------------------------------------
+
+/// A call straight to moto (it checks no signature; the credential scope routes it).
+fn moto_call(service: &str, method: &str, path: &str, body: &str) -> (u16, String) {
+    let host = moto().host_port().to_string();
+    let req = HttpRequest {
+        method: method.into(),
+        target: path.into(),
+        headers: [
+            ("host".to_string(), host.clone()),
+            ("content-type".to_string(), "application/json".to_string()),
+            (
+                "authorization".to_string(),
+                format!(
+                    "AWS4-HMAC-SHA256 Credential=testing/20261128/{}/{service}/aws4_request, \
+                     SignedHeaders=host, Signature=0",
+                    testkit::REGION
+                ),
+            ),
+        ]
+        .into(),
+        body: body.as_bytes().to_vec(),
+    };
+    let resp = testkit::http::forward(&host, &req).unwrap();
+    (
+        resp.status,
+        String::from_utf8_lossy(&resp.body).into_owned(),
+    )
+}
+
+/// The names the stack gives its onboarding parts (constructs::Names).
+struct Onboarding {
+    rule: String,
+    function: String,
+    policy: String,
+}
+
+impl Onboarding {
+    fn of(p: &Project) -> Onboarding {
+        Onboarding {
+            rule: format!("{}_registered", p.stack.replace('-', "_")),
+            function: format!("{}-activator", p.stack),
+            policy: format!("{}-device", p.stack),
+        }
+    }
+
+    /// `Some(true)` when the rule exists and is enabled, `None` when it does not exist.
+    fn rule_enabled(&self) -> Option<bool> {
+        let (status, body) = moto_call("iot", "GET", &format!("/rules/{}", self.rule), "");
+        if status == 404 {
+            return None;
+        }
+        assert_eq!(status, 200, "{body}");
+        let v: Value = serde_json::from_str(&body).unwrap();
+        Some(!v["rule"]["ruleDisabled"].as_bool().unwrap())
+    }
+
+    /// The activator's reserved concurrency (`Value::Null`: unreserved).
+    fn concurrency(&self) -> Value {
+        let path = format!("/2019-09-30/functions/{}/concurrency", self.function);
+        let (status, body) = moto_call("lambda", "GET", &path, "");
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str::<Value>(&body).unwrap()["ReservedConcurrentExecutions"].clone()
+    }
+
+    fn targets(&self) -> Vec<Value> {
+        let path = format!("/policy-targets/{}", self.policy);
+        let (status, body) = moto_call("iot", "POST", &path, "{}");
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str::<Value>(&body).unwrap()["targets"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Attaches the device policy to `cert_arn`, as an activation would.
+    fn attach(&self, cert_arn: &str) {
+        let path = format!("/target-policies/{}", self.policy);
+        let (status, body) = moto_call(
+            "iot",
+            "PUT",
+            &path,
+            &json!({"target": cert_arn}).to_string(),
+        );
+        assert_eq!(status, 200, "{body}");
+    }
+}
+
+/// The operation a request through the proxy is: CloudFormation's `Action`, else method and path.
+fn operation(req: &HttpRequest) -> String {
+    let body = req.body_text();
+    match body.split('&').find_map(|kv| kv.strip_prefix("Action=")) {
+        Some(action) => action.to_string(),
+        None => format!("{} {}", req.method, req.path()),
+    }
+}
+
+fn cfn_error(status: u16, code: &str, message: &str) -> HttpResponse {
+    HttpResponse::new(
+        status,
+        format!(
+            "<ErrorResponse xmlns=\"http://cloudformation.amazonaws.com/doc/2010-05-15/\"><Error>\
+             <Type>Sender</Type><Code>{code}</Code><Message>{message}</Message></Error>\
+             <RequestId>r</RequestId></ErrorResponse>"
+        ),
+    )
+    .with_header("content-type", "text/xml")
+}
+
+/// Deploys `p` (CLI, straight to moto) and returns the CA certificate id.
+fn deploy(p: &Project) -> String {
+    let o = p.run(
+        &[
+            "deploy",
+            "--stage",
+            "e2e",
+            "--require-approval",
+            "never",
+            "--json",
+        ],
+        moto().endpoint(),
+        &[],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let outcome: Value = serde_json::from_slice(&o.stdout).unwrap();
+    outcome["outputs"]["CaCertificateId"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// A device certificate of `p`'s CA, registered PENDING_ACTIVATION: (id, ARN).
+async fn pending_device(p: &Project) -> (String, String) {
+    let cert = moto()
+        .iot()
+        .await
+        .register_certificate()
+        .certificate_pem(p.ca.issue(&unique("e2e-device")))
+        .ca_certificate_pem(&p.ca.pem)
+        .status(CertificateStatus::PendingActivation)
+        .send()
+        .await
+        .unwrap();
+    (
+        cert.certificate_id().unwrap().to_string(),
+        cert.certificate_arn().unwrap().to_string(),
+    )
+}
+
+fn registered_event(cert_id: &str, ca_id: &str) -> Value {
+    json!({"certificateId": cert_id, "caCertificateId": ca_id, "timestamp": 1764000000000u64,
+           "certificateStatus": "PENDING_ACTIVATION", "awsAccountId": testkit::ACCOUNT})
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn destroy_stops_onboarding_then_detaches_then_deletes() {
+    let p = Project::new("  mode: SNI_ONLY\n", None);
+    p.edit_stage(|y| y.replace("timeout_seconds: 10", "timeout_seconds: 2"));
+    let ca_id = deploy(&p);
+    let o = Onboarding::of(&p);
+    // The topic rule exists (tests/moto_server.py creates it for CloudFormation) and is on.
+    assert_eq!(o.rule_enabled(), Some(true));
+    assert_eq!(o.concurrency(), json!(2));
+    let (cert_id, _) = pending_device(&p).await;
+    let (status, body) = invoke(&o.function, &registered_event(&cert_id, &ca_id));
+    assert_eq!(
+        (status, body["outcome"].as_str()),
+        (200, Some("activated")),
+        "{body}"
+    );
+    assert_eq!(o.targets().len(), 1);
+
+    // What moto looks like when DeleteStack arrives, and whether a device could still be
+    // activated then.
+    let at_delete: Arc<Mutex<Option<Value>>> = Arc::default();
+    let (snapshot, names) = (at_delete.clone(), Onboarding::of(&p));
+    let (late_cert, _) = pending_device(&p).await;
+    let ca = ca_id.clone();
+    let upstream = moto().host_port().to_string();
+    let proxy = Recorder::with_handler(Arc::new(move |req: HttpRequest| {
+        if operation(&req) == "DeleteStack" && snapshot.lock().unwrap().is_none() {
+            let (status, body) = invoke(&names.function, &registered_event(&late_cert, &ca));
+            *snapshot.lock().unwrap() = Some(json!({
+                "ruleEnabled": names.rule_enabled(),
+                "concurrency": names.concurrency(),
+                "targets": names.targets().len(),
+                "invoke": [status, body],
+            }));
+        }
+        testkit::http::forward(&upstream, &req).unwrap()
+    }));
+    let out = p.run(
+        &["destroy", "--stage", "e2e", "--yes", "--detach-devices"],
+        &proxy.url(),
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "onboarding stops first (topic rule {} disabled, activator {} throttled); an aborted \
+             destroy restores it",
+            o.rule, o.function
+        )),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        stderr.contains("waiting 2 s (the activator's timeout) for activations already running"),
+        "{}",
+        text(&out)
+    );
+
+    // The order: stop onboarding (rule, then concurrency), detach, delete.
+    let ops: Vec<String> = proxy.requests().iter().map(operation).collect();
+    let at = |op: &str| {
+        ops.iter()
+            .position(|o| o == op)
+            .unwrap_or_else(|| panic!("{op} not called: {ops:#?}"))
+    };
+    let disable = at(&format!("POST /rules/{}/disable", o.rule));
+    let throttle = at(&format!(
+        "PUT /2017-10-31/functions/{}/concurrency",
+        o.function
+    ));
+    let detach = at(&format!("POST /target-policies/{}", o.policy));
+    let delete = at("DeleteStack");
+    assert!(
+        disable < throttle && throttle < detach && detach < delete,
+        "{ops:#?}"
+    );
+    // And the state it left when the deletion began: nothing could activate a device.
+    let seen = at_delete.lock().unwrap().clone().expect("DeleteStack seen");
+    assert_eq!(seen["ruleEnabled"], json!(false), "{seen:#}");
+    assert_eq!(seen["concurrency"], json!(0), "{seen:#}");
+    assert_eq!(seen["targets"], json!(0), "{seen:#}");
+    assert_eq!(seen["invoke"][0], json!(429), "throttled: {seen:#}");
+    assert_eq!(
+        seen["invoke"][1]["__type"],
+        json!("TooManyRequestsException"),
+        "{seen:#}"
+    );
+    // The stack took the rule with it.
+    assert!(stack_status(&p.stack)
+        .await
+        .is_none_or(|s| s == "DELETE_COMPLETE"));
+    assert_eq!(o.rule_enabled(), None);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_aborted_destroy_restores_onboarding_and_says_so() {
+    let p = Project::new("  mode: SNI_ONLY\n", None);
+    p.edit_stage(|y| y.replace("timeout_seconds: 10", "timeout_seconds: 1"));
+    deploy(&p);
+    let o = Onboarding::of(&p);
+    let upstream = moto().host_port().to_string();
+    let restored = format!(
+        "destroy aborted; onboarding, stopped before the deletion, is restored:\n  topic rule \
+         {}: enabled again\n  activator {}: reserved concurrency 2 again\n",
+        o.rule, o.function
+    );
+
+    // CloudFormation refuses the deletion: onboarding is put back, the stack stays.
+    let up = upstream.clone();
+    let refuse_delete = Recorder::with_handler(Arc::new(move |req: HttpRequest| {
+        if operation(&req) == "DeleteStack" {
+            return cfn_error(
+                403,
+                "AccessDenied",
+                "not authorized to perform: cloudformation:DeleteStack",
+            );
+        }
+        testkit::http::forward(&up, &req).unwrap()
+    }));
+    let out = p.run(
+        &["destroy", "--stage", "e2e", "--yes"],
+        &refuse_delete.url(),
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("DeleteStack: AccessDenied"),
+        "{}",
+        text(&out)
+    );
+    assert!(stderr.ends_with(&restored), "{}", text(&out));
+    assert_eq!(o.rule_enabled(), Some(true));
+    assert_eq!(o.concurrency(), json!(2));
+    assert_eq!(
+        stack_status(&p.stack).await.as_deref(),
+        Some("CREATE_COMPLETE")
+    );
+
+    // A device activated after the plan was shown (here: while onboarding was being stopped),
+    // without --detach-devices: refused before the deletion, onboarding put back.
+    let (_, late_arn) = pending_device(&p).await;
+    let (up, names, arn) = (upstream.clone(), Onboarding::of(&p), late_arn.clone());
+    let activate_late = Recorder::with_handler(Arc::new(move |req: HttpRequest| {
+        if operation(&req).ends_with("/disable") {
+            names.attach(&arn);
+        }
+        testkit::http::forward(&up, &req).unwrap()
+    }));
+    let out = p.run(
+        &["destroy", "--stage", "e2e", "--yes"],
+        &activate_late.url(),
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "1 device certificate(s) hold its device policy {} (activated since the plan was \
+             read)",
+            o.policy
+        )),
+        "{}",
+        text(&out)
+    );
+    assert!(stderr.ends_with(&restored), "{}", text(&out));
+    assert!(!operation_seen(&activate_late, "DeleteStack"));
+    assert_eq!(
+        o.targets().len(),
+        1,
+        "nothing detached without --detach-devices"
+    );
+
+    // Restoring fails too: said, with the command that finishes it by hand.
+    let up = upstream.clone();
+    let refuse_both = Recorder::with_handler(Arc::new(move |req: HttpRequest| {
+        let op = operation(&req);
+        if op == "DeleteStack" {
+            return cfn_error(
+                403,
+                "AccessDenied",
+                "not authorized to perform: cloudformation:DeleteStack",
+            );
+        }
+        if op.ends_with("/enable") {
+            return HttpResponse::json(401, &json!({"message": "not authorized to enable rules"}))
+                .with_header("x-amzn-errortype", "UnauthorizedException");
+        }
+        testkit::http::forward(&up, &req).unwrap()
+    }));
+    let out = p.run(
+        &["destroy", "--stage", "e2e", "--yes", "--detach-devices"],
+        &refuse_both.url(),
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(
+            "destroy aborted; onboarding, stopped before the deletion, is NOT fully restored:"
+        ),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        stderr.contains(&format!(
+            "  topic rule {rule}: NOT enabled again (iot:EnableTopicRule: UnauthorizedException: \
+             not authorized to enable rules); enable it with `aws iot enable-topic-rule \
+             --rule-name {rule}`\n",
+            rule = o.rule
+        )),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        stderr.contains(&format!(
+            "  activator {}: reserved concurrency 2 again\n  device policy {}: stays detached \
+             from the 1 certificate(s) detached before the failure",
+            o.function, o.policy
+        )),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(
+        o.rule_enabled(),
+        Some(false),
+        "the refused enable left it off"
+    );
+    assert_eq!(o.targets().len(), 0);
+    let (status, body) = moto_call("iot", "POST", &format!("/rules/{}/enable", o.rule), "");
+    assert_eq!(status, 200, "{body}");
+
+    // The deletion fails (DELETE_FAILED): a device got the policy after the detach. What the
+    // stack deleted before failing (the rule, the activator) is gone; destroy says so, and a
+    // second destroy finishes the job.
+    let (up, names) = (upstream.clone(), Onboarding::of(&p));
+    let attach_late = Recorder::with_handler(Arc::new(move |req: HttpRequest| {
+        if operation(&req) == "DeleteStack" {
+            names.attach(&late_arn);
+        }
+        testkit::http::forward(&up, &req).unwrap()
+    }));
+    let out = p.run(
+        &["destroy", "--stage", "e2e", "--yes", "--detach-devices"],
+        &attach_late.url(),
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("stack {} ended in DELETE_FAILED", p.stack)),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        stderr.contains(&format!(
+            "DevicePolicy (AWS::IoT::Policy) DELETE_FAILED: The policy cannot be deleted as the \
+             policy is attached to one or more principals (name={})",
+            o.policy
+        )),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        stderr.ends_with(&format!(
+            "destroy aborted; onboarding, stopped before the deletion, is restored:\n  topic rule \
+             {}: already deleted with the stack\n  activator {}: already deleted with the stack\n",
+            o.rule, o.function
+        )),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(
+        stack_status(&p.stack).await.as_deref(),
+        Some("DELETE_FAILED")
+    );
+    let out = p.run(
+        &["destroy", "--stage", "e2e", "--yes", "--detach-devices"],
+        moto().endpoint(),
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(stack_status(&p.stack)
+        .await
+        .is_none_or(|s| s == "DELETE_COMPLETE"));
+}
+
+fn operation_seen(r: &Recorder, op: &str) -> bool {
+    r.requests().iter().any(|q| operation(q) == op)
+}
+
+async fn termination_protection(stack: &str) -> bool {
+    cfn()
+        .await
+        .describe_stacks()
+        .stack_name(stack)
+        .send()
+        .await
+        .unwrap()
+        .stacks()[0]
+        .enable_termination_protection()
+        .unwrap_or(false)
+}
+
+async fn stack_policy(stack: &str) -> Option<Value> {
+    cfn()
+        .await
+        .get_stack_policy()
+        .stack_name(stack)
+        .send()
+        .await
+        .unwrap()
+        .stack_policy_body()
+        .map(|b| serde_json::from_str(b).unwrap())
+}
+
+async fn ca_output(stack: &str) -> String {
+    cfn()
+        .await
+        .describe_stacks()
+        .stack_name(stack)
+        .send()
+        .await
+        .unwrap()
+        .stacks()[0]
+        .outputs()
+        .iter()
+        .find(|o| o.output_key() == Some("CaCertificateId"))
+        .and_then(|o| o.output_value())
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// `t` without the CA registration: what an update removing it (by hand, in the console)
+/// would deploy. References to it become a placeholder.
+fn without_ca_registration(t: &Value) -> Value {
+    fn scrub(v: &mut Value) {
+        if let Some(Value::Array(att)) = v.get("Fn::GetAtt") {
+            if att.first() == Some(&json!("CaRegistration")) {
+                *v = json!("removed");
+                return;
+            }
+        }
+        match v {
+            Value::String(s) => {
+                while let Some(start) = s.find("${CaRegistration.") {
+                    let end = start + s[start..].find('}').unwrap() + 1;
+                    s.replace_range(start..end, "removed");
+                }
+            }
+            Value::Object(m) => m.values_mut().for_each(scrub),
+            Value::Array(a) => a.iter_mut().for_each(scrub),
+            _ => {}
+        }
+    }
+    let mut t = t.clone();
+    t["Resources"]
+        .as_object_mut()
+        .unwrap()
+        .remove("CaRegistration");
+    let outputs = t["Outputs"].as_object_mut().unwrap();
+    outputs.remove("CaCertificateId");
+    outputs.remove("CaCertificateArn");
+    scrub(&mut t);
+    t
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_protected_stage_keeps_its_ca_registration_and_refuses_deletion() {
+    use aws_sdk_cloudformation::types::{Capability, ChangeSetType};
+    let p = Project::new("  mode: SNI_ONLY\n", None);
+    p.edit_stage(|y| y.replace("timeout_seconds: 10", "timeout_seconds: 1"));
+    let endpoint = moto().endpoint().to_string();
+    let old_ca = deploy(&p);
+    assert!(!termination_protection(&p.stack).await);
+    assert_eq!(stack_policy(&p.stack).await, None);
+
+    // Protection asked for later (as for a stack deployed before it existed): the template
+    // does not change, and deploy still applies it.
+    p.edit_stage(|y| format!("{y}protection:\n  termination: true\n  ca_registration: true\n"));
+    let o = p.run(&["deploy", "--stage", "e2e"], &endpoint, &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("no changes"),
+        "{}",
+        text(&o)
+    );
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stderr.contains("termination protection on (protection.termination)"),
+        "{}",
+        text(&o)
+    );
+    assert!(
+        stderr.contains("stack policy set: an update may not replace or remove CaRegistration"),
+        "{}",
+        text(&o)
+    );
+    assert!(termination_protection(&p.stack).await);
+    assert_eq!(
+        stack_policy(&p.stack).await,
+        Some(jitr_infra::protection::ca_registration_policy())
+    );
+
+    // The policy holds against an update made by hand that removes the registration.
+    let cf = cfn().await;
+    let deployed = cf.get_template().stack_name(&p.stack).send().await.unwrap();
+    let deployed: Value = serde_json::from_str(deployed.template_body().unwrap()).unwrap();
+    let cs = cf
+        .create_change_set()
+        .stack_name(&p.stack)
+        .change_set_name("by-hand")
+        .change_set_type(ChangeSetType::Update)
+        .capabilities(Capability::CapabilityIam)
+        .template_body(without_ca_registration(&deployed).to_string())
+        .send()
+        .await
+        .unwrap();
+    cf.execute_change_set()
+        .stack_name(&p.stack)
+        .change_set_name(cs.id().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        stack_status(&p.stack).await.as_deref(),
+        Some("UPDATE_ROLLBACK_COMPLETE")
+    );
+    let events = cf
+        .describe_stack_events()
+        .stack_name(&p.stack)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        events.stack_events().iter().any(|e| e.logical_resource_id() == Some("CaRegistration")
+            && e.resource_status_reason()
+                == Some("Action denied by stack policy: Statement [#2] does not allow [Update:Delete] for resource [LogicalResourceId/CaRegistration];")),
+        "{events:#?}"
+    );
+    assert_eq!(ca_output(&p.stack).await, old_ca);
+
+    // A new CA (a replacement of the registration) is refused before anything executes.
+    let new_ca = TestCa::new(&unique("E2E CA 2"));
+    std::fs::write(p.dir.join("certs/ca.pem"), &new_ca.pem).unwrap();
+    let o = p.run(
+        &["deploy", "--stage", "e2e", "--require-approval", "never"],
+        &endpoint,
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stderr.contains(
+            "error: stacks/e2e.yaml: protection.ca_registration: stage e2e protects its CA \
+             registration, and this change would replace or remove it:\n  CaRegistration \
+             (Custom::JitrCaRegistration) is REPLACED (changed: CaCertificatePem)"
+        ),
+        "{}",
+        text(&o)
+    );
+    assert!(
+        stderr.contains("set `protection.ca_registration: false` in stacks/e2e.yaml"),
+        "{}",
+        text(&o)
+    );
+    assert!(!stderr.contains("executing"), "{}", text(&o));
+    assert_eq!(
+        change_sets(&p.stack).await,
+        1,
+        "only the one made by hand above"
+    );
+    assert_eq!(ca_output(&p.stack).await, old_ca);
+
+    // destroy is refused up front, onboarding untouched.
+    let o = p.run(
+        &["destroy", "--stage", "e2e", "--yes", "--detach-devices"],
+        &endpoint,
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains(&format!(
+            "error: stack {} has termination protection: CloudFormation refuses to delete it. \
+             Nothing was changed. To delete it on purpose: set `protection.termination: false` \
+             in stacks/e2e.yaml and run `jitr-infra deploy --stage e2e`",
+            p.stack
+        )),
+        "{}",
+        text(&o)
+    );
+    let names = Onboarding::of(&p);
+    assert_eq!(names.rule_enabled(), Some(true));
+    assert_eq!(names.concurrency(), json!(2));
+    assert!(stack_status(&p.stack).await.is_some());
+
+    // Protection lifted in the stage: deploy lifts the stack policy before executing the
+    // rotation, and turns termination protection off; then destroy goes through.
+    p.edit_stage(|y| {
+        y.replace(
+            "  termination: true\n  ca_registration: true\n",
+            "  termination: false\n  ca_registration: false\n",
+        )
+    });
+    let o = p.run(
+        &["deploy", "--stage", "e2e", "--require-approval", "never"],
+        &endpoint,
+        &[],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    let lifted = stderr.find("stack policy lifted: CaRegistration may be replaced or removed");
+    let executing = stderr.find("executing ");
+    assert!(lifted.is_some() && lifted < executing, "{}", text(&o));
+    assert!(
+        stderr.contains("termination protection off"),
+        "{}",
+        text(&o)
+    );
+    assert!(!termination_protection(&p.stack).await);
+    assert_eq!(
+        stack_policy(&p.stack).await,
+        Some(jitr_infra::protection::allow_all_policy())
+    );
+    assert_ne!(ca_output(&p.stack).await, old_ca, "the CA was rotated");
+    let o = p.run(
+        &["destroy", "--stage", "e2e", "--yes", "--detach-devices"],
+        &endpoint,
+        &[],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+}
+
 impl Project {
     /// Rewrites the stage file, replacing `from` with `to`.
-    fn edit_stage(&self, from: &str, to: &str) {
+    fn replace_in_stage(&self, from: &str, to: &str) {
         let path = self.dir.join("stacks/e2e.yaml");
         let yaml = std::fs::read_to_string(&path).unwrap();
         assert!(yaml.contains(from), "{yaml}");
@@ -599,7 +1297,7 @@ async fn an_adopted_ca_stays_registered_after_destroy() {
     assert_eq!(ca_status().await, Some(CaCertificateStatus::Inactive));
 
     // Adopted: deployed on the existing registration, which the stack now manages.
-    p.edit_stage("  mode: SNI_ONLY\n", "  mode: SNI_ONLY\n  adopt: true\n");
+    p.replace_in_stage("  mode: SNI_ONLY\n", "  mode: SNI_ONLY\n  adopt: true\n");
     let o = p.run(
         &[&["deploy", "--stage", "e2e", "--json"][..], &never].concat(),
         &endpoint,
@@ -671,7 +1369,7 @@ async fn a_mode_change_of_the_same_ca_is_refused_before_any_change_set() {
         .to_string();
     let before = change_sets(&p.stack).await;
 
-    p.edit_stage(
+    p.replace_in_stage(
         "  mode: SNI_ONLY\n",
         "  mode: DEFAULT\n  verification:\n    private_key_env: E2E_CA_KEY\n",
     );

@@ -9,6 +9,7 @@ use aws_smithy_http_client::test_util::{ReplayEvent, StaticReplayClient};
 use aws_smithy_types::body::SdkBody;
 use jitr_infra::aws::Clients;
 use jitr_infra::deploy::{self, ChangeSetResult, Options, Poll, Reporter};
+use jitr_infra::destroy::{self, DestroyPlan};
 use jitr_infra::diff::StackDiff;
 use jitr_infra::error::Error;
 use std::sync::Mutex;
@@ -382,4 +383,117 @@ async fn a_failed_change_set_is_an_error_with_the_reason_and_is_deleted() {
         "{err}"
     );
     assert_eq!(actions(&replay), ["DescribeChangeSet", "DeleteChangeSet"]);
+}
+
+fn json_ok(body: &str) -> ReplayEvent {
+    ReplayEvent::new(
+        http::Request::builder()
+            .uri("https://example.amazonaws.com/")
+            .body(SdkBody::empty())
+            .unwrap(),
+        http::Response::builder()
+            .status(200)
+            .header("content-type", "application/json")
+            .body(SdkBody::from(body.to_string()))
+            .unwrap(),
+    )
+}
+
+/// Each request as its CloudFormation `Action`, or `METHOD path` for the REST services.
+fn operations(replay: &StaticReplayClient) -> Vec<String> {
+    replay
+        .actual_requests()
+        .map(|r| {
+            let body = String::from_utf8_lossy(r.body().bytes().unwrap_or_default()).into_owned();
+            match body.split('&').find_map(|kv| kv.strip_prefix("Action=")) {
+                Some(a) => a.to_string(),
+                None => {
+                    let uri = r.uri();
+                    let path = uri
+                        .split("://")
+                        .nth(1)
+                        .and_then(|u| u.find('/').map(|i| &u[i..]))
+                        .unwrap_or(uri);
+                    format!("{} {}", r.method(), path.split('?').next().unwrap_or(path))
+                }
+            }
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_deletion_still_running_when_destroy_stops_waiting_keeps_onboarding_stopped() {
+    let stack_kind = "AWS::CloudFormation::Stack";
+    let replay = StaticReplayClient::new(vec![
+        json_ok(
+            r#"{"ruleArn":"arn:aws:iot:eu-west-1:123456789012:rule/jitr_dev_registered","rule":{"ruleName":"jitr_dev_registered","sql":"SELECT * FROM 'x'","ruleDisabled":false}}"#,
+        ),
+        json_ok(""),
+        json_ok(r#"{"ReservedConcurrentExecutions":5}"#),
+        json_ok(r#"{"FunctionName":"jitr-dev-activator","Timeout":1}"#),
+        json_ok(r#"{"ReservedConcurrentExecutions":0}"#),
+        json_ok(r#"{"targets":[]}"#),
+        events(&[event("e1", STACK, stack_kind, "CREATE_COMPLETE", "")]),
+        ok(format!(
+            r#"<DeleteStackResponse xmlns="{NS}"><ResponseMetadata><RequestId>d</RequestId></ResponseMetadata></DeleteStackResponse>"#
+        )),
+        events(&[
+            event(
+                "e22",
+                STACK,
+                stack_kind,
+                "DELETE_IN_PROGRESS",
+                "User Initiated",
+            ),
+            event("e1", STACK, stack_kind, "CREATE_COMPLETE", ""),
+        ]),
+    ]);
+    let c = clients(&replay).await;
+    let plan = DestroyPlan {
+        stack_name: STACK.into(),
+        stack_id: STACK_ID.into(),
+        stack_status: "CREATE_COMPLETE".into(),
+        resources: Vec::new(),
+        ca_retained: false,
+        device_policy: Some("jitr-dev-device".into()),
+        attached_certificates: Vec::new(),
+        termination_protection: false,
+        registration_rule: Some("jitr_dev_registered".into()),
+        activator_function: Some("jitr-dev-activator".into()),
+        stage_file: "stacks/dev.yaml".into(),
+        stage_name: "dev".into(),
+    };
+    let opts = Options {
+        timeout: Duration::ZERO,
+        ..fast()
+    };
+    let rec = Recorder::default();
+    let err = destroy::destroy(&c, &plan, false, &opts, &rec)
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("still running in CloudFormation"),
+        "{err}"
+    );
+    // Nothing was put back: the stack is going away.
+    assert_eq!(
+        operations(&replay),
+        [
+            "GET /rules/jitr_dev_registered",
+            "POST /rules/jitr_dev_registered/disable",
+            "GET /2019-09-30/functions/jitr-dev-activator/concurrency",
+            "GET /2015-03-31/functions/jitr-dev-activator/configuration",
+            "PUT /2017-10-31/functions/jitr-dev-activator/concurrency",
+            "POST /policy-targets/jitr-dev-device",
+            "DescribeStackEvents",
+            "DeleteStack",
+            "DescribeStackEvents",
+        ]
+    );
+    let lines = rec.0.lock().unwrap();
+    assert_eq!(
+        lines.last().map(String::as_str),
+        Some("the deletion was accepted and is still running: onboarding stays stopped"),
+        "{lines:#?}"
+    );
 }

@@ -36,6 +36,10 @@ this process before the server starts:
 7. IoT DescribeCertificate carries `caCertificateId` and the certificate's own validity, as on
    AWS (moto omits the one and invents the other).
 
+8. What `destroy` and stack protection rely on: CloudFormation creates AWS::IoT::TopicRule,
+   reserved concurrency 0 throttles, a failed resource deletion leaves the stack DELETE_FAILED,
+   termination protection and stack policies are enforced (their own section, at the end).
+
 Everything here patches moto 5.2.x internals (pinned in scripts/requirements-test.txt); each
 patch says what moto does and why we differ. `tests/moto_lambda_selfcheck.py` checks them.
 """
@@ -1285,6 +1289,405 @@ def _certificate_description(self: FakeCertificate) -> dict[str, Any]:
 
 
 FakeCertificate.to_description_dict = _certificate_description
+
+
+# =============================================================================================
+# Destroy and stack protection (issue 7, items 13 and 18).
+#
+# What `jitr-infra destroy` and the protected `prod` stage rely on, where moto differs from AWS:
+# the registration topic rule exists in CloudFormation, a function whose reserved concurrency is
+# 0 is throttled, a failed resource deletion leaves the stack DELETE_FAILED, termination
+# protection refuses DeleteStack, and a stack policy denies updates.
+# =============================================================================================
+
+from moto.awslambda.exceptions import LambdaClientError  # noqa: E402
+from moto.cloudformation.exceptions import ValidationError  # noqa: E402
+from moto.core.common_models import CloudFormationModel  # noqa: E402
+from moto.core.responses import ActionResult  # noqa: E402
+from moto.iot.models import iot_backends  # noqa: E402
+
+
+# ---------------------------------------------------------------------------------------------
+# AWS::IoT::TopicRule. moto's CloudFormation skips the type (it logs "No Moto CloudFormation
+# support"), so a stack's topic rule never exists in moto's IoT backend, although that backend has
+# topic rules. Here CloudFormation creates, replaces (a new RuleName) or updates (ReplaceTopicRule)
+# and deletes it in the IoT backend, as AWS does (AWS::IoT::TopicRule in the CloudFormation
+# template reference: Ref is the rule name, Fn::GetAtt Arn its ARN; RuleName changes replace it).
+# ---------------------------------------------------------------------------------------------
+
+
+def _api_shape(value: Any) -> Any:
+    """A TopicRulePayload's actions as the IoT API spells them: CloudFormation's property names
+    are the API's member names with a capital first letter (Lambda.FunctionArn ->
+    lambda.functionArn, CloudwatchLogs.LogGroupName -> cloudwatchLogs.logGroupName)."""
+    if isinstance(value, dict):
+        return {k[:1].lower() + k[1:]: _api_shape(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_api_shape(v) for v in value]
+    return value
+
+
+def _rule_arguments(properties: dict[str, Any]) -> dict[str, Any]:
+    payload = properties.get("TopicRulePayload", {})
+    return {
+        "sql": payload.get("Sql", ""),
+        "description": payload.get("Description", ""),
+        "rule_disabled": bool(payload.get("RuleDisabled", False)),
+        "actions": _api_shape(payload.get("Actions", [])),
+        "error_action": _api_shape(payload.get("ErrorAction", {})),
+        "aws_iot_sql_version": payload.get("AwsIotSqlVersion", "2016-03-23"),
+    }
+
+
+class _CfnTopicRule(CloudFormationModel):
+    # moto's model metaclass files every model under the service its module names.
+    __module__ = "moto.iot.jitr_topic_rule"
+
+    def __init__(self, account_id: str, region_name: str, rule_name: str):
+        self.account_id = account_id
+        self.region_name = region_name
+        self.rule_name = rule_name
+
+    @property
+    def physical_resource_id(self) -> str:
+        return self.rule_name
+
+    @staticmethod
+    def cloudformation_name_type() -> str:
+        return "RuleName"
+
+    @staticmethod
+    def cloudformation_type() -> str:
+        return "AWS::IoT::TopicRule"
+
+    @classmethod
+    def has_cfn_attr(cls, attr: str) -> bool:
+        return attr == "Arn"
+
+    def get_cfn_attribute(self, attribute_name: str) -> Any:
+        from moto.cloudformation.exceptions import UnformattedGetAttTemplateException
+
+        if attribute_name != "Arn":
+            raise UnformattedGetAttTemplateException()
+        backend = iot_backends[self.account_id][self.region_name]
+        return backend.rules[self.rule_name].arn
+
+    def is_created(self) -> bool:
+        return True
+
+    @classmethod
+    def create_from_cloudformation_json(  # type: ignore[misc]
+        cls, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str, **kwargs: Any
+    ) -> _CfnTopicRule:
+        properties = cloudformation_json.get("Properties", {})
+        name = properties.get("RuleName", resource_name)
+        iot_backends[account_id][region_name].create_topic_rule(name, **_rule_arguments(properties))
+        return cls(account_id, region_name, name)
+
+    @classmethod
+    def update_from_cloudformation_json(  # type: ignore[misc]
+        cls, original_resource: _CfnTopicRule, new_resource_name: str, cloudformation_json: Any,
+        account_id: str, region_name: str,
+    ) -> _CfnTopicRule:
+        properties = cloudformation_json.get("Properties", {})
+        name = properties.get("RuleName", new_resource_name)
+        backend = iot_backends[account_id][region_name]
+        if name != original_resource.rule_name:  # a replacement: the new rule, then the old goes
+            backend.create_topic_rule(name, **_rule_arguments(properties))
+            original_resource.delete(account_id, region_name)
+            return cls(account_id, region_name, name)
+        backend.replace_topic_rule(name, **_rule_arguments(properties))
+        return original_resource
+
+    @classmethod
+    def delete_from_cloudformation_json(  # type: ignore[misc]
+        cls, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str
+    ) -> None:
+        properties = cloudformation_json.get("Properties", {})
+        cls(account_id, region_name, properties.get("RuleName", resource_name)).delete(account_id, region_name)
+
+    def delete(self, account_id: str, region_name: str) -> None:
+        backend = iot_backends[account_id][region_name]
+        if self.rule_name in backend.rules:  # already gone: CloudFormation skips it too
+            backend.delete_topic_rule(self.rule_name)
+
+
+# ---------------------------------------------------------------------------------------------
+# Reserved concurrency 0 throttles every invocation (Lambda developer guide, "Configuring
+# reserved concurrency": 0 stops the function from being invoked). A synchronous Invoke then
+# fails with 429 TooManyRequestsException; an asynchronous event is accepted and Lambda keeps
+# retrying it while it is throttled, for up to the maximum event age (6 hours by default;
+# "Asynchronous invocation" in the same guide). moto runs the function regardless.
+# ---------------------------------------------------------------------------------------------
+
+# How often a throttled asynchronous event is tried again here (Lambda backs off up to 5 minutes).
+THROTTLE_RETRY_S = 0.2
+MAX_EVENT_AGE_S = 6 * 3600
+
+
+class _Throttled(LambdaClientError):
+    code = 429
+
+    def __init__(self) -> None:
+        super().__init__("TooManyRequestsException", "Rate Exceeded.")
+
+
+def _throttled(fn: LambdaFunction) -> bool:
+    reserved = getattr(fn, "reserved_concurrency", None)
+    return reserved is not None and str(reserved) == "0"
+
+
+def _still_exists(fn: LambdaFunction) -> bool:
+    try:
+        return lambda_backends[fn.account_id][fn.region].get_function(fn.function_name) is fn
+    except Exception:
+        return False
+
+
+_unthrottled_invoke = LambdaFunction.invoke
+
+
+def _invoke_unless_throttled(self: LambdaFunction, body: Any, request_headers: Any, response_headers: Any) -> Any:
+    if not _throttled(self):
+        return _unthrottled_invoke(self, body, request_headers, response_headers)
+    if (_header(request_headers, "X-Amz-Invocation-Type") or "RequestResponse") != "Event":
+        raise _Throttled()
+
+    def retry_while_throttled() -> None:
+        give_up = time.monotonic() + MAX_EVENT_AGE_S
+        while time.monotonic() < give_up and _still_exists(self):
+            if not _throttled(self):
+                _unthrottled_invoke(self, body, request_headers, {})
+                return
+            time.sleep(THROTTLE_RETRY_S)
+        _say(self.function_name, "throttled event dropped (function deleted or event too old)")
+
+    threading.Thread(target=retry_while_throttled, name=f"throttled-{self.function_name}", daemon=True).start()
+    return b""
+
+
+LambdaFunction.invoke = _invoke_unless_throttled
+
+
+# ---------------------------------------------------------------------------------------------
+# A resource that fails to delete. CloudFormation accepts DeleteStack, deletes what it can and
+# leaves the stack DELETE_FAILED with the resource's DELETE_FAILED event and reason (e.g. an
+# AWS::IoT::Policy still attached to a certificate: DeleteConflictException). moto lets the
+# resource's exception escape from DeleteStack itself, as an API error, and drops the stack.
+#
+# Termination protection. AWS refuses DeleteStack on a protected stack ("ValidationError: Stack
+# [name] cannot be deleted while TerminationProtection is enabled"; CloudFormation user guide,
+# "Protect CloudFormation stacks from being deleted") and has UpdateTerminationProtection to turn
+# it on and off. moto stores the flag given to CreateStack but neither enforces it nor implements
+# UpdateTerminationProtection.
+# ---------------------------------------------------------------------------------------------
+
+_moto_delete_resource = ResourceMap._delete_resource
+
+
+def _delete_resource_naming_it(self: ResourceMap, parsed_resource: Any, resource_json: dict[str, Any]) -> None:
+    try:
+        _moto_delete_resource(self, parsed_resource, resource_json)
+    except Exception as e:
+        # Remembered on the exception: moto's loop re-raises the last one without saying whose.
+        e._jitr_failed = (  # type: ignore[attr-defined]
+            getattr(parsed_resource, "logical_resource_id", "?"),
+            resource_json.get("Type", ""),
+            str(getattr(parsed_resource, "physical_resource_id", "") or ""),
+        )
+        raise
+
+
+ResourceMap._delete_resource = _delete_resource_naming_it
+
+
+def _error_text(e: Exception) -> str:
+    return str(getattr(e, "message", "") or getattr(e, "description", "") or e)
+
+
+_delete_stack_without_protection = CloudFormationBackend.delete_stack
+
+
+def _delete_stack_protected(self: CloudFormationBackend, name_or_stack_id: str) -> None:
+    stack = self.stacks.get(name_or_stack_id)
+    if stack is None:  # by name: moto comes back here with the id
+        return _delete_stack_without_protection(self, name_or_stack_id)
+    if stack.enable_termination_protection:
+        raise ValidationError(message=f"Stack [{stack.name}] cannot be deleted while TerminationProtection is enabled")
+    try:
+        _delete_stack_without_protection(self, name_or_stack_id)
+    except Exception as e:
+        failed = getattr(e, "_jitr_failed", None)
+        if failed is None:
+            raise
+        logical_id, resource_type, physical_id = failed
+        reason = _error_text(e)
+        _say("cloudformation", f"{stack.name}: {logical_id} DELETE_FAILED: {reason}")
+        self.stacks[stack.stack_id] = stack
+        stack.events.append(
+            Event(
+                stack_id=stack.stack_id,
+                stack_name=stack.name,
+                logical_resource_id=logical_id,
+                physical_resource_id=physical_id,
+                resource_type=resource_type,
+                resource_status="DELETE_FAILED",
+                resource_status_reason=reason,
+                resource_properties=None,
+            )
+        )
+        stack.status = "DELETE_FAILED"
+        stack._add_stack_event(
+            "DELETE_FAILED", resource_status_reason=f"The following resource(s) failed to delete: [{logical_id}]. "
+        )
+        # What was deleted stays deleted: moto would create it again on the next describe.
+        resources = stack.resource_map
+        resources._resource_json_map = {
+            k: v for k, v in resources._resource_json_map.items() if k in resources._parsed_resources
+        }
+        stack.output_map = OutputMap(resources, {}, stack.stack_id)
+
+
+CloudFormationBackend.delete_stack = _delete_stack_protected
+
+
+def _update_termination_protection(self: CloudFormationResponse) -> ActionResult:
+    stack = self.cloudformation_backend.get_stack(self._get_param("StackName"))
+    if stack.status in ("DELETE_IN_PROGRESS", "DELETE_COMPLETE"):
+        raise ValidationError(message=f"Stack [{stack.name}] is in {stack.status} state")
+    stack.enable_termination_protection = str(self._get_param("EnableTerminationProtection")).lower() == "true"
+    return ActionResult({"StackId": stack.stack_id})
+
+
+CloudFormationResponse.update_termination_protection = _update_termination_protection
+
+
+# ---------------------------------------------------------------------------------------------
+# Stack policies. moto stores SetStackPolicy's body and enforces nothing. AWS evaluates the
+# policy on every update ("Prevent updates to stack resources" in the CloudFormation user guide):
+# once a policy is set, an update action not explicitly allowed is denied and an explicit Deny
+# wins; Resource / NotResource name `LogicalResourceId/<id>` (with * wildcards), Action /
+# NotAction the update actions Update:Modify, Update:Replace, Update:Delete (Update:* for all),
+# and a Condition may name ResourceType. A denied update fails that resource (UPDATE_FAILED
+# "Action denied by stack policy: Statement [#n] does not allow [Update:Delete] for resource
+# [LogicalResourceId/X];") and rolls the stack back; nothing is changed.
+#
+# Here a change set's UPDATE is checked before it is applied: a resource missing from the new
+# template is Update:Delete, a changed one Update:Modify. Which property changes replace a
+# resource is not modelled (moto has no table of them), and a custom resource's replacement is
+# decided by its provider's answer, which CloudFormation sees only afterwards.
+# ---------------------------------------------------------------------------------------------
+
+
+def _as_list(value: Any) -> list[str]:
+    return [value] if isinstance(value, str) else list(value or [])
+
+
+def _wildcard(patterns: list[str], text: str) -> bool:
+    return any(re.fullmatch(".*".join(map(re.escape, p.split("*"))), text) for p in patterns)
+
+
+def _statement_applies(statement: dict[str, Any], action: str, logical_id: str, resource_type: str) -> bool:
+    if "Action" in statement:
+        if not _wildcard(_as_list(statement["Action"]), action):
+            return False
+    elif _wildcard(_as_list(statement.get("NotAction")), action):
+        return False
+    resource = f"LogicalResourceId/{logical_id}"
+    if "Resource" in statement:
+        if not _wildcard(_as_list(statement["Resource"]), resource):
+            return False
+    elif _wildcard(_as_list(statement.get("NotResource")), resource):
+        return False
+    for operator, condition in (statement.get("Condition") or {}).items():
+        types = _as_list(condition.get("ResourceType"))
+        if operator == "StringEquals" and resource_type not in types:
+            return False
+        if operator == "StringLike" and not _wildcard(types, resource_type):
+            return False
+    return True
+
+
+def _policy_verdict(policy: dict[str, Any], action: str, logical_id: str, resource_type: str) -> str | None:
+    """None when allowed, else the reason CloudFormation gives."""
+    statements = policy.get("Statement", [])
+    if isinstance(statements, dict):
+        statements = [statements]
+    allowed = False
+    for number, statement in enumerate(statements, 1):
+        if not _statement_applies(statement, action, logical_id, resource_type):
+            continue
+        if statement.get("Effect") == "Deny":
+            return (
+                f"Action denied by stack policy: Statement [#{number}] does not allow [{action}] "
+                f"for resource [LogicalResourceId/{logical_id}];"
+            )
+        allowed = True
+    if allowed:
+        return None
+    # AWS documents that this is denied; the exact wording of this case is not documented.
+    return f"Action denied by stack policy: no statement allows [{action}] for resource [LogicalResourceId/{logical_id}];"
+
+
+def _policy_denial(stack: Stack, new_template: dict[str, Any]) -> tuple[str, str, str, str] | None:
+    if not stack.policy:
+        return None
+    policy = json.loads(stack.policy)
+    old = stack.template_dict.get("Resources", {})
+    new = new_template.get("Resources", {})
+    for logical_id, resource in old.items():
+        if logical_id not in new:
+            action = "Update:Delete"
+        elif new[logical_id] != resource:
+            action = "Update:Modify"
+        else:
+            continue
+        resource_type = resource.get("Type", "")
+        reason = _policy_verdict(policy, action, logical_id, resource_type)
+        if reason is not None:
+            physical = stack.resource_map._parsed_resources.get(logical_id)
+            return logical_id, resource_type, str(getattr(physical, "physical_resource_id", "") or ""), reason
+    return None
+
+
+_execute_change_set_without_policy = CloudFormationBackend.execute_change_set
+
+
+def _execute_change_set_with_policy(self: CloudFormationBackend, change_set_name: str, stack_name: str | None = None) -> None:
+    change_set = self.change_sets.get(change_set_name) or next(
+        (cs for cs in self.change_sets.values() if cs.change_set_name == change_set_name), None
+    )
+    if change_set is not None and change_set.change_set_type == "UPDATE":
+        stack = self.stacks[change_set.stack_id]
+        denial = _policy_denial(stack, change_set.template_dict)
+        if denial is not None:
+            logical_id, resource_type, physical_id, reason = denial
+            _say("cloudformation", f"{stack.name}: {logical_id} UPDATE_FAILED: {reason}")
+            stack._add_stack_event("UPDATE_IN_PROGRESS", resource_status_reason="User Initiated")
+            stack.events.append(
+                Event(
+                    stack_id=stack.stack_id,
+                    stack_name=stack.name,
+                    logical_resource_id=logical_id,
+                    physical_resource_id=physical_id,
+                    resource_type=resource_type,
+                    resource_status="UPDATE_FAILED",
+                    resource_status_reason=reason,
+                    resource_properties=None,
+                )
+            )
+            stack._add_stack_event(
+                "UPDATE_ROLLBACK_IN_PROGRESS",
+                resource_status_reason=f"The following resource(s) failed to update: [{logical_id}]. ",
+            )
+            stack._add_stack_event("UPDATE_ROLLBACK_COMPLETE")
+            stack.status = "UPDATE_ROLLBACK_COMPLETE"
+            change_set.execution_status = "EXECUTE_FAILED"
+            return
+    _execute_change_set_without_policy(self, change_set_name, stack_name)
+
+
+CloudFormationBackend.execute_change_set = _execute_change_set_with_policy
 
 
 from moto.server import main  # noqa: E402  (after the patches above)
