@@ -189,6 +189,20 @@ async fn activator_binary_activates_under_the_runtime_api() {
         .await
         .unwrap();
     let cert_id = cert.certificate_id().unwrap().to_string();
+    // Issued by another CA (an intermediate, say) but registered under ours (moto does not
+    // check signatures): ignored, and the log line names both distinguished names.
+    let other = TestCa::new(&unique("Intermediate CA"));
+    let foreign_id = iot
+        .register_certificate()
+        .certificate_pem(other.issue(&unique("foreign")))
+        .ca_certificate_pem(&ca.pem)
+        .status(CertificateStatus::PendingActivation)
+        .send()
+        .await
+        .unwrap()
+        .certificate_id()
+        .unwrap()
+        .to_string();
 
     let host = RuntimeHost::start();
     let mut env = moto.aws_env();
@@ -205,6 +219,10 @@ async fn activator_binary_activates_under_the_runtime_api() {
     let first = host.invoke(event.clone(), Duration::from_secs(30));
     let second = host.invoke(event, Duration::from_secs(30));
     let bad = host.invoke(json!({"certificateId": 42}), Duration::from_secs(30));
+    let foreign = host.invoke(
+        json!({"certificateId": foreign_id, "caCertificateId": ca_id}),
+        Duration::from_secs(30),
+    );
     let r1 = host
         .wait_result(&first, Duration::from_secs(30))
         .expect("first answer");
@@ -214,6 +232,9 @@ async fn activator_binary_activates_under_the_runtime_api() {
     let r3 = host
         .wait_result(&bad, Duration::from_secs(30))
         .expect("third answer");
+    let r4 = host
+        .wait_result(&foreign, Duration::from_secs(30))
+        .expect("fourth answer");
     child.kill().ok();
     let out = child.wait_with_output().unwrap();
     let logs = String::from_utf8_lossy(&out.stdout);
@@ -253,6 +274,24 @@ async fn activator_binary_activates_under_the_runtime_api() {
         .unwrap_or_else(|| panic!("no ERROR line for the malformed event in:\n{logs}"));
     let parsed: serde_json::Value = serde_json::from_str(error_line).unwrap();
     assert_eq!(parsed["fields"]["reason_code"], "malformed-event");
+    let ignored = r4.result.expect("ignored is not a function error");
+    assert_eq!(ignored["reasonCode"], "issuer-not-our-ca", "{ignored}");
+    let warn_line = logs
+        .lines()
+        .find(|l| l.contains("issuer-not-our-ca"))
+        .unwrap_or_else(|| panic!("no log line for the foreign certificate in:\n{logs}"));
+    let warn: serde_json::Value = serde_json::from_str(warn_line).unwrap();
+    assert_eq!(warn["level"], "WARN");
+    assert_eq!(warn["fields"]["certificate_id"], json!(foreign_id));
+    assert_eq!(warn["fields"]["issuer"], ignored["issuer"]);
+    assert_eq!(warn["fields"]["ca_subject"], ignored["caSubject"]);
+    assert!(
+        warn["fields"]["issuer"]
+            .as_str()
+            .unwrap()
+            .contains("Intermediate CA"),
+        "{warn}"
+    );
     let status = iot
         .describe_certificate()
         .certificate_id(&cert_id)
