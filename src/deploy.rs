@@ -149,63 +149,21 @@ pub async fn deploy(
         Some(_) => Some(deployed_template(clients, stack).await?),
         None => None,
     };
-    let change_set_name = format!(
-        "jitr-{}-{}",
-        stage.name,
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis())
-            .unwrap_or(0)
-    );
-    let kind = if existing.is_some() {
-        ChangeSetType::Update
-    } else {
-        ChangeSetType::Create
+    let change_set = ChangeSetRequest {
+        stack,
+        name: change_set_name(&stage.name, unix_millis()),
+        update: existing.is_some(),
+        parameters,
+        template_url,
     };
-    reporter.progress(&format!(
-        "creating change set {change_set_name} ({}) for stack {stack}",
-        kind.as_str()
-    ));
-    let mut call = clients
-        .cfn
-        .create_change_set()
-        .stack_name(stack)
-        .change_set_name(&change_set_name)
-        .change_set_type(kind.clone())
-        .description(format!("jitr-infra {}", env!("CARGO_PKG_VERSION")))
-        .capabilities(Capability::CapabilityIam)
-        .set_parameters(Some(parameters))
-        .set_tags(Some(
-            stage
-                .tags
-                .iter()
-                .map(|(k, v)| Tag::builder().key(k).value(v).build())
-                .collect(),
-        ));
-    call = match &template_url {
-        Some(url) => call.template_url(url),
-        None => call.template_body(&s.template_json),
+    let Some(change_set_id) = create_change_set(clients, s, &change_set, reporter).await? else {
+        return Ok(no_changes(stack, reporter));
     };
-    let created = match call.send().await {
-        Ok(out) => out,
-        Err(e) if is_no_changes(&aws::message(&e)) => {
-            // moto answers this at once; CloudFormation marks the change set FAILED instead.
-            reporter.progress("no changes");
-            return Ok(Outcome::NoChanges {
-                stack_name: stack.to_string(),
-            });
-        }
-        Err(e) => return Err(aws_error("CreateChangeSet", &e)),
-    };
-    let change_set_id = created.id().unwrap_or(&change_set_name).to_string();
     let changes = match wait_change_set(clients, stack, &change_set_id, opts).await? {
         ChangeSetResult::Ready(changes) => changes,
         ChangeSetResult::NoChanges => {
             delete_change_set(clients, stack, &change_set_id).await;
-            reporter.progress("no changes");
-            return Ok(Outcome::NoChanges {
-                stack_name: stack.to_string(),
-            });
+            return Ok(no_changes(stack, reporter));
         }
     };
     let synthesized: serde_json::Value =
@@ -216,7 +174,7 @@ pub async fn deploy(
     if !opts.execute {
         return Ok(Outcome::ChangeSetCreated {
             stack_name: stack.to_string(),
-            change_set_name,
+            change_set_name: change_set.name,
             change_set_id,
         });
     }
@@ -229,33 +187,147 @@ pub async fn deploy(
                 // The CREATE change set left an empty REVIEW_IN_PROGRESS stack behind.
                 let _ = clients.cfn.delete_stack().stack_name(stack).send().await;
             }
-            return Err(Error::ApprovalRequired(format!(
-                "{reason}; {}",
-                if opts.interactive {
-                    "not approved".to_string()
-                } else {
-                    format!(
-                        "no terminal to ask on: review the diff above and rerun with \
-                         --require-approval never (now: {:?})",
-                        opts.require_approval
-                    )
-                    .to_lowercase()
-                }
-            )));
+            return Err(not_approved(&reason, opts));
         }
     }
+    execute(
+        clients,
+        stack,
+        &change_set.name,
+        &change_set_id,
+        opts,
+        reporter,
+    )
+    .await
+}
 
+fn no_changes(stack: &str, reporter: &dyn Reporter) -> Outcome {
+    reporter.progress("no changes");
+    Outcome::NoChanges {
+        stack_name: stack.to_string(),
+    }
+}
+
+fn not_approved(reason: &str, opts: &Options) -> Error {
+    Error::ApprovalRequired(format!(
+        "{reason}; {}",
+        if opts.interactive {
+            "not approved".to_string()
+        } else {
+            format!(
+                "no terminal to ask on: review the diff above and rerun with \
+                 --require-approval never (now: {:?})",
+                opts.require_approval
+            )
+            .to_lowercase()
+        }
+    ))
+}
+
+fn unix_millis() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0)
+}
+
+/// CloudFormation's longest change-set name.
+pub const MAX_CHANGE_SET_NAME: usize = 128;
+
+/// `jitr-<stage>-<millis>`, as CloudFormation accepts change-set names whatever the stage is
+/// called: letters, digits and hyphens (anything else in the stage name becomes a hyphen),
+/// starting with a letter, at most [`MAX_CHANGE_SET_NAME`] characters (a long stage name is
+/// cut, the time is kept).
+pub fn change_set_name(stage: &str, millis: u128) -> String {
+    let prefix = "jitr-";
+    let suffix = format!("-{millis}");
+    let room = MAX_CHANGE_SET_NAME.saturating_sub(prefix.len() + suffix.len());
+    let stage: String = stage
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .take(room)
+        .collect();
+    format!("{prefix}{stage}{suffix}")
+}
+
+/// The change set deploy asks for.
+struct ChangeSetRequest<'a> {
+    stack: &'a str,
+    name: String,
+    /// UPDATE of an existing stack, else CREATE.
+    update: bool,
+    parameters: Vec<Parameter>,
+    /// The template by URL (too big to pass inline), else its body.
+    template_url: Option<String>,
+}
+
+/// Creates the change set; its id, or `None` when CloudFormation refuses it at once for
+/// having no changes.
+async fn create_change_set(
+    clients: &Clients,
+    s: &Synthesized,
+    req: &ChangeSetRequest<'_>,
+    reporter: &dyn Reporter,
+) -> Result<Option<String>, Error> {
+    let kind = if req.update {
+        ChangeSetType::Update
+    } else {
+        ChangeSetType::Create
+    };
+    reporter.progress(&format!(
+        "creating change set {} ({}) for stack {}",
+        req.name,
+        kind.as_str(),
+        req.stack
+    ));
+    let mut call = clients
+        .cfn
+        .create_change_set()
+        .stack_name(req.stack)
+        .change_set_name(&req.name)
+        .change_set_type(kind)
+        .description(format!("jitr-infra {}", env!("CARGO_PKG_VERSION")))
+        .capabilities(Capability::CapabilityIam)
+        .set_parameters(Some(req.parameters.clone()))
+        .set_tags(Some(
+            s.stage
+                .tags
+                .iter()
+                .map(|(k, v)| Tag::builder().key(k).value(v).build())
+                .collect(),
+        ));
+    call = match &req.template_url {
+        Some(url) => call.template_url(url),
+        None => call.template_body(&s.template_json),
+    };
+    match call.send().await {
+        Ok(out) => Ok(Some(out.id().unwrap_or(&req.name).to_string())),
+        // moto answers this at once; CloudFormation marks the change set FAILED instead.
+        Err(e) if is_no_changes(&aws::message(&e)) => Ok(None),
+        Err(e) => Err(aws_error("CreateChangeSet", &e)),
+    }
+}
+
+/// Executes the approved change set and watches the stack settle.
+async fn execute(
+    clients: &Clients,
+    stack: &str,
+    name: &str,
+    id: &str,
+    opts: &Options,
+    reporter: &dyn Reporter,
+) -> Result<Outcome, Error> {
     let stack_id = describe(clients, stack)
         .await?
         .and_then(|st| st.stack_id().map(str::to_string))
         .unwrap_or_else(|| stack.to_string());
     let since = latest_event_id(clients, &stack_id).await;
-    reporter.progress(&format!("executing {change_set_name}"));
+    reporter.progress(&format!("executing {name}"));
     clients
         .cfn
         .execute_change_set()
         .stack_name(stack)
-        .change_set_name(&change_set_id)
+        .change_set_name(id)
         .send()
         .await
         .map_err(|e| aws_error("ExecuteChangeSet", &e))?;

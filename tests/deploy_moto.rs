@@ -537,3 +537,28 @@ async fn bad_input_and_faults_fail_cleanly_and_leave_nothing_half_done() {
         "no stack after a failed asset upload"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stage_name_with_an_underscore_makes_a_valid_change_set_name() {
+    let endpoint = moto().endpoint().to_string();
+    let p = Project::new("  mode: SNI_ONLY\n", None);
+    std::fs::rename(
+        p.dir.join("stacks/e2e.yaml"),
+        p.dir.join("stacks/eu_prod.yaml"),
+    )
+    .unwrap();
+    let o = p.run(
+        &["deploy", "--stage", "eu_prod", "--no-execute", "--json"],
+        &endpoint,
+        &[],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let outcome: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let name = outcome["changeSetName"].as_str().unwrap();
+    assert!(name.starts_with("jitr-eu-prod-"), "{name}");
+    assert!(
+        name.len() <= 128 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'),
+        "{name}"
+    );
+    assert_eq!(change_sets(&p.stack).await, 1);
+}

@@ -383,3 +383,42 @@ async fn a_failed_change_set_is_an_error_with_the_reason_and_is_deleted() {
     );
     assert_eq!(actions(&replay), ["DescribeChangeSet", "DeleteChangeSet"]);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Change-set names: letters, digits and hyphens, a letter first, at most 128 characters.
+// ---------------------------------------------------------------------------------------------
+
+fn valid_change_set_name(name: &str) -> bool {
+    name.len() <= 128
+        && name.starts_with(|c: char| c.is_ascii_alphabetic())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+}
+
+#[test]
+fn change_set_names_are_valid_whatever_the_stage_name() {
+    let now = 1_764_400_000_123u128;
+    assert_eq!(
+        deploy::change_set_name("eu_prod", now),
+        "jitr-eu-prod-1764400000123"
+    );
+    assert_eq!(
+        deploy::change_set_name("dev", now),
+        "jitr-dev-1764400000123"
+    );
+    for stage in [
+        "eu_prod",
+        "9lives",
+        "_x_",
+        "a.b",
+        "émoji",
+        &"long_".repeat(60),
+    ] {
+        let name = deploy::change_set_name(stage, now);
+        assert!(valid_change_set_name(&name), "{stage:?} -> {name:?}");
+        assert!(name.ends_with("-1764400000123"), "the time is kept: {name}");
+    }
+    assert_eq!(
+        deploy::change_set_name(&"a".repeat(300), u128::MAX).len(),
+        deploy::MAX_CHANGE_SET_NAME
+    );
+}
