@@ -1,7 +1,7 @@
 //! `deploy`, `diff` and `destroy` through CloudFormation change sets.
 //!
-//! The deploy flow reads top-down: check the caller's account, publish assets, prepare
-//! parameters, check the stack's state, create the change set and wait for it, short-circuit
+//! The deploy flow reads top-down: check the caller's account, publish the assets
+//! ([`publish`]), prepare parameters, check the stack's state, create the change set and wait for it, short-circuit
 //! "no changes", show the diff and the security view, apply the approval rule (never prompting
 //! without a terminal), execute, and watch the stack's events until it settles. Everything is
 //! reported through [`Reporter`], and the result is a typed [`Outcome`].
@@ -10,6 +10,7 @@ use crate::aws::{self, Clients};
 use crate::constructs::{self, VERIFICATION_PARAMETER};
 use crate::diff::{self, ChangeSetChange, StackDiff};
 use crate::error::Error;
+use crate::publish;
 use crate::stage::{Stage, Verification};
 use crate::synth::Synthesized;
 use aws_sdk_cloudformation::types::{
@@ -124,24 +125,7 @@ pub async fn deploy(
     let stage = &s.stage;
     let stack = stage.stack_name.as_str();
     let account = check_account(clients, stage).await?;
-    let bucket = asset_bucket(&account, &clients.region);
-    ensure_bucket(clients, &bucket).await?;
-    for b in &s.bundles {
-        let key = format!("asset.{}.zip", b.sha256);
-        upload_if_missing(clients, &bucket, &key, &b.zip_path, reporter).await?;
-    }
-    let template_url = if s.needs_template_upload() {
-        let key = format!("templates/{}.json", s.template_sha256);
-        let path = std::env::temp_dir()
-            .join(format!("jitr-{}-{key}", std::process::id()).replace('/', "-"));
-        std::fs::write(&path, &s.template_json).map_err(crate::error::io(&path))?;
-        let uploaded = upload_if_missing(clients, &bucket, &key, &path, reporter).await;
-        let _ = std::fs::remove_file(&path);
-        uploaded?;
-        Some(object_url(clients, &bucket, &key))
-    } else {
-        None
-    };
+    let template_url = publish::publish(clients, &account, s, reporter).await?;
     let parameters = parameters(clients, root, stage).await?;
 
     let existing = prepare_stack(clients, stack, opts, reporter).await?;
@@ -405,124 +389,6 @@ pub async fn check_account(clients: &Clients, stage: &Stage) -> Result<String, E
         }
     }
     Ok(account)
-}
-
-async fn ensure_bucket(clients: &Clients, bucket: &str) -> Result<(), Error> {
-    if clients.s3.head_bucket().bucket(bucket).send().await.is_ok() {
-        return Ok(());
-    }
-    let mut create = clients.s3.create_bucket().bucket(bucket);
-    if clients.region != "us-east-1" {
-        use aws_sdk_s3::types::{BucketLocationConstraint, CreateBucketConfiguration};
-        create = create.create_bucket_configuration(
-            CreateBucketConfiguration::builder()
-                .location_constraint(BucketLocationConstraint::from(clients.region.as_str()))
-                .build(),
-        );
-    }
-    match create.send().await {
-        Ok(_) => {}
-        Err(e) if aws::code(&e).as_deref() == Some("BucketAlreadyOwnedByYou") => {}
-        Err(e) => return Err(aws_error(&format!("s3:CreateBucket {bucket}"), &e)),
-    }
-    use aws_sdk_s3::types::{
-        PublicAccessBlockConfiguration, ServerSideEncryption, ServerSideEncryptionByDefault,
-        ServerSideEncryptionConfiguration, ServerSideEncryptionRule,
-    };
-    clients
-        .s3
-        .put_public_access_block()
-        .bucket(bucket)
-        .public_access_block_configuration(
-            PublicAccessBlockConfiguration::builder()
-                .block_public_acls(true)
-                .ignore_public_acls(true)
-                .block_public_policy(true)
-                .restrict_public_buckets(true)
-                .build(),
-        )
-        .send()
-        .await
-        .map_err(|e| aws_error(&format!("s3:PutPublicAccessBlock {bucket}"), &e))?;
-    let sse = ServerSideEncryptionByDefault::builder()
-        .sse_algorithm(ServerSideEncryption::Aes256)
-        .build()
-        .expect("algorithm set");
-    clients
-        .s3
-        .put_bucket_encryption()
-        .bucket(bucket)
-        .server_side_encryption_configuration(
-            ServerSideEncryptionConfiguration::builder()
-                .rules(
-                    ServerSideEncryptionRule::builder()
-                        .apply_server_side_encryption_by_default(sse)
-                        .build(),
-                )
-                .build()
-                .expect("rules set"),
-        )
-        .send()
-        .await
-        .map_err(|e| aws_error(&format!("s3:PutBucketEncryption {bucket}"), &e))?;
-    Ok(())
-}
-
-/// Uploads `path` as `key` unless an object with that key is already there (keys carry the
-/// content's sha256, so an existing key is the same bytes).
-async fn upload_if_missing(
-    clients: &Clients,
-    bucket: &str,
-    key: &str,
-    path: &Path,
-    reporter: &dyn Reporter,
-) -> Result<(), Error> {
-    match clients
-        .s3
-        .head_object()
-        .bucket(bucket)
-        .key(key)
-        .send()
-        .await
-    {
-        Ok(_) => return Ok(()),
-        Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => {}
-        Err(e) if aws::code(&e).as_deref() == Some("NotFound") => {}
-        Err(e) => return Err(aws_error(&format!("s3:HeadObject s3://{bucket}/{key}"), &e)),
-    }
-    reporter.progress(&format!("uploading {key}"));
-    let body = aws_sdk_s3::primitives::ByteStream::from_path(path)
-        .await
-        .map_err(|e| Error::Aws(format!("reading {}: {e}", path.display())))?;
-    clients
-        .s3
-        .put_object()
-        .bucket(bucket)
-        .key(key)
-        .body(body)
-        .send()
-        .await
-        .map_err(|e| aws_error(&format!("s3:PutObject s3://{bucket}/{key}"), &e))?;
-    Ok(())
-}
-
-fn object_url(clients: &Clients, bucket: &str, key: &str) -> String {
-    // Path-style, on the configured endpoint when there is one (moto, VPC endpoints).
-    let endpoint = std::env::var("AWS_ENDPOINT_URL_S3")
-        .or_else(|_| std::env::var("AWS_ENDPOINT_URL"))
-        .ok()
-        .filter(|e| !e.is_empty());
-    match endpoint {
-        Some(e) => format!("{}/{bucket}/{key}", e.trim_end_matches('/')),
-        None => {
-            let suffix = if clients.region.starts_with("cn-") {
-                "amazonaws.com.cn"
-            } else {
-                "amazonaws.com"
-            };
-            format!("https://s3.{}.{suffix}/{bucket}/{key}", clients.region)
-        }
-    }
 }
 
 async fn parameters(

@@ -12,5 +12,6 @@ pub mod constructs;
 pub mod deploy;
 pub mod diff;
 pub mod error;
+pub mod publish;
 pub mod stage;
 pub mod synth;

@@ -529,12 +529,185 @@ async fn bad_input_and_faults_fail_cleanly_and_leave_nothing_half_done() {
         }
         testkit::http::forward(&upstream, &req).unwrap()
     }));
+    // The bucket exists and is ours (whichever test ran first), so the 403 is a permission.
+    let bucket = format!("jitr-assets-{}-{}", testkit::ACCOUNT, testkit::REGION);
+    let _ = s3_as(&credentials_for(testkit::ACCOUNT).await)
+        .await
+        .create_bucket()
+        .bucket(&bucket)
+        .create_bucket_configuration(
+            aws_sdk_s3::types::CreateBucketConfiguration::builder()
+                .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::from(
+                    testkit::REGION,
+                ))
+                .build(),
+        )
+        .send()
+        .await;
     let denied = Project::new("  mode: SNI_ONLY\n", None);
     let o = denied.run(&["deploy", "--stage", "e2e"], &proxy.url(), &[]);
-    assert_clean_failure(&o, "AccessDenied");
+    assert_clean_failure(
+        &o,
+        &format!(
+            "asset bucket {bucket}: S3 denied access (403) to this account's own bucket: these \
+             credentials lack s3:ListBucket on it"
+        ),
+    );
     assert!(
         stack_status(&denied.stack).await.is_none(),
         "no stack after a failed asset upload"
+    );
+}
+
+/// A 12-digit account id no other test uses.
+fn fresh_account() -> String {
+    let digits: String = unique("acct")
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        })
+        .to_string();
+    format!("9{:0>11}", &digits[digits.len().saturating_sub(11)..])
+}
+
+/// Credentials moto maps to `account` (an assumed role there, as in a multi-account setup).
+async fn credentials_for(account: &str) -> Vec<(String, String)> {
+    let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(testkit::REGION))
+        .endpoint_url(moto().endpoint())
+        .credentials_provider(aws_sdk_cloudformation::config::Credentials::new(
+            "testing", "testing", None, None, "e2e",
+        ))
+        .load()
+        .await;
+    let out = aws_sdk_sts::Client::new(&conf)
+        .assume_role()
+        .role_arn(format!("arn:aws:iam::{account}:role/jitr-e2e"))
+        .role_session_name("jitr-e2e")
+        .send()
+        .await
+        .unwrap();
+    let c = out.credentials().unwrap();
+    vec![
+        ("AWS_ACCESS_KEY_ID".into(), c.access_key_id().to_string()),
+        (
+            "AWS_SECRET_ACCESS_KEY".into(),
+            c.secret_access_key().to_string(),
+        ),
+        ("AWS_SESSION_TOKEN".into(), c.session_token().to_string()),
+    ]
+}
+
+fn env_refs(env: &[(String, String)]) -> Vec<(&str, &str)> {
+    env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
+}
+
+/// SDK configuration acting as whoever `env` (from [`credentials_for`]) names.
+async fn conf_as(env: &[(String, String)]) -> aws_config::SdkConfig {
+    let get = |k: &str| env.iter().find(|(n, _)| n == k).unwrap().1.clone();
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(testkit::REGION))
+        .endpoint_url(moto().endpoint())
+        .credentials_provider(aws_sdk_cloudformation::config::Credentials::new(
+            get("AWS_ACCESS_KEY_ID"),
+            get("AWS_SECRET_ACCESS_KEY"),
+            Some(get("AWS_SESSION_TOKEN")),
+            None,
+            "e2e",
+        ))
+        .load()
+        .await
+}
+
+async fn s3_as(env: &[(String, String)]) -> aws_sdk_s3::Client {
+    let conf = conf_as(env).await;
+    aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&conf)
+            .force_path_style(true)
+            .build(),
+    )
+}
+
+/// Every object in `bucket` with its bytes, read as the bucket's owner.
+async fn objects(s3: &aws_sdk_s3::Client, bucket: &str) -> Vec<(String, Vec<u8>)> {
+    let listed = s3.list_objects_v2().bucket(bucket).send().await.unwrap();
+    let mut all = Vec::new();
+    for o in listed.contents() {
+        let key = o.key().unwrap().to_string();
+        let body = s3
+            .get_object()
+            .bucket(bucket)
+            .key(&key)
+            .send()
+            .await
+            .unwrap();
+        all.push((key, body.body.collect().await.unwrap().to_vec()));
+    }
+    all
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_foreign_bucket_of_the_asset_bucket_name_is_refused_and_untouched() {
+    let endpoint = moto().endpoint().to_string();
+    let ours = fresh_account();
+    let theirs = fresh_account();
+    let as_us = credentials_for(&ours).await;
+    let as_them = credentials_for(&theirs).await;
+
+    // Another account takes our asset bucket's name first, and puts something in it.
+    let bucket = format!("jitr-assets-{ours}-{}", testkit::REGION);
+    let squatter = s3_as(&as_them).await;
+    squatter
+        .create_bucket()
+        .bucket(&bucket)
+        .create_bucket_configuration(
+            aws_sdk_s3::types::CreateBucketConfiguration::builder()
+                .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::from(
+                    testkit::REGION,
+                ))
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    squatter
+        .put_object()
+        .bucket(&bucket)
+        .key("planted.txt")
+        .body(b"not yours".to_vec().into())
+        .send()
+        .await
+        .unwrap();
+    let before = objects(&squatter, &bucket).await;
+
+    let p = Project::new("  mode: SNI_ONLY\n", None);
+    let o = p.run(
+        &["deploy", "--stage", "e2e", "--require-approval", "never"],
+        &endpoint,
+        &env_refs(&as_us),
+    );
+    assert_clean_failure(
+        &o,
+        &format!(
+            "asset bucket {bucket}: the bucket exists but belongs to another AWS account, not \
+             {ours} (S3 bucket names are global). Refusing to read from or write to it: the \
+             Lambda code would come from a bucket someone else controls. If that account is \
+             yours too, delete the bucket there and deploy again"
+        ),
+    );
+    assert_eq!(
+        objects(&squatter, &bucket).await,
+        before,
+        "bucket untouched"
+    );
+    let cfn = aws_sdk_cloudformation::Client::new(&conf_as(&as_us).await);
+    assert!(
+        cfn.describe_stacks()
+            .stack_name(&p.stack)
+            .send()
+            .await
+            .is_err(),
+        "no stack"
     );
 }
 

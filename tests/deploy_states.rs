@@ -11,6 +11,7 @@ use jitr_infra::aws::Clients;
 use jitr_infra::deploy::{self, ChangeSetResult, Options, Poll, Reporter};
 use jitr_infra::diff::StackDiff;
 use jitr_infra::error::Error;
+use jitr_infra::publish::AssetBucket;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -382,6 +383,246 @@ async fn a_failed_change_set_is_an_error_with_the_reason_and_is_deleted() {
         "{err}"
     );
     assert_eq!(actions(&replay), ["DescribeChangeSet", "DeleteChangeSet"]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The asset bucket is ours or nothing: S3's answers, replayed as real S3 gives them (a HEAD
+// answer has no body, so a 403 there names no cause).
+// ---------------------------------------------------------------------------------------------
+
+const ACCOUNT: &str = "123456789012";
+const BUCKET: &str = "jitr-assets-123456789012-eu-west-1";
+
+fn s3(status: u16, headers: &[(&str, &str)], body: &str) -> ReplayEvent {
+    let mut response = http::Response::builder().status(status);
+    for (k, v) in headers {
+        response = response.header(*k, *v);
+    }
+    ReplayEvent::new(
+        http::Request::builder()
+            .uri("https://s3.eu-west-1.amazonaws.com/")
+            .body(SdkBody::empty())
+            .unwrap(),
+        response.body(SdkBody::from(body.to_string())).unwrap(),
+    )
+}
+
+fn s3_error(status: u16, code: &str, message: &str) -> ReplayEvent {
+    s3(
+        status,
+        &[("content-type", "application/xml")],
+        &format!(
+            r#"<?xml version="1.0" encoding="UTF-8"?><Error><Code>{code}</Code><Message>{message}</Message><RequestId>R</RequestId><HostId>H</HostId></Error>"#
+        ),
+    )
+}
+
+/// (method, path and query, x-amz-expected-bucket-owner) of each request sent.
+fn s3_requests(replay: &StaticReplayClient) -> Vec<(String, String, Option<String>)> {
+    replay
+        .actual_requests()
+        .map(|r| {
+            let uri: http::Uri = r.uri().parse().unwrap();
+            (
+                r.method().to_string(),
+                uri.path_and_query().unwrap().to_string(),
+                r.headers()
+                    .get("x-amz-expected-bucket-owner")
+                    .map(str::to_string),
+            )
+        })
+        .collect()
+}
+
+fn owner() -> Option<String> {
+    Some(ACCOUNT.to_string())
+}
+
+fn foreign_bucket_message() -> String {
+    format!(
+        "asset bucket {BUCKET}: the bucket exists but belongs to another AWS account, not \
+         {ACCOUNT} (S3 bucket names are global). Refusing to read from or write to it: the \
+         Lambda code would come from a bucket someone else controls. If that account is yours \
+         too, delete the bucket there and deploy again"
+    )
+}
+
+#[tokio::test]
+async fn a_bucket_of_another_account_is_refused_without_a_write() {
+    let replay = StaticReplayClient::new(vec![
+        s3(403, &[], ""),
+        s3(
+            200,
+            &[("content-type", "application/xml")],
+            r#"<?xml version="1.0" encoding="UTF-8"?><ListAllMyBucketsResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Owner><ID>o</ID></Owner><Buckets><Bucket><Name>jitr-assets-123456789012-eu-west-1-old</Name><CreationDate>2026-01-01T00:00:00.000Z</CreationDate></Bucket></Buckets><Prefix>jitr-assets-123456789012-eu-west-1</Prefix></ListAllMyBucketsResult>"#,
+        ),
+    ]);
+    let c = clients(&replay).await;
+    let err = AssetBucket::ensure(&c, ACCOUNT).await.err().unwrap();
+    assert_eq!(err.to_string(), foreign_bucket_message());
+    assert_eq!(
+        s3_requests(&replay),
+        [
+            ("HEAD".into(), format!("/{BUCKET}/"), owner()),
+            (
+                "GET".into(),
+                format!("/?x-id=ListBuckets&prefix={BUCKET}"),
+                None
+            ),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_denied_bucket_that_is_ours_is_a_permission_problem() {
+    let replay = StaticReplayClient::new(vec![
+        s3(403, &[], ""),
+        s3(
+            200,
+            &[("content-type", "application/xml")],
+            &format!(
+                r#"<?xml version="1.0" encoding="UTF-8"?><ListAllMyBucketsResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Owner><ID>o</ID></Owner><Buckets><Bucket><Name>{BUCKET}</Name><CreationDate>2026-01-01T00:00:00.000Z</CreationDate></Bucket></Buckets></ListAllMyBucketsResult>"#
+            ),
+        ),
+    ]);
+    let c = clients(&replay).await;
+    let err = AssetBucket::ensure(&c, ACCOUNT).await.err().unwrap();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "asset bucket {BUCKET}: S3 denied access (403) to this account's own bucket: these \
+             credentials lack s3:ListBucket on it"
+        )
+    );
+}
+
+#[tokio::test]
+async fn a_bucket_name_taken_at_creation_is_refused() {
+    let replay = StaticReplayClient::new(vec![
+        s3(404, &[], ""),
+        s3_error(
+            409,
+            "BucketAlreadyExists",
+            "The requested bucket name is not available.",
+        ),
+    ]);
+    let c = clients(&replay).await;
+    let err = AssetBucket::ensure(&c, ACCOUNT).await.err().unwrap();
+    assert_eq!(err.to_string(), foreign_bucket_message());
+    assert_eq!(s3_requests(&replay).len(), 2, "nothing after CreateBucket");
+}
+
+#[tokio::test]
+async fn a_new_bucket_is_made_private_and_every_call_names_its_owner() {
+    let replay = StaticReplayClient::new(vec![
+        s3(404, &[], ""),
+        s3(200, &[("location", "/jitr-assets")], ""),
+        s3(200, &[], ""),
+        s3(200, &[], ""),
+    ]);
+    let c = clients(&replay).await;
+    AssetBucket::ensure(&c, ACCOUNT).await.unwrap();
+    assert_eq!(
+        s3_requests(&replay),
+        [
+            ("HEAD".into(), format!("/{BUCKET}/"), owner()),
+            // The one call S3 offers no owner condition for.
+            ("PUT".into(), format!("/{BUCKET}/"), None),
+            (
+                "PUT".into(),
+                format!("/{BUCKET}/?publicAccessBlock"),
+                owner()
+            ),
+            ("PUT".into(), format!("/{BUCKET}/?encryption"), owner()),
+        ]
+    );
+}
+
+/// Uploads `bytes` into an existing asset bucket whose object answers `head`.
+async fn upload_over(head: ReplayEvent, bytes: &[u8]) -> (Vec<String>, StaticReplayClient) {
+    let replay = StaticReplayClient::new(vec![
+        s3(200, &[], ""),
+        head,
+        s3(200, &[("etag", "\"e\"")], ""),
+    ]);
+    let c = clients(&replay).await;
+    let rec = Recorder::default();
+    let bucket = AssetBucket::ensure(&c, ACCOUNT).await.unwrap();
+    bucket
+        .upload("asset.x.zip", bytes.to_vec(), &rec)
+        .await
+        .unwrap();
+    let lines = rec.0.lock().unwrap().clone();
+    (lines, replay)
+}
+
+fn sha256_b64(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    aws_smithy_types::base64::encode(sha2::Sha256::digest(bytes))
+}
+
+#[tokio::test]
+async fn an_existing_object_is_trusted_only_with_our_checksum() {
+    let bytes = b"PK\x03\x04 the zip";
+    let ours = sha256_b64(bytes);
+
+    // Our checksum: trusted, nothing uploaded.
+    let (lines, replay) = upload_over(
+        s3(
+            200,
+            &[("x-amz-checksum-sha256", &ours), ("content-length", "15")],
+            "",
+        ),
+        bytes,
+    )
+    .await;
+    assert!(lines.is_empty(), "{lines:?}");
+    let sent = s3_requests(&replay);
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    let head = replay.actual_requests().nth(1).unwrap();
+    assert_eq!(head.headers().get("x-amz-checksum-mode"), Some("ENABLED"));
+
+    // Other bytes under our key, or no checksum to tell: ours replaces them.
+    let theirs = sha256_b64(b"something else");
+    for (head, said) in [
+        (
+            s3(
+                200,
+                &[("x-amz-checksum-sha256", &theirs), ("content-length", "14")],
+                "",
+            ),
+            format!(
+                "s3://{BUCKET}/asset.x.zip holds other bytes (SHA-256 {theirs}, ours {ours}): \
+                 replacing them"
+            ),
+        ),
+        (
+            s3(200, &[("content-length", "15")], ""),
+            format!(
+                "s3://{BUCKET}/asset.x.zip has no SHA-256 checksum to verify: uploading ours \
+                 over it"
+            ),
+        ),
+        (s3(404, &[], ""), "uploading asset.x.zip".to_string()),
+    ] {
+        let (lines, replay) = upload_over(head, bytes).await;
+        assert_eq!(lines[0], said);
+        let sent = s3_requests(&replay);
+        assert_eq!(
+            sent[2],
+            (
+                "PUT".into(),
+                format!("/{BUCKET}/asset.x.zip?x-id=PutObject"),
+                owner()
+            )
+        );
+        let put = replay.actual_requests().nth(2).unwrap();
+        assert_eq!(
+            put.headers().get("x-amz-checksum-sha256"),
+            Some(ours.as_str()),
+            "S3 verifies the bytes it receives against our checksum"
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
