@@ -1,13 +1,15 @@
 //! `deploy`, `diff` and `destroy` through CloudFormation change sets.
 //!
-//! The deploy flow reads top-down: check the caller's account, publish the assets
-//! ([`publish`]), prepare parameters, check the stack's state, create the change set and wait for it, short-circuit
-//! "no changes", show the diff and the security view, apply the approval rule (never prompting
-//! without a terminal), execute, and watch the stack's events until it settles. Everything is
-//! reported through [`Reporter`], and the result is a typed [`Outcome`].
+//! The deploy flow reads top-down: check the caller's account, check the stack's state,
+//! prepare the parameters (the verification certificate only when the CA registration is
+//! created or replaced), publish the assets ([`publish`]), create the change set and wait for it,
+//! short-circuit "no changes", show the diff and the security view, apply the approval rule
+//! (never prompting without a terminal), execute, and watch the stack's events until it
+//! settles. Everything is reported through [`Reporter`], and the result is a typed
+//! [`Outcome`].
 
 use crate::aws::{self, Clients};
-use crate::constructs::{self, VERIFICATION_PARAMETER};
+use crate::constructs::{self, CA_REGISTRATION, VERIFICATION_PARAMETER};
 use crate::diff::{self, ChangeSetChange, StackDiff};
 use crate::error::Error;
 use crate::publish;
@@ -125,14 +127,18 @@ pub async fn deploy(
     let stage = &s.stage;
     let stack = stage.stack_name.as_str();
     let account = check_account(clients, stage).await?;
-    let template_url = publish::publish(clients, &account, s, reporter).await?;
-    let parameters = parameters(clients, root, stage).await?;
-
     let existing = prepare_stack(clients, stack, opts, reporter).await?;
     let deployed_template = match &existing {
         Some(_) => Some(deployed_template(clients, stack).await?),
         None => None,
     };
+    let parameters: Vec<Parameter> =
+        verification_parameter(clients, root, stage, deployed_template.as_ref(), reporter)
+            .await?
+            .into_iter()
+            .collect();
+    let template_url = publish::publish(clients, &account, s, reporter).await?;
+
     let change_set = ChangeSetRequest {
         stack,
         name: change_set_name(&stage.name, unix_millis()),
@@ -391,20 +397,60 @@ pub async fn check_account(clients: &Clients, stage: &Stage) -> Result<String, E
     Ok(account)
 }
 
-async fn parameters(
+/// Whether this deploy creates or replaces the CA registration: no stack (or no registration
+/// in it) yet, or the provider's own replacement rule
+/// ([`jitr_lambda_common::pki::needs_new_registration`]) applied to the deployed template's
+/// properties and the stage's.
+pub fn creates_registration(deployed: Option<&serde_json::Value>, stage: &Stage) -> bool {
+    let Some(t) = deployed else { return true };
+    if t["Parameters"].get(VERIFICATION_PARAMETER).is_none() {
+        // Nothing to keep with UsePreviousValue.
+        return true;
+    }
+    let props = &t["Resources"][CA_REGISTRATION.as_str()]["Properties"];
+    match (
+        props["CaCertificatePem"].as_str(),
+        props["CertificateMode"].as_str(),
+    ) {
+        (Some(pem), Some(mode)) => jitr_lambda_common::pki::needs_new_registration(
+            pem,
+            mode,
+            &stage.ca.pem,
+            stage.ca.mode.as_str(),
+        ),
+        _ => true,
+    }
+}
+
+/// The `DEFAULT`-mode verification certificate parameter. Only a deploy that creates or
+/// replaces the CA registration needs one (AWS IoT reads it when registering); any other
+/// keeps the deployed value (`UsePreviousValue`), so an unchanged stage stays a no-op and
+/// needs neither the CA key nor the certificate file.
+async fn verification_parameter(
     clients: &Clients,
     root: &Path,
     stage: &Stage,
-) -> Result<Vec<Parameter>, Error> {
+    deployed: Option<&serde_json::Value>,
+    reporter: &dyn Reporter,
+) -> Result<Option<Parameter>, Error> {
     let Some(v) = &stage.ca.verification else {
-        return Ok(Vec::new());
+        return Ok(None);
     };
+    let param = Parameter::builder().parameter_key(VERIFICATION_PARAMETER);
+    if !creates_registration(deployed, stage) {
+        reporter.progress(
+            "CA registration unchanged: keeping its verification certificate (no CA key needed)",
+        );
+        return Ok(Some(param.use_previous_value(true).build()));
+    }
+    let why = "it is needed because this deploy registers the CA (a first deploy, or a new CA \
+               certificate or mode)";
     let pem = match v {
         Verification::CertificateFile { pem, .. } => pem.clone(),
         Verification::PrivateKeyFile(path) => {
             let key = std::fs::read_to_string(root.join(path)).map_err(|e| {
                 Error::Verification(format!(
-                    "{}: ca.verification.private_key_file {path}: {e}",
+                    "{}: ca.verification.private_key_file {path}: {e}; {why}",
                     stage.file.display()
                 ))
             })?;
@@ -414,17 +460,14 @@ async fn parameters(
             let key = std::env::var(var).map_err(|_| {
                 Error::Verification(format!(
                     "{}: ca.verification.private_key_env: environment variable {var} is not set \
-                 (it must hold the CA private key, PEM)",
+                     (it must hold the CA private key, PEM); {why}",
                     stage.file.display()
                 ))
             })?;
             verification_certificate(clients, stage, &key).await?
         }
     };
-    Ok(vec![Parameter::builder()
-        .parameter_key(VERIFICATION_PARAMETER)
-        .parameter_value(pem)
-        .build()])
+    Ok(Some(param.parameter_value(pem).build()))
 }
 
 /// Signs the `DEFAULT`-mode verification certificate (CN = this account and region's

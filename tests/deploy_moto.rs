@@ -132,6 +132,18 @@ async fn change_sets(stack: &str) -> usize {
         .unwrap_or(0)
 }
 
+/// How many events the stack has had (moto lists them all): unchanged means not updated.
+async fn stack_events(stack: &str) -> usize {
+    cfn()
+        .await
+        .describe_stack_events()
+        .stack_name(stack)
+        .send()
+        .await
+        .map(|o| o.stack_events().len())
+        .unwrap()
+}
+
 /// A GET on moto, routed to `service` by the credential scope.
 fn moto_get(service: &str, path: &str) -> (u16, String) {
     let host = moto().host_port().to_string();
@@ -425,6 +437,12 @@ async fn default_mode_signs_the_verification_certificate_and_keeps_the_key_priva
     );
     let endpoint = moto().endpoint().to_string();
     let key = p.ca.key_pem();
+
+    // A first deploy registers the CA: without the key it stops before creating anything.
+    let o = p.run(&["deploy", "--stage", "e2e"], &endpoint, &[]);
+    assert_clean_failure(&o, "environment variable E2E_CA_KEY is not set");
+    assert!(stack_status(&p.stack).await.is_none());
+
     let o = p.run(
         &[
             "deploy",
@@ -449,14 +467,48 @@ async fn default_mode_signs_the_verification_certificate_and_keeps_the_key_priva
         .unwrap()
         .to_string();
 
-    // The key missing from the environment: a clear error naming the variable, nothing changed.
+    // Deployed again, unchanged, with the key unset: the CA registration stays as it is, so
+    // its verification certificate is kept (UsePreviousValue) and nothing changes.
+    let events = stack_events(&p.stack).await;
     let o = p.run(&["deploy", "--stage", "e2e"], &endpoint, &[]);
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert!(
-        String::from_utf8_lossy(&o.stderr).contains("E2E_CA_KEY is not set"),
+        String::from_utf8_lossy(&o.stdout).contains("no changes"),
         "{}",
         text(&o)
     );
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains(
+            "CA registration unchanged: keeping its verification certificate (no CA key needed)"
+        ),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(change_sets(&p.stack).await, 0, "no change set left");
+    assert_eq!(
+        stack_status(&p.stack).await.as_deref(),
+        Some("CREATE_COMPLETE"),
+        "no stack update"
+    );
+    assert_eq!(stack_events(&p.stack).await, events, "no stack update");
+
+    // A new CA certificate replaces the registration: that needs the key, and says why.
+    std::fs::write(
+        p.dir.join("certs/ca.pem"),
+        TestCa::new(&unique("E2E CA 2")).pem,
+    )
+    .unwrap();
+    let o = p.run(&["deploy", "--stage", "e2e"], &endpoint, &[]);
+    assert_clean_failure(
+        &o,
+        "verification certificate: stacks/e2e.yaml: ca.verification.private_key_env: \
+         environment variable E2E_CA_KEY is not set (it must hold the CA private key, PEM); it \
+         is needed because this deploy registers the CA (a first deploy, or a new CA \
+         certificate or mode)",
+    );
+    assert_eq!(change_sets(&p.stack).await, 0);
+    assert_eq!(stack_events(&p.stack).await, events, "nothing changed");
+    std::fs::write(p.dir.join("certs/ca.pem"), &p.ca.pem).unwrap();
 
     // Retained on destroy.
     let o = p.run(&["destroy", "--stage", "e2e", "--yes"], &endpoint, &[]);

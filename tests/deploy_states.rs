@@ -12,8 +12,10 @@ use jitr_infra::deploy::{self, ChangeSetResult, Options, Poll, Reporter};
 use jitr_infra::diff::StackDiff;
 use jitr_infra::error::Error;
 use jitr_infra::publish::AssetBucket;
+use jitr_infra::stage::Stage;
 use std::sync::Mutex;
 use std::time::Duration;
+use testkit::pki::TestCa;
 
 const STACK: &str = "jitr-dev";
 const STACK_ID: &str =
@@ -623,6 +625,87 @@ async fn an_existing_object_is_trusted_only_with_our_checksum() {
             "S3 verifies the bytes it receives against our checksum"
         );
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// DEFAULT mode: the verification certificate only when the CA registration is created or
+// replaced (the provider's own rule, on the deployed template's properties).
+// ---------------------------------------------------------------------------------------------
+
+/// A stage in a throwaway project; `activator` is the stage file's activator section.
+struct StageDir(std::path::PathBuf);
+
+impl StageDir {
+    fn new(ca_yaml: &str, activator: &str) -> (StageDir, Stage) {
+        let dir = std::env::temp_dir().join(testkit::unique("jitr-states"));
+        std::fs::create_dir_all(dir.join("stacks")).unwrap();
+        std::fs::create_dir_all(dir.join("certs")).unwrap();
+        std::fs::create_dir_all(dir.join("templates")).unwrap();
+        std::fs::copy(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("templates/device-policy.json.hbs"),
+            dir.join("templates/device-policy.json.hbs"),
+        )
+        .unwrap();
+        let ca = TestCa::new("States CA");
+        std::fs::write(dir.join("certs/ca.pem"), &ca.pem).unwrap();
+        let text = format!(
+            "stack_name: jitr-dev\nregion: eu-west-1\nca:\n  certificate: certs/ca.pem\n{ca_yaml}activator:\n{activator}"
+        );
+        std::fs::write(dir.join("stacks/dev.yaml"), &text).unwrap();
+        let stage = jitr_infra::stage::load(&dir, "dev").unwrap();
+        (StageDir(dir), stage)
+    }
+}
+
+impl Drop for StageDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The deployed template's parts that decide it.
+fn deployed(pem: &str, mode: &str) -> serde_json::Value {
+    serde_json::json!({
+        "Parameters": { "VerificationCertificatePem": { "Type": "String" } },
+        "Resources": { "CaRegistration": { "Type": "Custom::JitrCaRegistration", "Properties": {
+            "CaCertificatePem": pem,
+            "CertificateMode": mode,
+            "VerificationCertificatePem": { "Ref": "VerificationCertificatePem" }
+        }}}
+    })
+}
+
+#[test]
+fn only_a_new_or_replaced_registration_needs_a_verification_certificate() {
+    let (_dir, stage) = StageDir::new(
+        "  mode: DEFAULT\n  verification:\n    private_key_env: CA_KEY\n",
+        "  memory_mb: 128\n",
+    );
+    let pem = stage.ca.pem.clone();
+    assert!(deploy::creates_registration(None, &stage), "no stack yet");
+    assert!(!deploy::creates_registration(
+        Some(&deployed(&pem, "DEFAULT")),
+        &stage
+    ));
+    // The same certificate written differently (CRLF line ends) is the same registration.
+    assert!(!deploy::creates_registration(
+        Some(&deployed(&pem.replace('\n', "\r\n"), "DEFAULT")),
+        &stage
+    ));
+    let other = TestCa::new("Other CA").pem;
+    assert!(deploy::creates_registration(
+        Some(&deployed(&other, "DEFAULT")),
+        &stage
+    ));
+    assert!(deploy::creates_registration(
+        Some(&deployed(&pem, "SNI_ONLY")),
+        &stage
+    ));
+    // A stack deployed in SNI_ONLY mode has no parameter to keep.
+    let mut sni = deployed(&pem, "DEFAULT");
+    sni["Parameters"] = serde_json::json!({});
+    assert!(deploy::creates_registration(Some(&sni), &stage));
 }
 
 // ---------------------------------------------------------------------------------------------
