@@ -1,14 +1,16 @@
 //! `deploy`, `diff` and `destroy` through CloudFormation change sets.
 //!
-//! The deploy flow reads top-down: check the caller's account, check the stack's state,
-//! prepare the parameters (the verification certificate only when the CA registration is
-//! created or replaced), publish the assets ([`publish`]), create the change set and wait for it,
+//! The deploy flow reads top-down: check the caller's account, check the stack's state, decide
+//! the activator's reserved concurrency from the account's ([`concurrency`]), prepare the
+//! parameters (the verification certificate only when the CA registration is created or
+//! replaced), publish the assets ([`publish`]), create the change set and wait for it,
 //! short-circuit "no changes", show the diff and the security view, apply the approval rule
 //! (never prompting without a terminal), execute, and watch the stack's events until it
 //! settles. Everything is reported through [`Reporter`], and the result is a typed
 //! [`Outcome`].
 
 use crate::aws::{self, Clients};
+use crate::concurrency;
 use crate::constructs::{self, CA_REGISTRATION, VERIFICATION_PARAMETER};
 use crate::diff::{self, ChangeSetChange, StackDiff};
 use crate::error::Error;
@@ -128,15 +130,15 @@ pub async fn deploy(
     let stack = stage.stack_name.as_str();
     let account = check_account(clients, stage).await?;
     let existing = prepare_stack(clients, stack, opts, reporter).await?;
+    let reservation = concurrency::reserve(clients, root, stage, &account, reporter).await?;
     let deployed_template = match &existing {
         Some(_) => Some(deployed_template(clients, stack).await?),
         None => None,
     };
-    let parameters: Vec<Parameter> =
-        verification_parameter(clients, root, stage, deployed_template.as_ref(), reporter)
-            .await?
-            .into_iter()
-            .collect();
+    let mut parameters = vec![reservation.parameter()];
+    parameters.extend(
+        verification_parameter(clients, root, stage, deployed_template.as_ref(), reporter).await?,
+    );
     let template_url = publish::publish(clients, &account, s, reporter).await?;
 
     let change_set = ChangeSetRequest {
@@ -370,7 +372,7 @@ pub fn asset_bucket(account: &str, region: &str) -> String {
 fn aws_error<E, R>(operation: &str, e: &aws_sdk_cloudformation::error::SdkError<E, R>) -> Error
 where
     E: aws_sdk_cloudformation::error::ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
+    R: std::fmt::Debug + 'static,
 {
     Error::Aws(aws::explain(operation, e))
 }

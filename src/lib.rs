@@ -8,6 +8,7 @@ pub mod assets;
 pub mod aws;
 pub mod cfn;
 pub mod cli;
+pub mod concurrency;
 pub mod constructs;
 pub mod deploy;
 pub mod diff;

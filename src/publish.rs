@@ -310,5 +310,5 @@ enum Stored {
 }
 
 fn status<E>(e: &SdkError<E, HttpResponse>) -> Option<u16> {
-    e.raw_response().map(|r| r.status().as_u16())
+    aws::http_status(e)
 }

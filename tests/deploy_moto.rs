@@ -23,6 +23,14 @@ struct Project {
 
 impl Project {
     fn new(extra_ca_yaml: &str, account: Option<&str>) -> Project {
+        Project::with_activator(
+            extra_ca_yaml,
+            account,
+            "  reserved_concurrency: 2\n  log_retention_days: 1\n",
+        )
+    }
+
+    fn with_activator(extra_ca_yaml: &str, account: Option<&str>, activator_yaml: &str) -> Project {
         let dir = std::env::temp_dir().join(unique("jitr-e2e"));
         for sub in ["stacks", "templates", "certs"] {
             std::fs::create_dir_all(dir.join(sub)).unwrap();
@@ -45,7 +53,7 @@ impl Project {
             .map(|a| format!("account: \"{a}\"\n"))
             .unwrap_or_default();
         let yaml = format!(
-            "stack_name: {stack}\nregion: {}\n{account}tags:\n  purpose: e2e\nca:\n  certificate: certs/ca.pem\n{extra_ca_yaml}activator:\n  reserved_concurrency: 2\n  log_retention_days: 1\n",
+            "stack_name: {stack}\nregion: {}\n{account}tags:\n  purpose: e2e\nca:\n  certificate: certs/ca.pem\n{extra_ca_yaml}activator:\n{activator_yaml}",
             testkit::REGION
         );
         std::fs::write(dir.join("stacks/e2e.yaml"), yaml).unwrap();
@@ -779,11 +787,146 @@ async fn a_stage_name_with_an_underscore_makes_a_valid_change_set_name() {
     );
     assert!(o.status.success(), "{}", text(&o));
     let outcome: Value = serde_json::from_slice(&o.stdout).unwrap();
-    let name = outcome["changeSetName"].as_str().unwrap();
+    let name = outcome["change_set_name"].as_str().unwrap();
     assert!(name.starts_with("jitr-eu-prod-"), "{name}");
     assert!(
         name.len() <= 128 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'),
         "{name}"
     );
     assert_eq!(change_sets(&p.stack).await, 1);
+}
+
+/// Sets the Lambda concurrency limit of `account` in the test region, as a new account has.
+fn set_concurrency_limit(account: &str, limit: u32) {
+    let host = moto().host_port().to_string();
+    let req = HttpRequest {
+        method: "POST".into(),
+        target: "/moto-api/jitr/lambda-concurrency-limit".into(),
+        headers: [
+            ("host".to_string(), host.clone()),
+            ("content-type".to_string(), "application/json".to_string()),
+        ]
+        .into(),
+        body: json!({"account": account, "region": testkit::REGION, "limit": limit})
+            .to_string()
+            .into_bytes(),
+    };
+    assert_eq!(testkit::http::forward(&host, &req).unwrap().status, 200);
+}
+
+async fn reserved_concurrency(env: &[(String, String)], function: &str) -> Option<i32> {
+    aws_sdk_lambda::Client::new(&conf_as(env).await)
+        .get_function_concurrency()
+        .function_name(function)
+        .send()
+        .await
+        .unwrap()
+        .reserved_concurrent_executions()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reservation_the_account_cannot_give_is_refused_before_any_change_set() {
+    let endpoint = moto().endpoint().to_string();
+    let account = fresh_account();
+    set_concurrency_limit(&account, 10);
+    let as_new = credentials_for(&account).await;
+    let p = Project::with_activator(
+        "  mode: SNI_ONLY\n",
+        None,
+        "  log_retention_days: 1\n  reserved_concurrency: 5\n",
+    );
+    let o = p.run(&["deploy", "--stage", "e2e"], &endpoint, &env_refs(&as_new));
+    assert_clean_failure(
+        &o,
+        &format!(
+            "stacks/e2e.yaml: 1 problem\n  stacks/e2e.yaml:10: activator.reserved_concurrency: 5 \
+             cannot be reserved: account {account} has a Lambda concurrency limit of 10 in \
+             eu-west-1 with 10 unreserved, and Lambda keeps 10 unreserved, so at most 0 can be \
+             reserved for the activator. Either remove activator.reserved_concurrency (the \
+             activator then runs without a reservation), or ask for a higher Lambda \"Concurrent \
+             executions\" quota in eu-west-1 (Service Quotas, quota code L-B99A9384)\n"
+        ),
+    );
+    let conf = conf_as(&as_new).await;
+    let cfn = aws_sdk_cloudformation::Client::new(&conf);
+    assert!(
+        cfn.describe_stacks()
+            .stack_name(&p.stack)
+            .send()
+            .await
+            .is_err(),
+        "no stack"
+    );
+    let left = cfn.list_change_sets().stack_name(&p.stack).send().await;
+    assert!(
+        left.map(|l| l.summaries().is_empty()).unwrap_or(true),
+        "no change set"
+    );
+    // Refused before anything was made: not even the asset bucket.
+    let bucket = format!("jitr-assets-{account}-{}", testkit::REGION);
+    let head = s3_as(&as_new)
+        .await
+        .head_bucket()
+        .bucket(&bucket)
+        .send()
+        .await;
+    assert!(head.is_err(), "no asset bucket");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unset_reservation_deploys_in_a_new_account_without_one_and_says_so() {
+    let endpoint = moto().endpoint().to_string();
+    let account = fresh_account();
+    set_concurrency_limit(&account, 10);
+    let as_new = credentials_for(&account).await;
+    let p = Project::with_activator("  mode: SNI_ONLY\n", None, "  log_retention_days: 1\n");
+    let args = ["deploy", "--stage", "e2e", "--require-approval", "never"];
+    let o = p.run(&args, &endpoint, &env_refs(&as_new));
+    assert!(o.status.success(), "{}", text(&o));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "activator: deploying without reserved concurrency: account {account} has a Lambda \
+             concurrency limit of 10 in eu-west-1 with 10 unreserved, and Lambda keeps 10 \
+             unreserved, so at most 0 could be reserved (the default is 10). The activator \
+             shares the account's unreserved concurrency; after a quota increase, set \
+             activator.reserved_concurrency to cap it"
+        )),
+        "{}",
+        text(&o)
+    );
+    let function = format!("{}-activator", p.stack);
+    assert_eq!(reserved_concurrency(&as_new, &function).await, None);
+
+    // Redeployed unchanged: still none, and nothing to do.
+    let o = p.run(&args, &endpoint, &env_refs(&as_new));
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("no changes"),
+        "{}",
+        text(&o)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unset_reservation_in_a_big_account_reserves_the_default() {
+    let endpoint = moto().endpoint().to_string();
+    let as_big = credentials_for(&fresh_account()).await;
+    let p = Project::with_activator("  mode: SNI_ONLY\n", None, "  log_retention_days: 1\n");
+    let o = p.run(
+        &["deploy", "--stage", "e2e", "--require-approval", "never"],
+        &endpoint,
+        &env_refs(&as_big),
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains(
+            "activator: reserving 10 concurrent executions (the default; set \
+             activator.reserved_concurrency to change it)"
+        ),
+        "{}",
+        text(&o)
+    );
+    let function = format!("{}-activator", p.stack);
+    assert_eq!(reserved_concurrency(&as_big, &function).await, Some(10));
 }

@@ -8,6 +8,7 @@ use aws_sdk_cloudformation::config::Credentials;
 use aws_smithy_http_client::test_util::{ReplayEvent, StaticReplayClient};
 use aws_smithy_types::body::SdkBody;
 use jitr_infra::aws::Clients;
+use jitr_infra::concurrency;
 use jitr_infra::deploy::{self, ChangeSetResult, Options, Poll, Reporter};
 use jitr_infra::diff::StackDiff;
 use jitr_infra::error::Error;
@@ -706,6 +707,132 @@ fn only_a_new_or_replaced_registration_needs_a_verification_certificate() {
     let mut sni = deployed(&pem, "DEFAULT");
     sni["Parameters"] = serde_json::json!({});
     assert!(deploy::creates_registration(Some(&sni), &stage));
+}
+
+// ---------------------------------------------------------------------------------------------
+// The activator's reserved concurrency against GetAccountSettings as Lambda answers it.
+// ---------------------------------------------------------------------------------------------
+
+fn lambda(status: u16, headers: &[(&str, &str)], body: &str) -> ReplayEvent {
+    let mut response = http::Response::builder()
+        .status(status)
+        .header("content-type", "application/json");
+    for (k, v) in headers {
+        response = response.header(*k, *v);
+    }
+    ReplayEvent::new(
+        http::Request::builder()
+            .uri("https://lambda.eu-west-1.amazonaws.com/")
+            .body(SdkBody::empty())
+            .unwrap(),
+        response.body(SdkBody::from(body.to_string())).unwrap(),
+    )
+}
+
+fn account_settings(limit: u32, unreserved: u32) -> ReplayEvent {
+    lambda(
+        200,
+        &[],
+        &format!(
+            r#"{{"AccountLimit":{{"TotalCodeSize":80530636800,"CodeSizeUnzipped":262144000,"CodeSizeZipped":52428800,"ConcurrentExecutions":{limit},"UnreservedConcurrentExecutions":{unreserved}}},"AccountUsage":{{"TotalCodeSize":0,"FunctionCount":0}}}}"#
+        ),
+    )
+}
+
+fn no_function() -> ReplayEvent {
+    lambda(
+        404,
+        &[("x-amzn-errortype", "ResourceNotFoundException")],
+        r#"{"Type":"User","Message":"Function not found: arn:aws:lambda:eu-west-1:123456789012:function:jitr-dev-activator"}"#,
+    )
+}
+
+#[tokio::test]
+async fn a_new_account_refuses_an_explicit_reservation_with_the_numbers_and_ways_out() {
+    let replay = StaticReplayClient::new(vec![account_settings(50, 50), no_function()]);
+    let c = clients(&replay).await;
+    let (dir, stage) = StageDir::new(
+        "  mode: SNI_ONLY\n",
+        "  memory_mb: 128\n  reserved_concurrency: 20\n",
+    );
+    let err = concurrency::reserve(&c, &dir.0, &stage, ACCOUNT, &Recorder::default())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "stacks/dev.yaml: 1 problem\n  stacks/dev.yaml:8: activator.reserved_concurrency: 20 \
+         cannot be reserved: account 123456789012 has a Lambda concurrency limit of 50 in \
+         eu-west-1 with 50 unreserved, and Lambda keeps 50 unreserved, so at most 0 can be \
+         reserved for the activator. Either remove activator.reserved_concurrency (the activator \
+         then runs without a reservation), or ask for a higher Lambda \"Concurrent executions\" \
+         quota in eu-west-1 (Service Quotas, quota code L-B99A9384)\n"
+    );
+    assert_eq!(err.exit_code(), 1);
+}
+
+#[tokio::test]
+async fn a_reservation_larger_than_what_is_left_names_the_most_there_is() {
+    // Limit 1000, 850 reserved by other functions, 20 by the activator itself.
+    let replay = StaticReplayClient::new(vec![
+        account_settings(1000, 130),
+        lambda(200, &[], r#"{"ReservedConcurrentExecutions":20}"#),
+    ]);
+    let c = clients(&replay).await;
+    let (dir, stage) = StageDir::new("  mode: SNI_ONLY\n", "  reserved_concurrency: 60\n");
+    let err = concurrency::reserve(&c, &dir.0, &stage, ACCOUNT, &Recorder::default())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(
+            "60 cannot be reserved: account 123456789012 has a Lambda concurrency limit of 1000 \
+             in eu-west-1 with 130 unreserved (plus 20 the activator reserves now), and Lambda \
+             keeps 100 unreserved, so at most 50 can be reserved for the activator. Either lower \
+             activator.reserved_concurrency to 50 or less, or ask for a higher Lambda"
+        ),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn an_answer_without_an_error_code_names_its_http_status() {
+    // An endpoint that lacks the operation answers 404 with a page, not an AWS error.
+    let replay = StaticReplayClient::new(vec![ReplayEvent::new(
+        http::Request::builder()
+            .uri("https://lambda.eu-west-1.amazonaws.com/")
+            .body(SdkBody::empty())
+            .unwrap(),
+        http::Response::builder()
+            .status(404)
+            .header("content-type", "text/html")
+            .body(SdkBody::from("<html><h1>Not Found</h1></html>"))
+            .unwrap(),
+    )]);
+    let c = clients(&replay).await;
+    let (dir, stage) = StageDir::new("  mode: SNI_ONLY\n", "  memory_mb: 128\n");
+    let err = concurrency::reserve(&c, &dir.0, &stage, ACCOUNT, &Recorder::default())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "lambda:GetAccountSettings: unhandled error (HTTP 404)"
+    );
+}
+
+#[tokio::test]
+async fn an_unset_reservation_in_a_new_account_is_none() {
+    let replay = StaticReplayClient::new(vec![account_settings(10, 10), no_function()]);
+    let c = clients(&replay).await;
+    let (dir, stage) = StageDir::new("  mode: SNI_ONLY\n", "  memory_mb: 128\n");
+    let rec = Recorder::default();
+    let r = concurrency::reserve(&c, &dir.0, &stage, ACCOUNT, &rec)
+        .await
+        .unwrap();
+    assert_eq!(r, concurrency::Reservation::None);
+    assert_eq!(r.parameter().parameter_value(), Some("0"));
+    assert!(
+        rec.0.lock().unwrap()[0].starts_with("activator: deploying without reserved concurrency")
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
