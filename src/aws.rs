@@ -74,9 +74,16 @@ impl Clients {
 pub fn explain<E, R>(operation: &str, err: &aws_sdk_cloudformation::error::SdkError<E, R>) -> String
 where
     E: aws_sdk_cloudformation::error::ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
+    R: std::fmt::Debug + 'static,
 {
-    let text = jitr_lambda_common::describe_sdk_error(err);
+    let mut text = jitr_lambda_common::describe_sdk_error(err);
+    if code(err).is_none() {
+        // An answer without an error code ("unhandled error"): its HTTP status at least says
+        // whether the endpoint refused (403), lacks the operation (404) or failed (5xx).
+        if let Some(status) = http_status(err) {
+            text.push_str(&format!(" (HTTP {status})"));
+        }
+    }
     let lower = text.to_ascii_lowercase();
     let hint = if lower.contains("no credentials")
         || lower.contains("credentials provider")
@@ -114,4 +121,13 @@ where
     err.as_service_error()
         .and_then(|e| e.message().map(str::to_string))
         .unwrap_or_default()
+}
+
+/// The HTTP status of the answer a failed call got, if it got one.
+pub fn http_status<E, R: 'static>(
+    err: &aws_sdk_cloudformation::error::SdkError<E, R>,
+) -> Option<u16> {
+    let raw: &dyn std::any::Any = err.raw_response()?;
+    raw.downcast_ref::<aws_sdk_cloudformation::config::http::HttpResponse>()
+        .map(|r| r.status().as_u16())
 }

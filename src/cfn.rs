@@ -43,6 +43,8 @@ pub enum Pseudo {
     StackName,
     StackId,
     UrlSuffix,
+    /// Removes the property it is the value of (inside `Fn::If`).
+    NoValue,
 }
 
 impl Pseudo {
@@ -54,6 +56,7 @@ impl Pseudo {
             Pseudo::StackName => "AWS::StackName",
             Pseudo::StackId => "AWS::StackId",
             Pseudo::UrlSuffix => "AWS::URLSuffix",
+            Pseudo::NoValue => "AWS::NoValue",
         }
     }
 }
@@ -74,6 +77,10 @@ pub enum Value {
     Sub(String, Vec<(String, Value)>),
     Join(String, Vec<Value>),
     Pseudo(Pseudo),
+    /// `Fn::If`: the first value when the named condition holds, else the second.
+    If(String, Box<Value>, Box<Value>),
+    /// `Fn::Equals` (for the `Conditions` section).
+    Equals(Box<Value>, Box<Value>),
     /// Raw JSON taken as is (e.g. a rendered policy document).
     Json(Json),
 }
@@ -124,6 +131,10 @@ impl Value {
                 json!({ "Fn::Join": [sep, items.iter().map(Value::to_json).collect::<Vec<_>>()] })
             }
             Value::Pseudo(p) => json!({ "Ref": p.name() }),
+            Value::If(condition, then, otherwise) => {
+                json!({ "Fn::If": [condition, then.to_json(), otherwise.to_json()] })
+            }
+            Value::Equals(a, b) => json!({ "Fn::Equals": [a.to_json(), b.to_json()] }),
             Value::Json(j) => j.clone(),
         }
     }
@@ -137,6 +148,11 @@ impl Value {
                 items.iter().for_each(|v| v.references(out))
             }
             Value::Map(entries) => entries.iter().for_each(|(_, v)| v.references(out)),
+            // The condition name of `Fn::If` is checked against the Conditions section.
+            Value::If(_, a, b) | Value::Equals(a, b) => {
+                a.references(out);
+                b.references(out);
+            }
             Value::Sub(s, vars) => {
                 let mut rest = s.as_str();
                 while let Some(start) = rest.find("${") {
@@ -155,6 +171,28 @@ impl Value {
                 vars.iter().for_each(|(_, v)| v.references(out));
             }
             Value::Json(j) => json_references(j, out),
+            _ => {}
+        }
+    }
+
+    /// The condition names this value's `Fn::If`s use.
+    pub fn conditions_used<'a>(&'a self, out: &mut Vec<&'a str>) {
+        match self {
+            Value::If(condition, a, b) => {
+                out.push(condition);
+                a.conditions_used(out);
+                b.conditions_used(out);
+            }
+            Value::Equals(a, b) => {
+                a.conditions_used(out);
+                b.conditions_used(out);
+            }
+            Value::List(items) | Value::Join(_, items) => {
+                items.iter().for_each(|v| v.conditions_used(out))
+            }
+            Value::Map(entries) | Value::Sub(_, entries) => {
+                entries.iter().for_each(|(_, v)| v.conditions_used(out))
+            }
             _ => {}
         }
     }
@@ -347,6 +385,13 @@ pub struct Parameter {
     pub no_echo: bool,
 }
 
+/// A named condition (`Conditions` section), evaluated from parameter values at deploy.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Condition {
+    pub name: &'static str,
+    pub value: Value,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Output {
     pub name: &'static str,
@@ -373,6 +418,7 @@ pub const MAX_INLINE_TEMPLATE_BYTES: usize = 51_200;
 pub struct Template {
     pub description: String,
     pub parameters: Vec<Parameter>,
+    pub conditions: Vec<Condition>,
     pub resources: Vec<Resource>,
     pub outputs: Vec<Output>,
 }
@@ -442,11 +488,61 @@ impl Template {
         for o in &self.outputs {
             check(&format!("output {}", o.name), &o.value, &mut problems);
         }
+        problems.extend(self.validate_conditions());
         if self.resources.len() > MAX_RESOURCES {
             problems.push(TemplateError(format!(
                 "{} resources; CloudFormation allows {MAX_RESOURCES}",
                 self.resources.len()
             )));
+        }
+        problems
+    }
+
+    /// Conditions: alphanumeric unique names, referring only to parameters (as CloudFormation
+    /// requires), and every `Fn::If` naming one that exists.
+    fn validate_conditions(&self) -> Vec<TemplateError> {
+        let mut problems = Vec::new();
+        let mut declared: Vec<&str> = Vec::new();
+        for c in &self.conditions {
+            if c.name.is_empty() || !c.name.bytes().all(|b| b.is_ascii_alphanumeric()) {
+                problems.push(TemplateError(format!(
+                    "condition {:?} must be alphanumeric",
+                    c.name
+                )));
+            }
+            if declared.contains(&c.name) {
+                problems.push(TemplateError(format!(
+                    "condition {} is declared twice",
+                    c.name
+                )));
+            }
+            declared.push(c.name);
+            let mut refs = Vec::new();
+            c.value.references(&mut refs);
+            for r in refs {
+                if !self.parameters.iter().any(|p| p.name == r) {
+                    problems.push(TemplateError(format!(
+                        "condition {} references {r:?}, which is not a parameter",
+                        c.name
+                    )));
+                }
+            }
+        }
+        let mut used = Vec::new();
+        for r in &self.resources {
+            r.properties
+                .iter()
+                .for_each(|(_, v)| v.conditions_used(&mut used));
+        }
+        self.outputs
+            .iter()
+            .for_each(|o| o.value.conditions_used(&mut used));
+        for name in used {
+            if !declared.contains(&name) {
+                problems.push(TemplateError(format!(
+                    "Fn::If uses unknown condition {name:?}"
+                )));
+            }
         }
         problems
     }
@@ -472,6 +568,14 @@ impl Template {
                 params.insert(p.name.to_string(), Json::Object(pm));
             }
             m.insert("Parameters".into(), Json::Object(params));
+        }
+        if !self.conditions.is_empty() {
+            let conditions: Map<String, Json> = self
+                .conditions
+                .iter()
+                .map(|c| (c.name.to_string(), c.value.to_json()))
+                .collect();
+            m.insert("Conditions".into(), Json::Object(conditions));
         }
         let mut resources = Map::new();
         for r in &self.resources {
@@ -560,6 +664,67 @@ mod tests {
         assert!(!problems
             .iter()
             .any(|p| p.contains("Literal") || p.contains("AWS::")));
+    }
+
+    #[test]
+    fn conditions_render_and_are_checked() {
+        let mut t = Template::default();
+        t.parameters.push(Parameter {
+            name: "Count",
+            kind: "Number",
+            description: "n".into(),
+            default: None,
+            no_echo: false,
+        });
+        t.conditions.push(Condition {
+            name: "NoCount",
+            value: Value::Equals(
+                Box::new(Value::Ref("Count".into())),
+                Box::new(Value::Int(0)),
+            ),
+        });
+        t.add(Resource::new(A, "AWS::SQS::Queue").prop(
+            "DelaySeconds",
+            Value::If(
+                "NoCount".into(),
+                Box::new(Pseudo::NoValue.into()),
+                Box::new(Value::Ref("Count".into())),
+            ),
+        ));
+        assert!(t.validate().is_empty(), "{:?}", t.validate());
+        let j = t.to_json();
+        assert_eq!(
+            j["Conditions"],
+            json!({"NoCount": {"Fn::Equals": [{"Ref": "Count"}, 0]}})
+        );
+        assert_eq!(
+            j["Resources"]["Alpha"]["Properties"]["DelaySeconds"],
+            json!({"Fn::If": ["NoCount", {"Ref": "AWS::NoValue"}, {"Ref": "Count"}]})
+        );
+        let text = t.render();
+        assert!(text.find("\"Parameters\"") < text.find("\"Conditions\""));
+        assert!(text.find("\"Conditions\"") < text.find("\"Resources\""));
+
+        t.conditions.push(Condition {
+            name: "Bad",
+            value: Value::Equals(Box::new(A.r#ref()), Box::new(Value::Int(0))),
+        });
+        t.add(Resource::new(B, "AWS::SQS::Queue").prop(
+            "DelaySeconds",
+            Value::If(
+                "Nope".into(),
+                Box::new(Value::Int(1)),
+                Box::new(Value::Int(2)),
+            ),
+        ));
+        let problems: Vec<String> = t.validate().into_iter().map(|e| e.0).collect();
+        assert_eq!(
+            problems,
+            [
+                "condition Bad references \"Alpha\", which is not a parameter",
+                "Fn::If uses unknown condition \"Nope\""
+            ]
+        );
     }
 
     #[test]

@@ -1,15 +1,20 @@
 //! `deploy` and `diff` through CloudFormation change sets (`destroy` is in [`crate::destroy`]).
 //!
-//! The deploy flow reads top-down: check the caller's account, publish assets, prepare
-//! parameters, check the stack's state, create the change set and wait for it, short-circuit
-//! "no changes", show the diff and the security view, apply the approval rule (never prompting
-//! without a terminal), execute, and watch the stack's events until it settles. Everything is
-//! reported through [`Reporter`], and the result is a typed [`Outcome`].
+//! The deploy flow reads top-down: check the caller's account, check the stack's state, decide
+//! the activator's reserved concurrency from the account's ([`concurrency`]), prepare the
+//! parameters (the verification certificate only when the CA registration is created or
+//! replaced), publish the assets ([`publish`]), create the change set and wait for it,
+//! short-circuit "no changes", show the diff and the security view, apply the approval rule
+//! (never prompting without a terminal), execute, and watch the stack's events until it
+//! settles. Everything is reported through [`Reporter`], and the result is a typed
+//! [`Outcome`].
 
 use crate::aws::{self, Clients};
-use crate::constructs::{self, VERIFICATION_PARAMETER};
+use crate::concurrency;
+use crate::constructs::{self, CA_REGISTRATION, VERIFICATION_PARAMETER};
 use crate::diff::{self, ChangeSetChange, StackDiff};
 use crate::error::Error;
+use crate::publish;
 use crate::stage::{Stage, Verification};
 use crate::synth::Synthesized;
 use aws_sdk_cloudformation::types::{
@@ -124,91 +129,34 @@ pub async fn deploy(
     let stage = &s.stage;
     let stack = stage.stack_name.as_str();
     let account = check_account(clients, stage).await?;
-    let bucket = asset_bucket(&account, &clients.region);
-    ensure_bucket(clients, &bucket).await?;
-    for b in &s.bundles {
-        let key = format!("asset.{}.zip", b.sha256);
-        upload_if_missing(clients, &bucket, &key, &b.zip_path, reporter).await?;
-    }
-    let template_url = if s.needs_template_upload() {
-        let key = format!("templates/{}.json", s.template_sha256);
-        let path = std::env::temp_dir()
-            .join(format!("jitr-{}-{key}", std::process::id()).replace('/', "-"));
-        std::fs::write(&path, &s.template_json).map_err(crate::error::io(&path))?;
-        let uploaded = upload_if_missing(clients, &bucket, &key, &path, reporter).await;
-        let _ = std::fs::remove_file(&path);
-        uploaded?;
-        Some(object_url(clients, &bucket, &key))
-    } else {
-        None
-    };
-    let parameters = parameters(clients, root, stage).await?;
-
     let existing = prepare_stack(clients, stack, opts, reporter).await?;
+    let reservation = concurrency::reserve(clients, root, stage, &account, reporter).await?;
     let deployed_template = match &existing {
         Some(_) => Some(deployed_template(clients, stack).await?),
         None => None,
     };
     diff::check_ca_mode(&stage.name, deployed_template.as_ref(), &s.template_json)?;
-    let change_set_name = format!(
-        "jitr-{}-{}",
-        stage.name,
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis())
-            .unwrap_or(0)
+    let mut parameters = vec![reservation.parameter()];
+    parameters.extend(
+        verification_parameter(clients, root, stage, deployed_template.as_ref(), reporter).await?,
     );
-    let kind = if existing.is_some() {
-        ChangeSetType::Update
-    } else {
-        ChangeSetType::Create
+    let template_url = publish::publish(clients, &account, s, reporter).await?;
+
+    let change_set = ChangeSetRequest {
+        stack,
+        name: change_set_name(&stage.name, unix_millis()),
+        update: existing.is_some(),
+        parameters,
+        template_url,
     };
-    reporter.progress(&format!(
-        "creating change set {change_set_name} ({}) for stack {stack}",
-        kind.as_str()
-    ));
-    let mut call = clients
-        .cfn
-        .create_change_set()
-        .stack_name(stack)
-        .change_set_name(&change_set_name)
-        .change_set_type(kind.clone())
-        .description(format!("jitr-infra {}", env!("CARGO_PKG_VERSION")))
-        .capabilities(Capability::CapabilityIam)
-        .set_parameters(Some(parameters))
-        .set_tags(Some(
-            stage
-                .tags
-                .iter()
-                .map(|(k, v)| Tag::builder().key(k).value(v).build())
-                .collect(),
-        ));
-    call = match &template_url {
-        Some(url) => call.template_url(url),
-        None => call.template_body(&s.template_json),
+    let Some(change_set_id) = create_change_set(clients, s, &change_set, reporter).await? else {
+        return no_changes(clients, stage, reporter).await;
     };
-    let created = match call.send().await {
-        Ok(out) => out,
-        Err(e) if is_no_changes(&aws::message(&e)) => {
-            // moto answers this at once; CloudFormation marks the change set FAILED instead.
-            reporter.progress("no changes");
-            crate::protection::apply(clients, stage, reporter).await?;
-            return Ok(Outcome::NoChanges {
-                stack_name: stack.to_string(),
-            });
-        }
-        Err(e) => return Err(aws_error("CreateChangeSet", &e)),
-    };
-    let change_set_id = created.id().unwrap_or(&change_set_name).to_string();
     let changes = match wait_change_set(clients, stack, &change_set_id, opts).await? {
         ChangeSetResult::Ready(changes) => changes,
         ChangeSetResult::NoChanges => {
             delete_change_set(clients, stack, &change_set_id).await;
-            reporter.progress("no changes");
-            crate::protection::apply(clients, stage, reporter).await?;
-            return Ok(Outcome::NoChanges {
-                stack_name: stack.to_string(),
-            });
+            return no_changes(clients, stage, reporter).await;
         }
     };
     let synthesized: serde_json::Value =
@@ -220,7 +168,7 @@ pub async fn deploy(
     if !opts.execute {
         return Ok(Outcome::ChangeSetCreated {
             stack_name: stack.to_string(),
-            change_set_name,
+            change_set_name: change_set.name,
             change_set_id,
         });
     }
@@ -233,36 +181,160 @@ pub async fn deploy(
                 // The CREATE change set left an empty REVIEW_IN_PROGRESS stack behind.
                 let _ = clients.cfn.delete_stack().stack_name(stack).send().await;
             }
-            return Err(Error::ApprovalRequired(format!(
-                "{reason}; {}",
-                if opts.interactive {
-                    "not approved".to_string()
-                } else {
-                    format!(
-                        "no terminal to ask on: review the diff above and rerun with \
-                         --require-approval never (now: {:?})",
-                        opts.require_approval
-                    )
-                    .to_lowercase()
-                }
-            )));
+            return Err(not_approved(&reason, opts));
         }
     }
+    execute(
+        clients,
+        stage,
+        change_set.update,
+        &change_set.name,
+        &change_set_id,
+        opts,
+        reporter,
+    )
+    .await
+}
 
+/// Nothing to change: the stage's protection is still applied (switching it on in the stage
+/// file changes no template).
+async fn no_changes(
+    clients: &Clients,
+    stage: &Stage,
+    reporter: &dyn Reporter,
+) -> Result<Outcome, Error> {
+    reporter.progress("no changes");
+    crate::protection::apply(clients, stage, reporter).await?;
+    Ok(Outcome::NoChanges {
+        stack_name: stage.stack_name.clone(),
+    })
+}
+
+fn not_approved(reason: &str, opts: &Options) -> Error {
+    Error::ApprovalRequired(format!(
+        "{reason}; {}",
+        if opts.interactive {
+            "not approved".to_string()
+        } else {
+            format!(
+                "no terminal to ask on: review the diff above and rerun with \
+                 --require-approval never (now: {:?})",
+                opts.require_approval
+            )
+            .to_lowercase()
+        }
+    ))
+}
+
+fn unix_millis() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0)
+}
+
+/// CloudFormation's longest change-set name.
+pub const MAX_CHANGE_SET_NAME: usize = 128;
+
+/// `jitr-<stage>-<millis>`, as CloudFormation accepts change-set names whatever the stage is
+/// called: letters, digits and hyphens (anything else in the stage name becomes a hyphen),
+/// starting with a letter, at most [`MAX_CHANGE_SET_NAME`] characters (a long stage name is
+/// cut, the time is kept).
+pub fn change_set_name(stage: &str, millis: u128) -> String {
+    let prefix = "jitr-";
+    let suffix = format!("-{millis}");
+    let room = MAX_CHANGE_SET_NAME.saturating_sub(prefix.len() + suffix.len());
+    let stage: String = stage
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .take(room)
+        .collect();
+    format!("{prefix}{stage}{suffix}")
+}
+
+/// The change set deploy asks for.
+struct ChangeSetRequest<'a> {
+    stack: &'a str,
+    name: String,
+    /// UPDATE of an existing stack, else CREATE.
+    update: bool,
+    parameters: Vec<Parameter>,
+    /// The template by URL (too big to pass inline), else its body.
+    template_url: Option<String>,
+}
+
+/// Creates the change set; its id, or `None` when CloudFormation refuses it at once for
+/// having no changes.
+async fn create_change_set(
+    clients: &Clients,
+    s: &Synthesized,
+    req: &ChangeSetRequest<'_>,
+    reporter: &dyn Reporter,
+) -> Result<Option<String>, Error> {
+    let kind = if req.update {
+        ChangeSetType::Update
+    } else {
+        ChangeSetType::Create
+    };
+    reporter.progress(&format!(
+        "creating change set {} ({}) for stack {}",
+        req.name,
+        kind.as_str(),
+        req.stack
+    ));
+    let mut call = clients
+        .cfn
+        .create_change_set()
+        .stack_name(req.stack)
+        .change_set_name(&req.name)
+        .change_set_type(kind)
+        .description(format!("jitr-infra {}", env!("CARGO_PKG_VERSION")))
+        .capabilities(Capability::CapabilityIam)
+        .set_parameters(Some(req.parameters.clone()))
+        .set_tags(Some(
+            s.stage
+                .tags
+                .iter()
+                .map(|(k, v)| Tag::builder().key(k).value(v).build())
+                .collect(),
+        ));
+    call = match &req.template_url {
+        Some(url) => call.template_url(url),
+        None => call.template_body(&s.template_json),
+    };
+    match call.send().await {
+        Ok(out) => Ok(Some(out.id().unwrap_or(&req.name).to_string())),
+        // moto answers this at once; CloudFormation marks the change set FAILED instead.
+        Err(e) if is_no_changes(&aws::message(&e)) => Ok(None),
+        Err(e) => Err(aws_error("CreateChangeSet", &e)),
+    }
+}
+
+/// Executes the approved change set and watches the stack settle.
+async fn execute(
+    clients: &Clients,
+    stage: &Stage,
+    update: bool,
+    name: &str,
+    id: &str,
+    opts: &Options,
+    reporter: &dyn Reporter,
+) -> Result<Outcome, Error> {
+    let stack = stage.stack_name.as_str();
     let stack_id = describe(clients, stack)
         .await?
         .and_then(|st| st.stack_id().map(str::to_string))
         .unwrap_or_else(|| stack.to_string());
     let since = latest_event_id(clients, &stack_id).await;
-    if existing.is_some() {
+    if update {
         crate::protection::before_execute(clients, stage, reporter).await?;
     }
-    reporter.progress(&format!("executing {change_set_name}"));
+    reporter.progress(&format!("executing {name}"));
     clients
         .cfn
         .execute_change_set()
         .stack_name(stack)
-        .change_set_name(&change_set_id)
+        .change_set_name(id)
         .send()
         .await
         .map_err(|e| aws_error("ExecuteChangeSet", &e))?;
@@ -320,7 +392,7 @@ pub(crate) fn aws_error<E, R>(
 ) -> Error
 where
     E: aws_sdk_cloudformation::error::ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
+    R: std::fmt::Debug + 'static,
 {
     Error::Aws(aws::explain(operation, e))
 }
@@ -347,138 +419,60 @@ pub async fn check_account(clients: &Clients, stage: &Stage) -> Result<String, E
     Ok(account)
 }
 
-async fn ensure_bucket(clients: &Clients, bucket: &str) -> Result<(), Error> {
-    if clients.s3.head_bucket().bucket(bucket).send().await.is_ok() {
-        return Ok(());
+/// Whether this deploy creates or replaces the CA registration: no stack (or no registration
+/// in it) yet, or the provider's own replacement rule
+/// ([`jitr_lambda_common::pki::needs_new_registration`]) applied to the deployed template's
+/// properties and the stage's.
+pub fn creates_registration(deployed: Option<&serde_json::Value>, stage: &Stage) -> bool {
+    let Some(t) = deployed else { return true };
+    if t["Parameters"].get(VERIFICATION_PARAMETER).is_none() {
+        // Nothing to keep with UsePreviousValue.
+        return true;
     }
-    let mut create = clients.s3.create_bucket().bucket(bucket);
-    if clients.region != "us-east-1" {
-        use aws_sdk_s3::types::{BucketLocationConstraint, CreateBucketConfiguration};
-        create = create.create_bucket_configuration(
-            CreateBucketConfiguration::builder()
-                .location_constraint(BucketLocationConstraint::from(clients.region.as_str()))
-                .build(),
-        );
-    }
-    match create.send().await {
-        Ok(_) => {}
-        Err(e) if aws::code(&e).as_deref() == Some("BucketAlreadyOwnedByYou") => {}
-        Err(e) => return Err(aws_error(&format!("s3:CreateBucket {bucket}"), &e)),
-    }
-    use aws_sdk_s3::types::{
-        PublicAccessBlockConfiguration, ServerSideEncryption, ServerSideEncryptionByDefault,
-        ServerSideEncryptionConfiguration, ServerSideEncryptionRule,
-    };
-    clients
-        .s3
-        .put_public_access_block()
-        .bucket(bucket)
-        .public_access_block_configuration(
-            PublicAccessBlockConfiguration::builder()
-                .block_public_acls(true)
-                .ignore_public_acls(true)
-                .block_public_policy(true)
-                .restrict_public_buckets(true)
-                .build(),
-        )
-        .send()
-        .await
-        .map_err(|e| aws_error(&format!("s3:PutPublicAccessBlock {bucket}"), &e))?;
-    let sse = ServerSideEncryptionByDefault::builder()
-        .sse_algorithm(ServerSideEncryption::Aes256)
-        .build()
-        .expect("algorithm set");
-    clients
-        .s3
-        .put_bucket_encryption()
-        .bucket(bucket)
-        .server_side_encryption_configuration(
-            ServerSideEncryptionConfiguration::builder()
-                .rules(
-                    ServerSideEncryptionRule::builder()
-                        .apply_server_side_encryption_by_default(sse)
-                        .build(),
-                )
-                .build()
-                .expect("rules set"),
-        )
-        .send()
-        .await
-        .map_err(|e| aws_error(&format!("s3:PutBucketEncryption {bucket}"), &e))?;
-    Ok(())
-}
-
-/// Uploads `path` as `key` unless an object with that key is already there (keys carry the
-/// content's sha256, so an existing key is the same bytes).
-async fn upload_if_missing(
-    clients: &Clients,
-    bucket: &str,
-    key: &str,
-    path: &Path,
-    reporter: &dyn Reporter,
-) -> Result<(), Error> {
-    match clients
-        .s3
-        .head_object()
-        .bucket(bucket)
-        .key(key)
-        .send()
-        .await
-    {
-        Ok(_) => return Ok(()),
-        Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => {}
-        Err(e) if aws::code(&e).as_deref() == Some("NotFound") => {}
-        Err(e) => return Err(aws_error(&format!("s3:HeadObject s3://{bucket}/{key}"), &e)),
-    }
-    reporter.progress(&format!("uploading {key}"));
-    let body = aws_sdk_s3::primitives::ByteStream::from_path(path)
-        .await
-        .map_err(|e| Error::Aws(format!("reading {}: {e}", path.display())))?;
-    clients
-        .s3
-        .put_object()
-        .bucket(bucket)
-        .key(key)
-        .body(body)
-        .send()
-        .await
-        .map_err(|e| aws_error(&format!("s3:PutObject s3://{bucket}/{key}"), &e))?;
-    Ok(())
-}
-
-fn object_url(clients: &Clients, bucket: &str, key: &str) -> String {
-    // Path-style, on the configured endpoint when there is one (moto, VPC endpoints).
-    let endpoint = std::env::var("AWS_ENDPOINT_URL_S3")
-        .or_else(|_| std::env::var("AWS_ENDPOINT_URL"))
-        .ok()
-        .filter(|e| !e.is_empty());
-    match endpoint {
-        Some(e) => format!("{}/{bucket}/{key}", e.trim_end_matches('/')),
-        None => {
-            let suffix = if clients.region.starts_with("cn-") {
-                "amazonaws.com.cn"
-            } else {
-                "amazonaws.com"
-            };
-            format!("https://s3.{}.{suffix}/{bucket}/{key}", clients.region)
-        }
+    let props = &t["Resources"][CA_REGISTRATION.as_str()]["Properties"];
+    match (
+        props["CaCertificatePem"].as_str(),
+        props["CertificateMode"].as_str(),
+    ) {
+        (Some(pem), Some(mode)) => jitr_lambda_common::pki::needs_new_registration(
+            pem,
+            mode,
+            &stage.ca.pem,
+            stage.ca.mode.as_str(),
+        ),
+        _ => true,
     }
 }
 
-async fn parameters(
+/// The `DEFAULT`-mode verification certificate parameter. Only a deploy that creates or
+/// replaces the CA registration needs one (AWS IoT reads it when registering); any other
+/// keeps the deployed value (`UsePreviousValue`), so an unchanged stage stays a no-op and
+/// needs neither the CA key nor the certificate file.
+async fn verification_parameter(
     clients: &Clients,
     root: &Path,
     stage: &Stage,
-) -> Result<Vec<Parameter>, Error> {
+    deployed: Option<&serde_json::Value>,
+    reporter: &dyn Reporter,
+) -> Result<Option<Parameter>, Error> {
     let Some(v) = &stage.ca.verification else {
-        return Ok(Vec::new());
+        return Ok(None);
     };
+    let param = Parameter::builder().parameter_key(VERIFICATION_PARAMETER);
+    if !creates_registration(deployed, stage) {
+        reporter.progress(
+            "CA registration unchanged: keeping its verification certificate (no CA key needed)",
+        );
+        return Ok(Some(param.use_previous_value(true).build()));
+    }
+    let why = "it is needed because this deploy registers the CA (a first deploy, or a new CA \
+               certificate or mode)";
     let pem = match v {
         Verification::CertificateFile { pem, .. } => pem.clone(),
         Verification::PrivateKeyFile(path) => {
             let key = std::fs::read_to_string(root.join(path)).map_err(|e| {
                 Error::Verification(format!(
-                    "{}: ca.verification.private_key_file {path}: {e}",
+                    "{}: ca.verification.private_key_file {path}: {e}; {why}",
                     stage.file.display()
                 ))
             })?;
@@ -488,17 +482,14 @@ async fn parameters(
             let key = std::env::var(var).map_err(|_| {
                 Error::Verification(format!(
                     "{}: ca.verification.private_key_env: environment variable {var} is not set \
-                 (it must hold the CA private key, PEM)",
+                     (it must hold the CA private key, PEM); {why}",
                     stage.file.display()
                 ))
             })?;
             verification_certificate(clients, stage, &key).await?
         }
     };
-    Ok(vec![Parameter::builder()
-        .parameter_key(VERIFICATION_PARAMETER)
-        .parameter_value(pem)
-        .build()])
+    Ok(Some(param.parameter_value(pem).build()))
 }
 
 /// Signs the `DEFAULT`-mode verification certificate (CN = this account and region's

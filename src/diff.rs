@@ -2069,7 +2069,13 @@ mod tests {
             ]
         );
         assert_eq!(f.properties[1].new, None);
-        assert_eq!(f.properties[1].old, Some(json!(5)));
+        assert_eq!(
+            f.properties[1].old,
+            Some(
+                old["Resources"]["ActivatorFunction"]["Properties"]["ReservedConcurrentExecutions"]
+                    .clone()
+            )
+        );
         let r = &d.resources[1];
         let paths: Vec<_> = r.properties.iter().map(|p| p.path.as_str()).collect();
         assert_eq!(

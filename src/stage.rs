@@ -149,9 +149,13 @@ pub struct ActivatorSection {
     /// Lambda timeout, seconds (1 to 900).
     #[serde(default = "default_timeout")]
     pub timeout_seconds: u32,
-    /// Reserved concurrency: caps how hard a registration storm can hit the IoT API.
-    #[serde(default = "default_concurrency")]
-    pub reserved_concurrency: u32,
+    /// Reserved concurrency (1 to 1000): caps how hard a registration storm can hit the IoT
+    /// API. Set, deploy refuses an account whose Lambda concurrency cannot give it (Lambda
+    /// keeps 100 units, or the whole limit when it is lower, unreserved). Unset, deploy
+    /// reserves 10 when the account can spare them and otherwise deploys without a
+    /// reservation, saying so.
+    #[serde(default)]
+    pub reserved_concurrency: Option<u32>,
     /// Days CloudWatch Logs keeps the Lambdas' logs (one of CloudWatch's allowed values).
     #[serde(default = "default_retention")]
     pub log_retention_days: u32,
@@ -162,9 +166,6 @@ fn default_memory() -> u32 {
 }
 fn default_timeout() -> u32 {
     30
-}
-fn default_concurrency() -> u32 {
-    10
 }
 fn default_retention() -> u32 {
     30
@@ -180,7 +181,7 @@ impl Default for ActivatorSection {
             on_reject: RejectAction::default(),
             memory_mb: default_memory(),
             timeout_seconds: default_timeout(),
-            reserved_concurrency: default_concurrency(),
+            reserved_concurrency: None,
             log_retention_days: default_retention(),
         }
     }
@@ -732,10 +733,10 @@ impl Validator<'_> {
                 format!("{} is outside 1..900", a.timeout_seconds),
             );
         }
-        if !(1..=1000).contains(&a.reserved_concurrency) {
+        if let Some(n) = a.reserved_concurrency.filter(|n| !(1..=1000).contains(n)) {
             self.problem(
                 "activator.reserved_concurrency",
-                format!("{} is outside 1..1000", a.reserved_concurrency),
+                format!("{n} is outside 1..1000 (remove it to let deploy decide)"),
             );
         }
         if !LOG_RETENTION_DAYS.contains(&a.log_retention_days) {

@@ -8,7 +8,8 @@
 use crate::assets::{self, BuildOptions, Bundle};
 use crate::cfn::{Template, MAX_INLINE_TEMPLATE_BYTES};
 use crate::constructs::{
-    self, AssetRef, Assets, ComposeError, ASSET_BUCKET, VERIFICATION_PARAMETER,
+    self, AssetRef, Assets, ComposeError, ASSET_BUCKET, RESERVED_CONCURRENCY_PARAMETER,
+    VERIFICATION_PARAMETER,
 };
 use crate::error::{io, Error};
 use crate::stage::{self, Problem, Stage, StageError};
@@ -144,12 +145,25 @@ pub fn finish(stage: Stage, assets: &Assets, bundles: Vec<Bundle>) -> Result<Syn
 
 fn manifest(s: &Synthesized) -> String {
     let stage = &s.stage;
-    let parameters: Vec<_> = stage
-        .ca
-        .verification
-        .iter()
-        .map(|v| json!({ "name": VERIFICATION_PARAMETER, "source": v.describe() }))
-        .collect();
+    let reservation = match stage.activator.reserved_concurrency {
+        Some(n) => format!(
+            "activator.reserved_concurrency ({n}); deploy refuses an account whose Lambda \
+             concurrency cannot give it"
+        ),
+        None => "set at deploy: 10 where the account's Lambda concurrency can spare them, \
+                 else 0 (no reservation)"
+            .to_string(),
+    };
+    let parameters: Vec<_> =
+        std::iter::once(json!({ "name": RESERVED_CONCURRENCY_PARAMETER, "source": reservation }))
+            .chain(
+                stage
+                    .ca
+                    .verification
+                    .iter()
+                    .map(|v| json!({ "name": VERIFICATION_PARAMETER, "source": v.describe() })),
+            )
+            .collect();
     let assets: Vec<_> = s
         .bundles
         .iter()

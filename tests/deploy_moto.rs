@@ -24,6 +24,14 @@ struct Project {
 
 impl Project {
     fn new(extra_ca_yaml: &str, account: Option<&str>) -> Project {
+        Project::with_activator(
+            extra_ca_yaml,
+            account,
+            "  reserved_concurrency: 2\n  log_retention_days: 1\n  timeout_seconds: 10\n",
+        )
+    }
+
+    fn with_activator(extra_ca_yaml: &str, account: Option<&str>, activator_yaml: &str) -> Project {
         let dir = std::env::temp_dir().join(unique("jitr-e2e"));
         for sub in ["stacks", "templates", "certs"] {
             std::fs::create_dir_all(dir.join(sub)).unwrap();
@@ -46,7 +54,7 @@ impl Project {
             .map(|a| format!("account: \"{a}\"\n"))
             .unwrap_or_default();
         let yaml = format!(
-            "stack_name: {stack}\nregion: {}\n{account}tags:\n  purpose: e2e\nca:\n  certificate: certs/ca.pem\n{extra_ca_yaml}activator:\n  reserved_concurrency: 2\n  log_retention_days: 1\n  timeout_seconds: 10\n",
+            "stack_name: {stack}\nregion: {}\n{account}tags:\n  purpose: e2e\nca:\n  certificate: certs/ca.pem\n{extra_ca_yaml}activator:\n{activator_yaml}",
             testkit::REGION
         );
         std::fs::write(dir.join("stacks/e2e.yaml"), yaml).unwrap();
@@ -138,6 +146,18 @@ async fn change_sets(stack: &str) -> usize {
                 .count()
         })
         .unwrap_or(0)
+}
+
+/// How many events the stack has had (moto lists them all): unchanged means not updated.
+async fn stack_events(stack: &str) -> usize {
+    cfn()
+        .await
+        .describe_stack_events()
+        .stack_name(stack)
+        .send()
+        .await
+        .map(|o| o.stack_events().len())
+        .unwrap()
 }
 
 /// A GET on moto, routed to `service` by the credential scope.
@@ -433,6 +453,12 @@ async fn default_mode_signs_the_verification_certificate_and_keeps_the_key_priva
     );
     let endpoint = moto().endpoint().to_string();
     let key = p.ca.key_pem();
+
+    // A first deploy registers the CA: without the key it stops before creating anything.
+    let o = p.run(&["deploy", "--stage", "e2e"], &endpoint, &[]);
+    assert_clean_failure(&o, "environment variable E2E_CA_KEY is not set");
+    assert!(stack_status(&p.stack).await.is_none());
+
     let o = p.run(
         &[
             "deploy",
@@ -457,14 +483,48 @@ async fn default_mode_signs_the_verification_certificate_and_keeps_the_key_priva
         .unwrap()
         .to_string();
 
-    // The key missing from the environment: a clear error naming the variable, nothing changed.
+    // Deployed again, unchanged, with the key unset: the CA registration stays as it is, so
+    // its verification certificate is kept (UsePreviousValue) and nothing changes.
+    let events = stack_events(&p.stack).await;
     let o = p.run(&["deploy", "--stage", "e2e"], &endpoint, &[]);
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert!(
-        String::from_utf8_lossy(&o.stderr).contains("E2E_CA_KEY is not set"),
+        String::from_utf8_lossy(&o.stdout).contains("no changes"),
         "{}",
         text(&o)
     );
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains(
+            "CA registration unchanged: keeping its verification certificate (no CA key needed)"
+        ),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(change_sets(&p.stack).await, 0, "no change set left");
+    assert_eq!(
+        stack_status(&p.stack).await.as_deref(),
+        Some("CREATE_COMPLETE"),
+        "no stack update"
+    );
+    assert_eq!(stack_events(&p.stack).await, events, "no stack update");
+
+    // A new CA certificate replaces the registration: that needs the key, and says why.
+    std::fs::write(
+        p.dir.join("certs/ca.pem"),
+        TestCa::new(&unique("E2E CA 2")).pem,
+    )
+    .unwrap();
+    let o = p.run(&["deploy", "--stage", "e2e"], &endpoint, &[]);
+    assert_clean_failure(
+        &o,
+        "verification certificate: stacks/e2e.yaml: ca.verification.private_key_env: \
+         environment variable E2E_CA_KEY is not set (it must hold the CA private key, PEM); it \
+         is needed because this deploy registers the CA (a first deploy, or a new CA \
+         certificate or mode)",
+    );
+    assert_eq!(change_sets(&p.stack).await, 0);
+    assert_eq!(stack_events(&p.stack).await, events, "nothing changed");
+    std::fs::write(p.dir.join("certs/ca.pem"), &p.ca.pem).unwrap();
 
     // Retained on destroy.
     let o = p.run(&["destroy", "--stage", "e2e", "--yes"], &endpoint, &[]);
@@ -537,9 +597,30 @@ async fn bad_input_and_faults_fail_cleanly_and_leave_nothing_half_done() {
         }
         testkit::http::forward(&upstream, &req).unwrap()
     }));
+    // The bucket exists and is ours (whichever test ran first), so the 403 is a permission.
+    let bucket = format!("jitr-assets-{}-{}", testkit::ACCOUNT, testkit::REGION);
+    let _ = s3_as(&credentials_for(testkit::ACCOUNT).await)
+        .await
+        .create_bucket()
+        .bucket(&bucket)
+        .create_bucket_configuration(
+            aws_sdk_s3::types::CreateBucketConfiguration::builder()
+                .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::from(
+                    testkit::REGION,
+                ))
+                .build(),
+        )
+        .send()
+        .await;
     let denied = Project::new("  mode: SNI_ONLY\n", None);
     let o = denied.run(&["deploy", "--stage", "e2e"], &proxy.url(), &[]);
-    assert_clean_failure(&o, "AccessDenied");
+    assert_clean_failure(
+        &o,
+        &format!(
+            "asset bucket {bucket}: S3 denied access (403) to this account's own bucket: these \
+             credentials lack s3:ListBucket on it"
+        ),
+    );
     assert!(
         stack_status(&denied.stack).await.is_none(),
         "no stack after a failed asset upload"
@@ -1419,4 +1500,316 @@ Devices signed by this CA cannot register between the two steps.
 
     let o = p.run(&["destroy", "--stage", "e2e", "--yes"], &endpoint, &[]);
     assert!(o.status.success(), "{}", text(&o));
+}
+
+/// A 12-digit account id no other test uses.
+fn fresh_account() -> String {
+    let digits: String = unique("acct")
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        })
+        .to_string();
+    format!("9{:0>11}", &digits[digits.len().saturating_sub(11)..])
+}
+
+/// Credentials moto maps to `account` (an assumed role there, as in a multi-account setup).
+async fn credentials_for(account: &str) -> Vec<(String, String)> {
+    let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(testkit::REGION))
+        .endpoint_url(moto().endpoint())
+        .credentials_provider(aws_sdk_cloudformation::config::Credentials::new(
+            "testing", "testing", None, None, "e2e",
+        ))
+        .load()
+        .await;
+    let out = aws_sdk_sts::Client::new(&conf)
+        .assume_role()
+        .role_arn(format!("arn:aws:iam::{account}:role/jitr-e2e"))
+        .role_session_name("jitr-e2e")
+        .send()
+        .await
+        .unwrap();
+    let c = out.credentials().unwrap();
+    vec![
+        ("AWS_ACCESS_KEY_ID".into(), c.access_key_id().to_string()),
+        (
+            "AWS_SECRET_ACCESS_KEY".into(),
+            c.secret_access_key().to_string(),
+        ),
+        ("AWS_SESSION_TOKEN".into(), c.session_token().to_string()),
+    ]
+}
+
+fn env_refs(env: &[(String, String)]) -> Vec<(&str, &str)> {
+    env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
+}
+
+/// SDK configuration acting as whoever `env` (from [`credentials_for`]) names.
+async fn conf_as(env: &[(String, String)]) -> aws_config::SdkConfig {
+    let get = |k: &str| env.iter().find(|(n, _)| n == k).unwrap().1.clone();
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(testkit::REGION))
+        .endpoint_url(moto().endpoint())
+        .credentials_provider(aws_sdk_cloudformation::config::Credentials::new(
+            get("AWS_ACCESS_KEY_ID"),
+            get("AWS_SECRET_ACCESS_KEY"),
+            Some(get("AWS_SESSION_TOKEN")),
+            None,
+            "e2e",
+        ))
+        .load()
+        .await
+}
+
+async fn s3_as(env: &[(String, String)]) -> aws_sdk_s3::Client {
+    let conf = conf_as(env).await;
+    aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&conf)
+            .force_path_style(true)
+            .build(),
+    )
+}
+
+/// Every object in `bucket` with its bytes, read as the bucket's owner.
+async fn objects(s3: &aws_sdk_s3::Client, bucket: &str) -> Vec<(String, Vec<u8>)> {
+    let listed = s3.list_objects_v2().bucket(bucket).send().await.unwrap();
+    let mut all = Vec::new();
+    for o in listed.contents() {
+        let key = o.key().unwrap().to_string();
+        let body = s3
+            .get_object()
+            .bucket(bucket)
+            .key(&key)
+            .send()
+            .await
+            .unwrap();
+        all.push((key, body.body.collect().await.unwrap().to_vec()));
+    }
+    all
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_foreign_bucket_of_the_asset_bucket_name_is_refused_and_untouched() {
+    let endpoint = moto().endpoint().to_string();
+    let ours = fresh_account();
+    let theirs = fresh_account();
+    let as_us = credentials_for(&ours).await;
+    let as_them = credentials_for(&theirs).await;
+
+    // Another account takes our asset bucket's name first, and puts something in it.
+    let bucket = format!("jitr-assets-{ours}-{}", testkit::REGION);
+    let squatter = s3_as(&as_them).await;
+    squatter
+        .create_bucket()
+        .bucket(&bucket)
+        .create_bucket_configuration(
+            aws_sdk_s3::types::CreateBucketConfiguration::builder()
+                .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::from(
+                    testkit::REGION,
+                ))
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    squatter
+        .put_object()
+        .bucket(&bucket)
+        .key("planted.txt")
+        .body(b"not yours".to_vec().into())
+        .send()
+        .await
+        .unwrap();
+    let before = objects(&squatter, &bucket).await;
+
+    let p = Project::new("  mode: SNI_ONLY\n", None);
+    let o = p.run(
+        &["deploy", "--stage", "e2e", "--require-approval", "never"],
+        &endpoint,
+        &env_refs(&as_us),
+    );
+    assert_clean_failure(
+        &o,
+        &format!(
+            "asset bucket {bucket}: the bucket exists but belongs to another AWS account, not \
+             {ours} (S3 bucket names are global). Refusing to read from or write to it: the \
+             Lambda code would come from a bucket someone else controls. If that account is \
+             yours too, delete the bucket there and deploy again"
+        ),
+    );
+    assert_eq!(
+        objects(&squatter, &bucket).await,
+        before,
+        "bucket untouched"
+    );
+    let cfn = aws_sdk_cloudformation::Client::new(&conf_as(&as_us).await);
+    assert!(
+        cfn.describe_stacks()
+            .stack_name(&p.stack)
+            .send()
+            .await
+            .is_err(),
+        "no stack"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stage_name_with_an_underscore_makes_a_valid_change_set_name() {
+    let endpoint = moto().endpoint().to_string();
+    let p = Project::new("  mode: SNI_ONLY\n", None);
+    std::fs::rename(
+        p.dir.join("stacks/e2e.yaml"),
+        p.dir.join("stacks/eu_prod.yaml"),
+    )
+    .unwrap();
+    let o = p.run(
+        &["deploy", "--stage", "eu_prod", "--no-execute", "--json"],
+        &endpoint,
+        &[],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let outcome: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let name = outcome["change_set_name"].as_str().unwrap();
+    assert!(name.starts_with("jitr-eu-prod-"), "{name}");
+    assert!(
+        name.len() <= 128 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'),
+        "{name}"
+    );
+    assert_eq!(change_sets(&p.stack).await, 1);
+}
+
+/// Sets the Lambda concurrency limit of `account` in the test region, as a new account has.
+fn set_concurrency_limit(account: &str, limit: u32) {
+    let host = moto().host_port().to_string();
+    let req = HttpRequest {
+        method: "POST".into(),
+        target: "/moto-api/jitr/lambda-concurrency-limit".into(),
+        headers: [
+            ("host".to_string(), host.clone()),
+            ("content-type".to_string(), "application/json".to_string()),
+        ]
+        .into(),
+        body: json!({"account": account, "region": testkit::REGION, "limit": limit})
+            .to_string()
+            .into_bytes(),
+    };
+    assert_eq!(testkit::http::forward(&host, &req).unwrap().status, 200);
+}
+
+async fn reserved_concurrency(env: &[(String, String)], function: &str) -> Option<i32> {
+    aws_sdk_lambda::Client::new(&conf_as(env).await)
+        .get_function_concurrency()
+        .function_name(function)
+        .send()
+        .await
+        .unwrap()
+        .reserved_concurrent_executions()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reservation_the_account_cannot_give_is_refused_before_any_change_set() {
+    let endpoint = moto().endpoint().to_string();
+    let account = fresh_account();
+    set_concurrency_limit(&account, 10);
+    let as_new = credentials_for(&account).await;
+    let p = Project::with_activator(
+        "  mode: SNI_ONLY\n",
+        None,
+        "  log_retention_days: 1\n  reserved_concurrency: 5\n",
+    );
+    let o = p.run(&["deploy", "--stage", "e2e"], &endpoint, &env_refs(&as_new));
+    assert_clean_failure(
+        &o,
+        &format!(
+            "stacks/e2e.yaml: 1 problem\n  stacks/e2e.yaml:10: activator.reserved_concurrency: 5 \
+             cannot be reserved: account {account} has a Lambda concurrency limit of 10 in \
+             eu-west-1 with 10 unreserved, and Lambda keeps 10 unreserved, so at most 0 can be \
+             reserved for the activator. Either remove activator.reserved_concurrency (the \
+             activator then runs without a reservation), or ask for a higher Lambda \"Concurrent \
+             executions\" quota in eu-west-1 (Service Quotas, quota code L-B99A9384)\n"
+        ),
+    );
+    let conf = conf_as(&as_new).await;
+    let cfn = aws_sdk_cloudformation::Client::new(&conf);
+    assert!(
+        cfn.describe_stacks()
+            .stack_name(&p.stack)
+            .send()
+            .await
+            .is_err(),
+        "no stack"
+    );
+    let left = cfn.list_change_sets().stack_name(&p.stack).send().await;
+    assert!(
+        left.map(|l| l.summaries().is_empty()).unwrap_or(true),
+        "no change set"
+    );
+    // Refused before anything was made: not even the asset bucket.
+    let bucket = format!("jitr-assets-{account}-{}", testkit::REGION);
+    let head = s3_as(&as_new)
+        .await
+        .head_bucket()
+        .bucket(&bucket)
+        .send()
+        .await;
+    assert!(head.is_err(), "no asset bucket");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unset_reservation_deploys_in_a_new_account_without_one_and_says_so() {
+    let endpoint = moto().endpoint().to_string();
+    let account = fresh_account();
+    set_concurrency_limit(&account, 10);
+    let as_new = credentials_for(&account).await;
+    let p = Project::with_activator("  mode: SNI_ONLY\n", None, "  log_retention_days: 1\n");
+    let args = ["deploy", "--stage", "e2e", "--require-approval", "never"];
+    let o = p.run(&args, &endpoint, &env_refs(&as_new));
+    assert!(o.status.success(), "{}", text(&o));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "activator: deploying without reserved concurrency: account {account} has a Lambda \
+             concurrency limit of 10 in eu-west-1 with 10 unreserved, and Lambda keeps 10 \
+             unreserved, so at most 0 could be reserved (the default is 10). The activator \
+             shares the account's unreserved concurrency; after a quota increase, set \
+             activator.reserved_concurrency to cap it"
+        )),
+        "{}",
+        text(&o)
+    );
+    let function = format!("{}-activator", p.stack);
+    assert_eq!(reserved_concurrency(&as_new, &function).await, None);
+
+    // Redeployed unchanged: still none, and nothing to do.
+    let o = p.run(&args, &endpoint, &env_refs(&as_new));
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("no changes"),
+        "{}",
+        text(&o)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unset_reservation_in_a_big_account_reserves_the_default() {
+    let endpoint = moto().endpoint().to_string();
+    let as_big = credentials_for(&fresh_account()).await;
+    let p = Project::with_activator("  mode: SNI_ONLY\n", None, "  log_retention_days: 1\n");
+    let o = p.run(
+        &["deploy", "--stage", "e2e", "--require-approval", "never"],
+        &endpoint,
+        &env_refs(&as_big),
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains(
+            "activator: reserving 10 concurrent executions (the default; set \
+             activator.reserved_concurrency to change it)"
+        ),
+        "{}",
+        text(&o)
+    );
+    let function = format!("{}-activator", p.stack);
+    assert_eq!(reserved_concurrency(&as_big, &function).await, Some(10));
 }

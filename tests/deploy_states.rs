@@ -8,12 +8,16 @@ use aws_sdk_cloudformation::config::Credentials;
 use aws_smithy_http_client::test_util::{ReplayEvent, StaticReplayClient};
 use aws_smithy_types::body::SdkBody;
 use jitr_infra::aws::Clients;
+use jitr_infra::concurrency;
 use jitr_infra::deploy::{self, ChangeSetResult, Options, Poll, Reporter};
 use jitr_infra::destroy::{self, DestroyPlan};
 use jitr_infra::diff::StackDiff;
 use jitr_infra::error::Error;
+use jitr_infra::publish::AssetBucket;
+use jitr_infra::stage::Stage;
 use std::sync::Mutex;
 use std::time::Duration;
+use testkit::pki::TestCa;
 
 const STACK: &str = "jitr-dev";
 const STACK_ID: &str =
@@ -383,6 +387,492 @@ async fn a_failed_change_set_is_an_error_with_the_reason_and_is_deleted() {
         "{err}"
     );
     assert_eq!(actions(&replay), ["DescribeChangeSet", "DeleteChangeSet"]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The asset bucket is ours or nothing: S3's answers, replayed as real S3 gives them (a HEAD
+// answer has no body, so a 403 there names no cause).
+// ---------------------------------------------------------------------------------------------
+
+const ACCOUNT: &str = "123456789012";
+const BUCKET: &str = "jitr-assets-123456789012-eu-west-1";
+
+fn s3(status: u16, headers: &[(&str, &str)], body: &str) -> ReplayEvent {
+    let mut response = http::Response::builder().status(status);
+    for (k, v) in headers {
+        response = response.header(*k, *v);
+    }
+    ReplayEvent::new(
+        http::Request::builder()
+            .uri("https://s3.eu-west-1.amazonaws.com/")
+            .body(SdkBody::empty())
+            .unwrap(),
+        response.body(SdkBody::from(body.to_string())).unwrap(),
+    )
+}
+
+fn s3_error(status: u16, code: &str, message: &str) -> ReplayEvent {
+    s3(
+        status,
+        &[("content-type", "application/xml")],
+        &format!(
+            r#"<?xml version="1.0" encoding="UTF-8"?><Error><Code>{code}</Code><Message>{message}</Message><RequestId>R</RequestId><HostId>H</HostId></Error>"#
+        ),
+    )
+}
+
+/// (method, path and query, x-amz-expected-bucket-owner) of each request sent.
+fn s3_requests(replay: &StaticReplayClient) -> Vec<(String, String, Option<String>)> {
+    replay
+        .actual_requests()
+        .map(|r| {
+            let uri: http::Uri = r.uri().parse().unwrap();
+            (
+                r.method().to_string(),
+                uri.path_and_query().unwrap().to_string(),
+                r.headers()
+                    .get("x-amz-expected-bucket-owner")
+                    .map(str::to_string),
+            )
+        })
+        .collect()
+}
+
+fn owner() -> Option<String> {
+    Some(ACCOUNT.to_string())
+}
+
+fn foreign_bucket_message() -> String {
+    format!(
+        "asset bucket {BUCKET}: the bucket exists but belongs to another AWS account, not \
+         {ACCOUNT} (S3 bucket names are global). Refusing to read from or write to it: the \
+         Lambda code would come from a bucket someone else controls. If that account is yours \
+         too, delete the bucket there and deploy again"
+    )
+}
+
+#[tokio::test]
+async fn a_bucket_of_another_account_is_refused_without_a_write() {
+    let replay = StaticReplayClient::new(vec![
+        s3(403, &[], ""),
+        s3(
+            200,
+            &[("content-type", "application/xml")],
+            r#"<?xml version="1.0" encoding="UTF-8"?><ListAllMyBucketsResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Owner><ID>o</ID></Owner><Buckets><Bucket><Name>jitr-assets-123456789012-eu-west-1-old</Name><CreationDate>2026-01-01T00:00:00.000Z</CreationDate></Bucket></Buckets><Prefix>jitr-assets-123456789012-eu-west-1</Prefix></ListAllMyBucketsResult>"#,
+        ),
+    ]);
+    let c = clients(&replay).await;
+    let err = AssetBucket::ensure(&c, ACCOUNT).await.err().unwrap();
+    assert_eq!(err.to_string(), foreign_bucket_message());
+    assert_eq!(
+        s3_requests(&replay),
+        [
+            ("HEAD".into(), format!("/{BUCKET}/"), owner()),
+            (
+                "GET".into(),
+                format!("/?x-id=ListBuckets&prefix={BUCKET}"),
+                None
+            ),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_denied_bucket_that_is_ours_is_a_permission_problem() {
+    let replay = StaticReplayClient::new(vec![
+        s3(403, &[], ""),
+        s3(
+            200,
+            &[("content-type", "application/xml")],
+            &format!(
+                r#"<?xml version="1.0" encoding="UTF-8"?><ListAllMyBucketsResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Owner><ID>o</ID></Owner><Buckets><Bucket><Name>{BUCKET}</Name><CreationDate>2026-01-01T00:00:00.000Z</CreationDate></Bucket></Buckets></ListAllMyBucketsResult>"#
+            ),
+        ),
+    ]);
+    let c = clients(&replay).await;
+    let err = AssetBucket::ensure(&c, ACCOUNT).await.err().unwrap();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "asset bucket {BUCKET}: S3 denied access (403) to this account's own bucket: these \
+             credentials lack s3:ListBucket on it"
+        )
+    );
+}
+
+#[tokio::test]
+async fn a_bucket_name_taken_at_creation_is_refused() {
+    let replay = StaticReplayClient::new(vec![
+        s3(404, &[], ""),
+        s3_error(
+            409,
+            "BucketAlreadyExists",
+            "The requested bucket name is not available.",
+        ),
+    ]);
+    let c = clients(&replay).await;
+    let err = AssetBucket::ensure(&c, ACCOUNT).await.err().unwrap();
+    assert_eq!(err.to_string(), foreign_bucket_message());
+    assert_eq!(s3_requests(&replay).len(), 2, "nothing after CreateBucket");
+}
+
+#[tokio::test]
+async fn a_new_bucket_is_made_private_and_every_call_names_its_owner() {
+    let replay = StaticReplayClient::new(vec![
+        s3(404, &[], ""),
+        s3(200, &[("location", "/jitr-assets")], ""),
+        s3(200, &[], ""),
+        s3(200, &[], ""),
+    ]);
+    let c = clients(&replay).await;
+    AssetBucket::ensure(&c, ACCOUNT).await.unwrap();
+    assert_eq!(
+        s3_requests(&replay),
+        [
+            ("HEAD".into(), format!("/{BUCKET}/"), owner()),
+            // The one call S3 offers no owner condition for.
+            ("PUT".into(), format!("/{BUCKET}/"), None),
+            (
+                "PUT".into(),
+                format!("/{BUCKET}/?publicAccessBlock"),
+                owner()
+            ),
+            ("PUT".into(), format!("/{BUCKET}/?encryption"), owner()),
+        ]
+    );
+}
+
+/// Uploads `bytes` into an existing asset bucket whose object answers `head`.
+async fn upload_over(head: ReplayEvent, bytes: &[u8]) -> (Vec<String>, StaticReplayClient) {
+    let replay = StaticReplayClient::new(vec![
+        s3(200, &[], ""),
+        head,
+        s3(200, &[("etag", "\"e\"")], ""),
+    ]);
+    let c = clients(&replay).await;
+    let rec = Recorder::default();
+    let bucket = AssetBucket::ensure(&c, ACCOUNT).await.unwrap();
+    bucket
+        .upload("asset.x.zip", bytes.to_vec(), &rec)
+        .await
+        .unwrap();
+    let lines = rec.0.lock().unwrap().clone();
+    (lines, replay)
+}
+
+fn sha256_b64(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    aws_smithy_types::base64::encode(sha2::Sha256::digest(bytes))
+}
+
+#[tokio::test]
+async fn an_existing_object_is_trusted_only_with_our_checksum() {
+    let bytes = b"PK\x03\x04 the zip";
+    let ours = sha256_b64(bytes);
+
+    // Our checksum: trusted, nothing uploaded.
+    let (lines, replay) = upload_over(
+        s3(
+            200,
+            &[("x-amz-checksum-sha256", &ours), ("content-length", "15")],
+            "",
+        ),
+        bytes,
+    )
+    .await;
+    assert!(lines.is_empty(), "{lines:?}");
+    let sent = s3_requests(&replay);
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    let head = replay.actual_requests().nth(1).unwrap();
+    assert_eq!(head.headers().get("x-amz-checksum-mode"), Some("ENABLED"));
+
+    // Other bytes under our key, or no checksum to tell: ours replaces them.
+    let theirs = sha256_b64(b"something else");
+    for (head, said) in [
+        (
+            s3(
+                200,
+                &[("x-amz-checksum-sha256", &theirs), ("content-length", "14")],
+                "",
+            ),
+            format!(
+                "s3://{BUCKET}/asset.x.zip holds other bytes (SHA-256 {theirs}, ours {ours}): \
+                 replacing them"
+            ),
+        ),
+        (
+            s3(200, &[("content-length", "15")], ""),
+            format!(
+                "s3://{BUCKET}/asset.x.zip has no SHA-256 checksum to verify: uploading ours \
+                 over it"
+            ),
+        ),
+        (s3(404, &[], ""), "uploading asset.x.zip".to_string()),
+    ] {
+        let (lines, replay) = upload_over(head, bytes).await;
+        assert_eq!(lines[0], said);
+        let sent = s3_requests(&replay);
+        assert_eq!(
+            sent[2],
+            (
+                "PUT".into(),
+                format!("/{BUCKET}/asset.x.zip?x-id=PutObject"),
+                owner()
+            )
+        );
+        let put = replay.actual_requests().nth(2).unwrap();
+        assert_eq!(
+            put.headers().get("x-amz-checksum-sha256"),
+            Some(ours.as_str()),
+            "S3 verifies the bytes it receives against our checksum"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// DEFAULT mode: the verification certificate only when the CA registration is created or
+// replaced (the provider's own rule, on the deployed template's properties).
+// ---------------------------------------------------------------------------------------------
+
+/// A stage in a throwaway project; `activator` is the stage file's activator section.
+struct StageDir(std::path::PathBuf);
+
+impl StageDir {
+    fn new(ca_yaml: &str, activator: &str) -> (StageDir, Stage) {
+        let dir = std::env::temp_dir().join(testkit::unique("jitr-states"));
+        std::fs::create_dir_all(dir.join("stacks")).unwrap();
+        std::fs::create_dir_all(dir.join("certs")).unwrap();
+        std::fs::create_dir_all(dir.join("templates")).unwrap();
+        std::fs::copy(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("templates/device-policy.json.hbs"),
+            dir.join("templates/device-policy.json.hbs"),
+        )
+        .unwrap();
+        let ca = TestCa::new("States CA");
+        std::fs::write(dir.join("certs/ca.pem"), &ca.pem).unwrap();
+        let text = format!(
+            "stack_name: jitr-dev\nregion: eu-west-1\nca:\n  certificate: certs/ca.pem\n{ca_yaml}activator:\n{activator}"
+        );
+        std::fs::write(dir.join("stacks/dev.yaml"), &text).unwrap();
+        let stage = jitr_infra::stage::load(&dir, "dev").unwrap();
+        (StageDir(dir), stage)
+    }
+}
+
+impl Drop for StageDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The deployed template's parts that decide it.
+fn deployed(pem: &str, mode: &str) -> serde_json::Value {
+    serde_json::json!({
+        "Parameters": { "VerificationCertificatePem": { "Type": "String" } },
+        "Resources": { "CaRegistration": { "Type": "Custom::JitrCaRegistration", "Properties": {
+            "CaCertificatePem": pem,
+            "CertificateMode": mode,
+            "VerificationCertificatePem": { "Ref": "VerificationCertificatePem" }
+        }}}
+    })
+}
+
+#[test]
+fn only_a_new_or_replaced_registration_needs_a_verification_certificate() {
+    let (_dir, stage) = StageDir::new(
+        "  mode: DEFAULT\n  verification:\n    private_key_env: CA_KEY\n",
+        "  memory_mb: 128\n",
+    );
+    let pem = stage.ca.pem.clone();
+    assert!(deploy::creates_registration(None, &stage), "no stack yet");
+    assert!(!deploy::creates_registration(
+        Some(&deployed(&pem, "DEFAULT")),
+        &stage
+    ));
+    // The same certificate written differently (CRLF line ends) is the same registration.
+    assert!(!deploy::creates_registration(
+        Some(&deployed(&pem.replace('\n', "\r\n"), "DEFAULT")),
+        &stage
+    ));
+    let other = TestCa::new("Other CA").pem;
+    assert!(deploy::creates_registration(
+        Some(&deployed(&other, "DEFAULT")),
+        &stage
+    ));
+    assert!(deploy::creates_registration(
+        Some(&deployed(&pem, "SNI_ONLY")),
+        &stage
+    ));
+    // A stack deployed in SNI_ONLY mode has no parameter to keep.
+    let mut sni = deployed(&pem, "DEFAULT");
+    sni["Parameters"] = serde_json::json!({});
+    assert!(deploy::creates_registration(Some(&sni), &stage));
+}
+
+// ---------------------------------------------------------------------------------------------
+// The activator's reserved concurrency against GetAccountSettings as Lambda answers it.
+// ---------------------------------------------------------------------------------------------
+
+fn lambda(status: u16, headers: &[(&str, &str)], body: &str) -> ReplayEvent {
+    let mut response = http::Response::builder()
+        .status(status)
+        .header("content-type", "application/json");
+    for (k, v) in headers {
+        response = response.header(*k, *v);
+    }
+    ReplayEvent::new(
+        http::Request::builder()
+            .uri("https://lambda.eu-west-1.amazonaws.com/")
+            .body(SdkBody::empty())
+            .unwrap(),
+        response.body(SdkBody::from(body.to_string())).unwrap(),
+    )
+}
+
+fn account_settings(limit: u32, unreserved: u32) -> ReplayEvent {
+    lambda(
+        200,
+        &[],
+        &format!(
+            r#"{{"AccountLimit":{{"TotalCodeSize":80530636800,"CodeSizeUnzipped":262144000,"CodeSizeZipped":52428800,"ConcurrentExecutions":{limit},"UnreservedConcurrentExecutions":{unreserved}}},"AccountUsage":{{"TotalCodeSize":0,"FunctionCount":0}}}}"#
+        ),
+    )
+}
+
+fn no_function() -> ReplayEvent {
+    lambda(
+        404,
+        &[("x-amzn-errortype", "ResourceNotFoundException")],
+        r#"{"Type":"User","Message":"Function not found: arn:aws:lambda:eu-west-1:123456789012:function:jitr-dev-activator"}"#,
+    )
+}
+
+#[tokio::test]
+async fn a_new_account_refuses_an_explicit_reservation_with_the_numbers_and_ways_out() {
+    let replay = StaticReplayClient::new(vec![account_settings(50, 50), no_function()]);
+    let c = clients(&replay).await;
+    let (dir, stage) = StageDir::new(
+        "  mode: SNI_ONLY\n",
+        "  memory_mb: 128\n  reserved_concurrency: 20\n",
+    );
+    let err = concurrency::reserve(&c, &dir.0, &stage, ACCOUNT, &Recorder::default())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "stacks/dev.yaml: 1 problem\n  stacks/dev.yaml:8: activator.reserved_concurrency: 20 \
+         cannot be reserved: account 123456789012 has a Lambda concurrency limit of 50 in \
+         eu-west-1 with 50 unreserved, and Lambda keeps 50 unreserved, so at most 0 can be \
+         reserved for the activator. Either remove activator.reserved_concurrency (the activator \
+         then runs without a reservation), or ask for a higher Lambda \"Concurrent executions\" \
+         quota in eu-west-1 (Service Quotas, quota code L-B99A9384)\n"
+    );
+    assert_eq!(err.exit_code(), 1);
+}
+
+#[tokio::test]
+async fn a_reservation_larger_than_what_is_left_names_the_most_there_is() {
+    // Limit 1000, 850 reserved by other functions, 20 by the activator itself.
+    let replay = StaticReplayClient::new(vec![
+        account_settings(1000, 130),
+        lambda(200, &[], r#"{"ReservedConcurrentExecutions":20}"#),
+    ]);
+    let c = clients(&replay).await;
+    let (dir, stage) = StageDir::new("  mode: SNI_ONLY\n", "  reserved_concurrency: 60\n");
+    let err = concurrency::reserve(&c, &dir.0, &stage, ACCOUNT, &Recorder::default())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(
+            "60 cannot be reserved: account 123456789012 has a Lambda concurrency limit of 1000 \
+             in eu-west-1 with 130 unreserved (plus 20 the activator reserves now), and Lambda \
+             keeps 100 unreserved, so at most 50 can be reserved for the activator. Either lower \
+             activator.reserved_concurrency to 50 or less, or ask for a higher Lambda"
+        ),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn an_answer_without_an_error_code_names_its_http_status() {
+    // An endpoint that lacks the operation answers 404 with a page, not an AWS error.
+    let replay = StaticReplayClient::new(vec![ReplayEvent::new(
+        http::Request::builder()
+            .uri("https://lambda.eu-west-1.amazonaws.com/")
+            .body(SdkBody::empty())
+            .unwrap(),
+        http::Response::builder()
+            .status(404)
+            .header("content-type", "text/html")
+            .body(SdkBody::from("<html><h1>Not Found</h1></html>"))
+            .unwrap(),
+    )]);
+    let c = clients(&replay).await;
+    let (dir, stage) = StageDir::new("  mode: SNI_ONLY\n", "  memory_mb: 128\n");
+    let err = concurrency::reserve(&c, &dir.0, &stage, ACCOUNT, &Recorder::default())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "lambda:GetAccountSettings: unhandled error (HTTP 404)"
+    );
+}
+
+#[tokio::test]
+async fn an_unset_reservation_in_a_new_account_is_none() {
+    let replay = StaticReplayClient::new(vec![account_settings(10, 10), no_function()]);
+    let c = clients(&replay).await;
+    let (dir, stage) = StageDir::new("  mode: SNI_ONLY\n", "  memory_mb: 128\n");
+    let rec = Recorder::default();
+    let r = concurrency::reserve(&c, &dir.0, &stage, ACCOUNT, &rec)
+        .await
+        .unwrap();
+    assert_eq!(r, concurrency::Reservation::None);
+    assert_eq!(r.parameter().parameter_value(), Some("0"));
+    assert!(
+        rec.0.lock().unwrap()[0].starts_with("activator: deploying without reserved concurrency")
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Change-set names: letters, digits and hyphens, a letter first, at most 128 characters.
+// ---------------------------------------------------------------------------------------------
+
+fn valid_change_set_name(name: &str) -> bool {
+    name.len() <= 128
+        && name.starts_with(|c: char| c.is_ascii_alphabetic())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+}
+
+#[test]
+fn change_set_names_are_valid_whatever_the_stage_name() {
+    let now = 1_764_400_000_123u128;
+    assert_eq!(
+        deploy::change_set_name("eu_prod", now),
+        "jitr-eu-prod-1764400000123"
+    );
+    assert_eq!(
+        deploy::change_set_name("dev", now),
+        "jitr-dev-1764400000123"
+    );
+    for stage in [
+        "eu_prod",
+        "9lives",
+        "_x_",
+        "a.b",
+        "émoji",
+        &"long_".repeat(60),
+    ] {
+        let name = deploy::change_set_name(stage, now);
+        assert!(valid_change_set_name(&name), "{stage:?} -> {name:?}");
+        assert!(name.ends_with("-1764400000123"), "the time is kept: {name}");
+    }
+    assert_eq!(
+        deploy::change_set_name(&"a".repeat(300), u128::MAX).len(),
+        deploy::MAX_CHANGE_SET_NAME
+    );
 }
 
 fn json_ok(body: &str) -> ReplayEvent {

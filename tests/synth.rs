@@ -274,7 +274,19 @@ fn topic_rule_permission_and_lambdas() {
         assert!(p["Code"]["S3Key"].as_str().unwrap().starts_with("asset."));
     }
     let activator = &r["ActivatorFunction"]["Properties"];
-    assert_eq!(activator["ReservedConcurrentExecutions"], 5);
+    // What the account can give is decided at deploy, through a parameter (0 = none).
+    assert_eq!(
+        activator["ReservedConcurrentExecutions"],
+        json!({"Fn::If": ["ActivatorUnreserved", {"Ref": "AWS::NoValue"}, {"Ref": "ActivatorReservedConcurrency"}]})
+    );
+    assert_eq!(
+        t["Conditions"]["ActivatorUnreserved"],
+        json!({"Fn::Equals": [{"Ref": "ActivatorReservedConcurrency"}, 0]})
+    );
+    assert_eq!(
+        t["Parameters"]["ActivatorReservedConcurrency"]["Type"],
+        "Number"
+    );
     assert_eq!(
         activator["Environment"]["Variables"]["JITR_CA_CERTIFICATE_ID"],
         json!({"Fn::GetAtt": ["CaRegistration", "CaCertificateId"]})

@@ -7,7 +7,7 @@
 pub mod device_policy;
 pub mod iam;
 
-use crate::cfn::{LogicalId, Output, Parameter, Pseudo, Resource, Template, Value};
+use crate::cfn::{Condition, LogicalId, Output, Parameter, Pseudo, Resource, Template, Value};
 use crate::stage::Stage;
 use iam::{arn, role, Statement};
 use jitr_contract::activator::ActivatorConfig;
@@ -34,6 +34,13 @@ pub const ACTIVATOR_INVOKE_PERMISSION: LogicalId = LogicalId("ActivatorInvokePer
 /// The template parameter carrying the `DEFAULT`-mode verification certificate, which
 /// deploy makes (it needs the account's registration code and the operator's CA key).
 pub const VERIFICATION_PARAMETER: &str = "VerificationCertificatePem";
+
+/// The template parameter carrying the activator's reserved concurrency, `0` for none. Deploy
+/// sets it from the stage and the account's Lambda concurrency (`GetAccountSettings`), which
+/// synth, being offline, cannot know.
+pub const RESERVED_CONCURRENCY_PARAMETER: &str = "ActivatorReservedConcurrency";
+/// True when [`RESERVED_CONCURRENCY_PARAMETER`] is 0: the activator gets no reservation.
+pub const NO_RESERVATION_CONDITION: &str = "ActivatorUnreserved";
 
 /// The asset bucket, per account and region; deploy creates it.
 pub const ASSET_BUCKET: &str = "jitr-assets-${AWS::AccountId}-${AWS::Region}";
@@ -470,7 +477,7 @@ fn activator(t: &mut Template, stage: &Stage, names: &Names, asset: &AssetRef) {
         None => f.scanner_skip("CKV_AWS_173", scanner::AWS_MANAGED_ENVIRONMENT),
     };
     f = f
-        .prop("ReservedConcurrentExecutions", a.reserved_concurrency)
+        .prop("ReservedConcurrentExecutions", reserved_concurrency(t))
         .depends_on(ACTIVATOR_LOG_GROUP);
     if a.thing_group.is_some() {
         // The group must exist before the first device joins it.
@@ -491,6 +498,33 @@ fn activator(t: &mut Template, stage: &Stage, names: &Names, asset: &AssetRef) {
                 )]),
             ),
     );
+}
+
+/// The activator's `ReservedConcurrentExecutions`: the deploy-time parameter, or no property
+/// at all when it is 0 (a reservation of 0 would stop the function). What the account can
+/// give is only known at deploy; the template stays the same for every account.
+fn reserved_concurrency(t: &mut Template) -> Value {
+    t.parameters.push(Parameter {
+        name: RESERVED_CONCURRENCY_PARAMETER,
+        kind: "Number",
+        description: "Reserved concurrency of the activator, 0 for none; set by jitr-infra \
+                      deploy from the stage and the account's Lambda concurrency"
+            .into(),
+        default: None,
+        no_echo: false,
+    });
+    t.conditions.push(Condition {
+        name: NO_RESERVATION_CONDITION,
+        value: Value::Equals(
+            Box::new(Value::Ref(RESERVED_CONCURRENCY_PARAMETER.into())),
+            Box::new(Value::Int(0)),
+        ),
+    });
+    Value::If(
+        NO_RESERVATION_CONDITION.into(),
+        Box::new(Pseudo::NoValue.into()),
+        Box::new(Value::Ref(RESERVED_CONCURRENCY_PARAMETER.into())),
+    )
 }
 
 fn registration_rule(t: &mut Template, stage: &Stage, names: &Names) {
