@@ -15,7 +15,6 @@
 
 mod onboarding;
 
-use jitr_contract::ca_registration::CaPhysicalId;
 use crate::aws::Clients;
 use crate::constructs;
 use crate::deploy::{
@@ -24,6 +23,7 @@ use crate::deploy::{
 };
 use crate::error::Error;
 use crate::stage::Stage;
+use jitr_contract::ca_registration::CaPhysicalId;
 use onboarding::Onboarding;
 use serde::Serialize;
 use std::path::PathBuf;
@@ -93,8 +93,8 @@ pub async fn destroy_plan(clients: &Clients, stage: &Stage) -> Result<Option<Des
         .collect();
     let template = deployed_template(clients, stack).await.ok();
     // An adopted CA (its physical id says so) is never deregistered by the provider.
-    let ca_adopted = physical(constructs::CA_REGISTRATION)
-        .is_some_and(|p| CaPhysicalId::parse(&p).is_adopted());
+    let ca_adopted =
+        physical(constructs::CA_REGISTRATION).is_some_and(|p| CaPhysicalId::parse(&p).is_adopted());
     let ca_retained = ca_adopted
         || template.as_ref().and_then(|t| {
             t["Resources"][constructs::CA_REGISTRATION.as_str()]["Properties"]["RetainOnDelete"]
