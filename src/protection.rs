@@ -248,10 +248,16 @@ mod tests {
         assert_eq!(p["Statement"][0]["Action"], "Update:*");
     }
 
-    fn ca_template(pem: &str) -> Value {
+    /// The CA registration with the shipped `OLD` (dev) or `NEW` (prod) example CA: two
+    /// different certificates, so going from one to the other is a replacement.
+    fn ca_template(which: &str) -> Value {
+        let pem = match which {
+            "OLD" => include_str!("../certs/dev-ca.pem"),
+            _ => include_str!("../certs/prod-ca.pem"),
+        };
         json!({"Resources": {"CaRegistration": {
             "Type": jitr_contract::ca_registration::RESOURCE_TYPE,
-            "Properties": {"CaCertificatePem": pem, "Status": "ACTIVE"}
+            "Properties": {"CaCertificatePem": pem, "CertificateMode": "SNI_ONLY", "Status": "ACTIVE"}
         }}})
     }
 
