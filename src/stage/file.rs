@@ -1,0 +1,203 @@
+//! The stage file's raw shape, as serde reads it (unknown fields refused) and as the JSON
+//! Schema (`jitr-infra schema`) describes it. Validation into a [`super::Stage`] is in
+//! `validate.rs`.
+
+use super::DEFAULT_POLICY_TEMPLATE;
+use jitr_contract::activator::{RejectAction, ThingNameSource};
+use jitr_contract::ca_registration::{CaStatus, CertificateMode};
+use schemars::JsonSchema;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+fn yes() -> bool {
+    true
+}
+
+/// A stage file, as written.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(
+    title = "jitr-infra stage file",
+    description = "One deployment stage: stacks/<stage>.yaml"
+)]
+pub struct StageFile {
+    /// CloudFormation stack name: a letter, then letters, digits and hyphens; at most 48
+    /// characters (it prefixes the Lambda function names).
+    pub stack_name: String,
+    /// AWS region to deploy to, e.g. `eu-west-1`.
+    pub region: String,
+    /// The 12-digit AWS account this stage belongs to. When set, deploy refuses to run with
+    /// credentials of any other account.
+    #[serde(default)]
+    pub account: Option<String>,
+    /// Tags applied to the stack (CloudFormation propagates them to the resources).
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    /// The device-signing CA.
+    pub ca: CaSection,
+    /// The activator Lambda.
+    #[serde(default)]
+    pub activator: ActivatorSection,
+    /// The shared IoT policy every device certificate gets.
+    #[serde(default)]
+    pub device_policy: DevicePolicySection,
+    /// Guards against deleting the stack or replacing the CA registration by mistake
+    /// (recommended for production). Deploy applies it to the stack.
+    #[serde(default)]
+    pub protection: ProtectionSection,
+    /// Encryption at rest with a customer-managed KMS key (default: AWS-managed keys).
+    #[serde(default)]
+    pub encryption: EncryptionSection,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EncryptionSection {
+    /// ARN of a customer-managed KMS key in the stage's region (`arn:aws:kms:REGION:ACCOUNT:key/ID`)
+    /// for the log groups, the failure queue and the activator's environment. Its key policy must
+    /// let CloudWatch Logs use it (see the README). Unset: AWS-managed encryption.
+    #[serde(default)]
+    pub kms_key_arn: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CaSection {
+    /// Path of the CA certificate (PEM), relative to the project root. Never the key.
+    pub certificate: String,
+    /// `SNI_ONLY` (no verification certificate; devices must send SNI) or `DEFAULT`
+    /// (needs `verification`; the CA can be registered in only one account per region).
+    pub mode: CertificateMode,
+    /// `DEFAULT` mode only: where deploy gets the verification certificate.
+    #[serde(default)]
+    pub verification: Option<VerificationSection>,
+    /// Auto-registration of device certificates; JITR needs it on.
+    #[serde(default = "yes")]
+    pub auto_registration: bool,
+    /// `ACTIVE` (default) or `INACTIVE` (devices of this CA cannot register or connect).
+    #[serde(default)]
+    pub status: CaStatus,
+    /// Keep the CA registered when the stack is deleted (recommended for production).
+    #[serde(default)]
+    pub retain_on_delete: bool,
+    /// Take over the CA if it is already registered in the account and region (by hand, or
+    /// by another stack or stage); without it, such a deploy is refused. The stack then sets
+    /// the CA's status and auto-registration, and never deregisters it.
+    #[serde(default)]
+    pub adopt: bool,
+}
+
+/// Exactly one source. The CA's private key never goes into a template, an output or a log:
+/// deploy reads it on the operator's machine to sign the verification certificate.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VerificationSection {
+    /// Path of the CA private key (PEM), read only at deploy time.
+    #[serde(default)]
+    pub private_key_file: Option<String>,
+    /// Name of an environment variable holding the CA private key (PEM), e.g. a CI secret.
+    #[serde(default)]
+    pub private_key_env: Option<String>,
+    /// Path of a verification certificate made beforehand (e.g. with an HSM-held key).
+    #[serde(default)]
+    pub certificate_file: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ActivatorSection {
+    /// Create a Thing per device and attach the certificate to it.
+    #[serde(default = "yes")]
+    pub create_thing: bool,
+    /// `subject-cn` (falls back to the certificate id) or `certificate-id`.
+    #[serde(default)]
+    pub thing_name: ThingNameSource,
+    /// A thing group every new Thing joins; the stack creates it.
+    #[serde(default)]
+    pub thing_group: Option<String>,
+    /// A regular expression the certificate subject's CN must match in full.
+    #[serde(default)]
+    pub subject_pattern: Option<String>,
+    /// `leave-pending` or `revoke`: what happens to a certificate that fails the checks.
+    #[serde(default)]
+    pub on_reject: RejectAction,
+    /// Lambda memory, MB (128 to 10240).
+    #[serde(default = "default_memory")]
+    pub memory_mb: u32,
+    /// Lambda timeout, seconds (1 to 900).
+    #[serde(default = "default_timeout")]
+    pub timeout_seconds: u32,
+    /// Reserved concurrency (1 to 1000): caps how hard a registration storm can hit the IoT
+    /// API. Set, deploy refuses an account whose Lambda concurrency cannot give it (Lambda
+    /// keeps 100 units, or the whole limit when it is lower, unreserved). Unset, deploy
+    /// reserves 10 when the account can spare them and otherwise deploys without a
+    /// reservation, saying so.
+    #[serde(default)]
+    pub reserved_concurrency: Option<u32>,
+    /// Days CloudWatch Logs keeps the Lambdas' logs (one of CloudWatch's allowed values).
+    #[serde(default = "default_retention")]
+    pub log_retention_days: u32,
+}
+
+fn default_memory() -> u32 {
+    128
+}
+fn default_timeout() -> u32 {
+    30
+}
+fn default_retention() -> u32 {
+    30
+}
+
+impl Default for ActivatorSection {
+    fn default() -> Self {
+        ActivatorSection {
+            create_thing: true,
+            thing_name: ThingNameSource::default(),
+            thing_group: None,
+            subject_pattern: None,
+            on_reject: RejectAction::default(),
+            memory_mb: default_memory(),
+            timeout_seconds: default_timeout(),
+            reserved_concurrency: None,
+            log_retention_days: default_retention(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DevicePolicySection {
+    /// Handlebars template of the device policy, relative to the project root.
+    #[serde(default = "default_policy_template")]
+    pub template: String,
+    /// Extra values for the template (`{{vars.NAME}}`).
+    #[serde(default)]
+    pub vars: BTreeMap<String, String>,
+}
+
+fn default_policy_template() -> String {
+    DEFAULT_POLICY_TEMPLATE.to_string()
+}
+
+impl Default for DevicePolicySection {
+    fn default() -> Self {
+        DevicePolicySection {
+            template: default_policy_template(),
+            vars: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProtectionSection {
+    /// CloudFormation termination protection: the stack cannot be deleted (by `destroy`, the
+    /// console or the API) until a deploy with this set to false turns it off.
+    #[serde(default)]
+    pub termination: bool,
+    /// A stack policy denying Update:Replace and Update:Delete of the CA registration; deploy
+    /// also refuses, before executing anything, a change that would replace or remove it.
+    #[serde(default)]
+    pub ca_registration: bool,
+}

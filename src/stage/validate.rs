@@ -1,0 +1,326 @@
+//! The semantic checks of a stage file, all at once: each problem names the file, the field
+//! and (found by walking the YAML's keys) its line.
+
+use super::*;
+
+pub(super) struct Validator<'a> {
+    pub(super) root: &'a Path,
+    pub(super) text: &'a str,
+    pub(super) problems: Vec<Problem>,
+}
+
+impl Validator<'_> {
+    fn problem(&mut self, field: &str, message: impl Into<String>) {
+        self.problems.push(Problem {
+            field: field.to_string(),
+            line: locate(self.text, field),
+            message: message.into(),
+        });
+    }
+
+    fn read(&mut self, field: &str, path: &str) -> Option<String> {
+        if Path::new(path).is_absolute() || path.contains("..") {
+            // Absolute paths would make the output depend on this machine.
+            self.problem(
+                field,
+                format!("{path}: use a path inside the project, relative to its root"),
+            );
+            return None;
+        }
+        match std::fs::read_to_string(self.root.join(path)) {
+            Ok(t) => Some(t),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                self.problem(field, format!("{path}: file not found"));
+                None
+            }
+            Err(e) => {
+                self.problem(field, format!("{path}: {e}"));
+                None
+            }
+        }
+    }
+
+    pub(super) fn stage(&mut self, name: &str, rel: &Path, raw: StageFile) -> Option<Stage> {
+        if !is_stack_name(&raw.stack_name) {
+            self.problem(
+                "stack_name",
+                format!(
+                    "{:?} is not a valid stack name: start with a letter, then letters, digits or \
+                     hyphens, at most {MAX_STACK_NAME} characters",
+                    raw.stack_name
+                ),
+            );
+        }
+        let partition = partition_of(&raw.region);
+        if partition.is_none() {
+            self.problem(
+                "region",
+                format!(
+                    "{:?} is not an AWS region name (like eu-west-1)",
+                    raw.region
+                ),
+            );
+        }
+        if let Some(account) = &raw.account {
+            if account.len() != 12 || !account.bytes().all(|b| b.is_ascii_digit()) {
+                self.problem(
+                    "account",
+                    format!("{account:?} is not a 12-digit AWS account id (quote it in YAML)"),
+                );
+            }
+        }
+        for (k, val) in &raw.tags {
+            if k.is_empty() || k.len() > 128 || k.to_ascii_lowercase().starts_with("aws:") {
+                self.problem(
+                    &format!("tags.{k}"),
+                    "tag keys are 1-128 characters and must not start with `aws:`",
+                );
+            }
+            if val.len() > 256 {
+                self.problem(
+                    &format!("tags.{k}"),
+                    "tag values are at most 256 characters",
+                );
+            }
+        }
+        let ca = self.ca(raw.ca);
+        self.activator(&raw.activator);
+        let device_policy = self.device_policy(raw.device_policy);
+        if let (Some(arn), Some(partition)) = (&raw.encryption.kms_key_arn, partition) {
+            self.kms_key_arn(arn, partition, &raw.region);
+        }
+        Some(Stage {
+            name: name.to_string(),
+            file: rel.to_path_buf(),
+            stack_name: raw.stack_name,
+            region: raw.region,
+            partition: partition?,
+            account: raw.account,
+            tags: raw.tags,
+            ca: ca?,
+            activator: raw.activator,
+            device_policy: device_policy?,
+            kms_key_arn: raw.encryption.kms_key_arn,
+            protection: raw.protection,
+        })
+    }
+
+    /// CloudWatch Logs and Lambda take only a key ARN (not an alias), in the stage's region.
+    fn kms_key_arn(&mut self, arn: &str, partition: &str, region: &str) {
+        let field = "encryption.kms_key_arn";
+        let parts: Vec<&str> = arn.splitn(6, ':').collect();
+        let shaped = parts.len() == 6
+            && parts[0] == "arn"
+            && parts[2] == "kms"
+            && parts[4].len() == 12
+            && parts[4].bytes().all(|b| b.is_ascii_digit())
+            && parts[5].strip_prefix("key/").is_some_and(|id| {
+                !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            });
+        if !shaped {
+            self.problem(
+                field,
+                format!(
+                    "{arn:?} is not a KMS key ARN (arn:{partition}:kms:{region}:ACCOUNT:key/KEY-ID); \
+                     aliases are not accepted by CloudWatch Logs and Lambda"
+                ),
+            );
+        } else if parts[1] != partition || parts[3] != region {
+            self.problem(
+                field,
+                format!(
+                    "the key is in {}:{}, but the stage deploys to {partition}:{region}; \
+                     use a key in the stage's region",
+                    parts[1], parts[3]
+                ),
+            );
+        }
+    }
+
+    fn ca(&mut self, raw: CaSection) -> Option<Ca> {
+        let text = self.read("ca.certificate", &raw.certificate);
+        let certificate = text
+            .as_deref()
+            .and_then(|pem| match Certificate::from_pem(pem) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    self.problem("ca.certificate", format!("{}: {e}", raw.certificate));
+                    None
+                }
+            });
+        if let Some(c) = &certificate {
+            if text.as_deref().is_some_and(|t| t.contains("PRIVATE KEY")) {
+                self.problem(
+                    "ca.certificate",
+                    format!(
+                        "{}: holds a private key; keep only the certificate in the project",
+                        raw.certificate
+                    ),
+                );
+            }
+            if !c.is_ca() {
+                self.problem(
+                    "ca.certificate",
+                    format!(
+                        "{}: `{}` is not a CA certificate (basicConstraints CA:TRUE is missing)",
+                        raw.certificate,
+                        c.subject()
+                    ),
+                );
+            }
+            if let Err(e) = c.check_validity_at(unix_now()) {
+                self.problem("ca.certificate", format!("{}: CA {e}", raw.certificate));
+            }
+            // The activator must be able to verify every device certificate this CA signs;
+            // one it cannot check would fail every activation of the fleet.
+            if let Err(e) = c.check_verifiable_issuer() {
+                self.problem("ca.certificate", format!("{}: {e}", raw.certificate));
+            }
+        }
+        let verification = match (raw.mode, raw.verification) {
+            (CertificateMode::SniOnly, None) => None,
+            (CertificateMode::SniOnly, Some(_)) => {
+                self.problem(
+                    "ca.verification",
+                    "is only used with mode DEFAULT; remove it or set mode: DEFAULT",
+                );
+                None
+            }
+            (CertificateMode::Default, None) => {
+                self.problem(
+                    "ca.mode",
+                    "DEFAULT mode needs `ca.verification` (private_key_file, private_key_env or \
+                     certificate_file); or use SNI_ONLY, which needs none",
+                );
+                None
+            }
+            (CertificateMode::Default, Some(v)) => self.verification(v, certificate.as_ref()),
+        };
+        let mut pem = text?.trim().to_string();
+        pem.push('\n');
+        Some(Ca {
+            certificate_file: raw.certificate,
+            pem,
+            certificate: certificate?,
+            mode: raw.mode,
+            verification,
+            auto_registration: raw.auto_registration,
+            status: raw.status,
+            retain_on_delete: raw.retain_on_delete,
+            adopt: raw.adopt,
+        })
+    }
+
+    fn verification(
+        &mut self,
+        raw: VerificationSection,
+        ca: Option<&Certificate>,
+    ) -> Option<Verification> {
+        let set = [
+            raw.private_key_file.is_some(),
+            raw.private_key_env.is_some(),
+            raw.certificate_file.is_some(),
+        ]
+        .iter()
+        .filter(|s| **s)
+        .count();
+        if set != 1 {
+            self.problem(
+                "ca.verification",
+                format!("set exactly one of private_key_file, private_key_env, certificate_file ({set} set)"),
+            );
+            return None;
+        }
+        if let Some(path) = raw.private_key_file {
+            // Read at deploy, never at synth; only the path's shape is checked here.
+            if path.trim().is_empty() {
+                self.problem("ca.verification.private_key_file", "is empty");
+            }
+            return Some(Verification::PrivateKeyFile(path));
+        }
+        if let Some(var) = raw.private_key_env {
+            let valid = !var.is_empty()
+                && !var.starts_with(|c: char| c.is_ascii_digit())
+                && var.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+            if !valid {
+                self.problem(
+                    "ca.verification.private_key_env",
+                    format!("{var:?} is not an environment variable name"),
+                );
+            }
+            return Some(Verification::PrivateKeyEnv(var));
+        }
+        let path = raw.certificate_file?;
+        let pem = self.read("ca.verification.certificate_file", &path)?;
+        match Certificate::from_pem(&pem) {
+            Ok(cert) => {
+                if let Some(ca) = ca {
+                    if let Err(e) = cert.verify_signed_by(ca) {
+                        self.problem("ca.verification.certificate_file", format!("{path}: {e}"));
+                    }
+                }
+                Some(Verification::CertificateFile { path, pem })
+            }
+            Err(e) => {
+                self.problem("ca.verification.certificate_file", format!("{path}: {e}"));
+                None
+            }
+        }
+    }
+
+    fn activator(&mut self, a: &ActivatorSection) {
+        if let Some(group) = &a.thing_group {
+            if !is_thing_name(group) {
+                self.problem(
+                    "activator.thing_group",
+                    format!("{group:?}: thing group names are 1-128 characters of [a-zA-Z0-9:_-]"),
+                );
+            }
+        }
+        if let Some(pattern) = &a.subject_pattern {
+            if let Err(e) = regex_lite::Regex::new(&format!("^(?:{pattern})$")) {
+                self.problem(
+                    "activator.subject_pattern",
+                    format!("not a valid regular expression: {e}"),
+                );
+            }
+        }
+        if !(128..=10240).contains(&a.memory_mb) {
+            self.problem(
+                "activator.memory_mb",
+                format!("{} is outside 128..10240", a.memory_mb),
+            );
+        }
+        if !(1..=900).contains(&a.timeout_seconds) {
+            self.problem(
+                "activator.timeout_seconds",
+                format!("{} is outside 1..900", a.timeout_seconds),
+            );
+        }
+        if let Some(n) = a.reserved_concurrency.filter(|n| !(1..=1000).contains(n)) {
+            self.problem(
+                "activator.reserved_concurrency",
+                format!("{n} is outside 1..1000 (remove it to let deploy decide)"),
+            );
+        }
+        if !LOG_RETENTION_DAYS.contains(&a.log_retention_days) {
+            self.problem(
+                "activator.log_retention_days",
+                format!(
+                    "{} is not a CloudWatch Logs retention; use one of {:?}",
+                    a.log_retention_days, LOG_RETENTION_DAYS
+                ),
+            );
+        }
+    }
+
+    fn device_policy(&mut self, raw: DevicePolicySection) -> Option<DevicePolicy> {
+        let template = self.read("device_policy.template", &raw.template)?;
+        Some(DevicePolicy {
+            line: locate(self.text, "device_policy.template"),
+            template_file: raw.template,
+            template,
+            vars: raw.vars,
+        })
+    }
+}
