@@ -832,3 +832,291 @@ fn policy_document_as_json_text_is_read() {
     assert!(d.security.is_empty(), "{:?}", d.security);
     assert_eq!(diff(None, &as_text, None).security.len(), 1);
 }
+
+#[test]
+fn create_only_lists_come_from_the_vendored_schemas() {
+    let props = |t: &str| create_only_properties(t).unwrap().to_vec();
+    assert!(props("AWS::Lambda::Function").contains(&"/properties/FunctionName".to_string()));
+    assert!(props("AWS::IoT::ThingGroup").contains(&"/properties/ParentGroupName".to_string()));
+    assert!(create_only_properties("AWS::SNS::Topic").is_none());
+    // A property the hand table never had: the function's package type.
+    let old = dev();
+    let mut new = dev();
+    new["Resources"]["ActivatorFunction"]["Properties"]["PackageType"] = json!("Image");
+    let d = diff(Some(&old), &new, None);
+    let f = d
+        .resources
+        .iter()
+        .find(|r| r.logical_id == "ActivatorFunction")
+        .unwrap();
+    assert_eq!(f.replacement, Replacement::Yes);
+}
+
+fn renamed_activator() -> (Value, Value) {
+    let old = dev();
+    let mut new = dev();
+    new["Resources"]["ActivatorFunction"]["Properties"]["FunctionName"] = json!("jitr-dev-other");
+    (old, new)
+}
+
+#[test]
+fn replacement_spreads_to_create_only_references() {
+    let (old, new) = renamed_activator();
+    let d = diff(Some(&old), &new, None);
+    let get = |id: &str| d.resources.iter().find(|r| r.logical_id == id);
+    let f = get("ActivatorFunction").unwrap();
+    assert_eq!(f.replacement, Replacement::Yes);
+    assert_eq!(f.replaced_because, None);
+    let p = get("ActivatorInvokePermission").expect("the permission is replaced too");
+    assert_eq!((p.kind, p.impact), (ChangeKind::Modified, Impact::Replace));
+    assert!(p.properties.is_empty());
+    assert_eq!(
+        p.replaced_because,
+        Some(ReplacedBecause {
+            property: "FunctionName".into(),
+            refers_to: "ActivatorFunction".into(),
+        })
+    );
+    let text = render_text(&d, false);
+    assert!(
+        text.contains(
+            "[~] AWS::Lambda::Permission ActivatorInvokePermission (replace)\n    \
+             replaced because FunctionName refers to ActivatorFunction, which is replaced\n"
+        ),
+        "{text}"
+    );
+    // Template order: the permission is listed where the synthesized template has it.
+    let ids: Vec<&str> = d.resources.iter().map(|r| r.logical_id.as_str()).collect();
+    let pos = |id: &str| ids.iter().position(|i| *i == id).unwrap();
+    let order = new["Resources"].as_object().unwrap();
+    let rank = |id: &str| order.keys().position(|k| k == id).unwrap();
+    assert!(ids.windows(2).all(|w| rank(w[0]) < rank(w[1])), "{ids:?}");
+    assert!(pos("ActivatorFunction") < pos("ActivatorInvokePermission"));
+    let v = serde_json::to_value(&d).unwrap();
+    let p = v["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["logicalId"] == "ActivatorInvokePermission")
+        .unwrap();
+    assert_eq!(
+        p["replacedBecause"],
+        json!({ "property": "FunctionName", "refersTo": "ActivatorFunction" })
+    );
+    let md = render_markdown(&d, "dev");
+    assert!(
+        md.contains("replaced because FunctionName refers to ActivatorFunction"),
+        "{md}"
+    );
+}
+
+#[test]
+fn a_reference_outside_create_only_properties_does_not_spread() {
+    let with = |name: &str| {
+        template(json!({
+            "Q": { "Type": "AWS::SQS::Queue", "Properties": { "QueueName": name } },
+            "F": { "Type": "AWS::Lambda::Function", "Properties": {
+                "Environment": { "Variables": { "QUEUE": { "Ref": "Q" } } },
+                "DeadLetterConfig": { "TargetArn": { "Fn::GetAtt": ["Q", "Arn"] } }
+            } }
+        }))
+    };
+    let d = diff(Some(&with("a")), &with("b"), None);
+    let ids: Vec<_> = d
+        .resources
+        .iter()
+        .map(|r| (r.logical_id.as_str(), r.impact))
+        .collect();
+    assert_eq!(ids, [("Q", Impact::Replace)]);
+}
+
+#[test]
+fn replacement_through_a_cycle_ends() {
+    // Two permissions naming each other as their function: replacing one replaces both.
+    let with = |principal: &str| {
+        template(json!({
+            "A": { "Type": "AWS::Lambda::Permission", "Properties": {
+                "Action": "lambda:InvokeFunction", "Principal": principal,
+                "FunctionName": { "Fn::Sub": "${B}" } } },
+            "B": { "Type": "AWS::Lambda::Permission", "Properties": {
+                "Action": "lambda:InvokeFunction", "Principal": "iot.amazonaws.com",
+                "FunctionName": { "Ref": "A" } } }
+        }))
+    };
+    let d = diff(
+        Some(&with("iot.amazonaws.com")),
+        &with("s3.amazonaws.com"),
+        None,
+    );
+    let rows: Vec<_> = d
+        .resources
+        .iter()
+        .map(|r| {
+            (
+                r.logical_id.as_str(),
+                r.replacement,
+                r.replaced_because.is_some(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ("A", Replacement::Yes, false),
+            ("B", Replacement::Yes, true)
+        ]
+    );
+}
+
+#[test]
+fn a_possible_replacement_spreads_as_possible() {
+    let with = |name: Value| {
+        template(json!({
+            "T": { "Type": "AWS::SNS::Topic", "Properties": { "TopicName": name } },
+            "P": { "Type": "AWS::Lambda::Permission", "Properties": {
+                "Action": "lambda:InvokeFunction", "Principal": "sns.amazonaws.com",
+                "FunctionName": "f", "SourceArn": { "Ref": "T" } } }
+        }))
+    };
+    let d = diff(Some(&with(json!("a"))), &with(json!("b")), None);
+    let p = d.resources.iter().find(|r| r.logical_id == "P").unwrap();
+    assert_eq!(p.impact, Impact::MayReplace);
+    let text = render_text(&d, false);
+    assert!(
+        text.contains("    may be replaced because SourceArn refers to T, which may be replaced\n"),
+        "{text}"
+    );
+}
+
+const RETAIN_DOC: &str = r#"{"Version":"2012-10-17","Statement":[{"Sid":"Connect","Effect":"Allow","Action":"iot:Connect","Resource":"arn:${AWS::Partition}:iot:${AWS::Region}:${AWS::AccountId}:client/${!iot:Connection.Thing.ThingName}"},{"Sid":"OwnTopics","Effect":"Allow","Action":["iot:Publish","iot:Receive"],"Resource":"arn:${AWS::Partition}:iot:${AWS::Region}:${AWS::AccountId}:topic/devices/${!iot:Connection.Thing.ThingName}/*"}]}"#;
+
+#[test]
+fn a_policy_document_diffs_leaf_by_leaf_in_every_spelling() {
+    let retain = RETAIN_DOC.replace(
+        r#"["iot:Publish","iot:Receive"]"#,
+        r#"["iot:Publish","iot:Receive","iot:RetainPublish"]"#,
+    );
+    let iot = |doc: Value| {
+        template(
+            json!({ "DevicePolicy": { "Type": "AWS::IoT::Policy", "Properties": { "PolicyDocument": doc } } }),
+        )
+    };
+    let as_sub = |t: &str| json!({ "Fn::Sub": t });
+    let as_text = |t: &str| json!(t);
+    let as_object = |t: &str| serde_json::from_str::<Value>(t).unwrap();
+    for spell in [as_sub, as_text, as_object] {
+        let d = diff(Some(&iot(spell(RETAIN_DOC))), &iot(spell(&retain)), None);
+        let r = &d.resources[0];
+        assert_eq!(r.properties.len(), 1, "{:?}", r.properties);
+        let p = &r.properties[0];
+        assert_eq!(p.path, "PolicyDocument.Statement[1].Action");
+        assert!(p.member);
+        assert_eq!(p.new, Some(json!("iot:RetainPublish")));
+        let text = render_text(&d, false);
+        assert!(
+            text.contains("    PolicyDocument.Statement[1].Action: + iot:RetainPublish\n"),
+            "{text}"
+        );
+        assert!(!text.contains('…'), "{text}");
+    }
+    // Written as Fn::Sub text, a policy variable reads as its author wrote it.
+    let d = diff(None, &iot(as_sub(&retain)), None);
+    let text = render_text(&d, false);
+    assert!(
+        text.contains("topic/devices/${iot:Connection.Thing.ThingName}/* [OwnTopics]"),
+        "{text}"
+    );
+    assert!(!text.contains("${!"), "{text}");
+}
+
+#[test]
+fn statements_pair_by_sid_and_new_ones_show_whole() {
+    let old = dev();
+    let mut new = dev();
+    let statements = new["Resources"]["DevicePolicy"]["Properties"]["PolicyDocument"]["Statement"]
+        .as_array_mut()
+        .unwrap();
+    statements.insert(
+        0,
+        json!({ "Sid": "Shadow", "Effect": "Allow", "Action": "iot:GetThingShadow", "Resource": "*" }),
+    );
+    let d = diff(Some(&old), &new, None);
+    let r = &d.resources[0];
+    let paths: Vec<_> = r.properties.iter().map(|p| p.path.as_str()).collect();
+    assert_eq!(paths, ["PolicyDocument.Statement[0]"], "{:?}", r.properties);
+    assert!(r.properties[0].member && r.properties[0].old.is_none());
+}
+
+#[test]
+fn the_security_view_never_truncates() {
+    let arns: Vec<String> = (0..8)
+        .map(|i| {
+            format!(
+                "arn:aws:iot:eu-west-1:123456789012:topic/devices/fleet-{i}/telemetry/long/path"
+            )
+        })
+        .collect();
+    let new = role(
+        json!([{ "Sid": "Many", "Effect": "Allow", "Action": "iot:Publish", "Resource": arns,
+        "Condition": { "StringEquals": { "aws:SourceAccount": "123456789012", "aws:PrincipalTag/team": "fleet-operations-with-a-long-name" } } }]),
+    );
+    let d = diff(Some(&role(json!([]))), &new, None);
+    for text in [render_text(&d, false), render_markdown(&d, "dev")] {
+        let line = text
+            .lines()
+            .find(|l| l.contains("[Many]"))
+            .unwrap_or_else(|| panic!("{text}"));
+        assert!(!line.contains('…'), "{line}");
+        for arn in &arns {
+            assert!(line.contains(arn.as_str()), "missing {arn} in {line}");
+        }
+        assert!(line.contains("fleet-operations-with-a-long-name"), "{line}");
+    }
+}
+
+#[test]
+fn outputs_read_as_name_equals_value() {
+    let d = diff(None, &dev(), None);
+    let text = render_text(&d, false);
+    for line in [
+        "[+] CaCertificateId = GetAtt CaRegistration.CaCertificateId\n",
+        "[+] RegistrationRuleName = \"jitr_dev_registered\"\n",
+        "[+] DevicePolicyName = Ref DevicePolicy\n",
+    ] {
+        assert!(text.contains(line), "missing {line:?} in\n{text}");
+    }
+    let mut new = dev();
+    new["Outputs"]["DevicePolicyName"]["Value"] = json!({ "Fn::Sub": "${DevicePolicy}-x" });
+    let text = render_text(&diff(Some(&dev()), &new, None), false);
+    assert!(
+        text.contains("[~] DevicePolicyName = Ref DevicePolicy -> Sub ${DevicePolicy}-x\n"),
+        "{text}"
+    );
+}
+
+#[test]
+fn intrinsics_read_as_written_in_property_changes() {
+    let old = permission(json!({ "Fn::GetAtt": ["RuleA", "Arn"] }));
+    let new = permission(json!({ "Fn::GetAtt": ["RuleB", "Arn"] }));
+    let text = render_text(&diff(Some(&old), &new, None), false);
+    assert!(
+        text.contains("    SourceArn (replace): GetAtt RuleA.Arn -> GetAtt RuleB.Arn\n"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_reordered_list_is_still_a_change() {
+    let with = |layers: Value| {
+        template(
+            json!({ "F": { "Type": "AWS::Lambda::Function", "Properties": { "Layers": layers } } }),
+        )
+    };
+    let d = diff(
+        Some(&with(json!(["a", "b"]))),
+        &with(json!(["b", "a"])),
+        None,
+    );
+    assert_eq!(d.resources[0].properties.len(), 1);
+    assert!(!d.resources[0].properties[0].member);
+}

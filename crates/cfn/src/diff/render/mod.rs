@@ -151,15 +151,15 @@ fn resource_row(r: &ResourceDiff) -> ResourceRow<'_> {
         })
         .collect();
     if let Some(b) = &r.replaced_because {
-        let verb = match r.replacement {
-            Replacement::Conditional => "may be replaced",
-            _ => "replaced",
+        let (verb, is) = match r.replacement {
+            Replacement::Conditional => ("may be replaced", "may be replaced"),
+            _ => ("replaced", "is replaced"),
         };
         lines.push(Line {
             path: String::new(),
             mark: None,
             body: Body::Note(format!(
-                "{verb} because {} refers to {}, which is {verb}",
+                "{verb} because {} refers to {}, which {is}",
                 b.property, b.refers_to
             )),
         });
