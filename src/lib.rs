@@ -6,7 +6,8 @@
 
 pub mod assets;
 pub mod aws;
-pub mod cfn;
+/// The typed CloudFormation model, from the pure core crate.
+pub use jitr_cfn::template as cfn;
 pub mod cli;
 pub mod concurrency;
 pub mod constructs;
