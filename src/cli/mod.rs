@@ -195,3 +195,107 @@ pub fn interactive() -> bool {
         && std::io::stdin().is_terminal()
         && std::io::stderr().is_terminal()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn root() -> String {
+        env!("CARGO_MANIFEST_DIR").to_string()
+    }
+
+    fn cli(args: &[&str]) -> Cli {
+        Cli::try_parse_from(std::iter::once("jitr-infra").chain(args.iter().copied())).unwrap()
+    }
+
+    /// Runs a command; (exit code, stdout, stderr).
+    fn run_captured(args: &[&str]) -> (i32, String, String) {
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let code = run(cli(args), &mut out, &mut err).unwrap();
+        (
+            code,
+            String::from_utf8(out).unwrap(),
+            String::from_utf8(err).unwrap(),
+        )
+    }
+
+    #[test]
+    fn the_command_line_is_resolved_once_into_args() {
+        let r = root();
+        let args = Args::resolve(cli(&[
+            "deploy",
+            "--stage",
+            "prod",
+            "--no-execute",
+            "--require-approval",
+            "never",
+            "--json",
+            "--profile",
+            "ci",
+            "--region",
+            "eu-central-1",
+            "--project",
+            &r,
+        ]))
+        .unwrap();
+        assert_eq!(args.root, PathBuf::from(&r));
+        assert_eq!(args.stage, "prod");
+        assert_eq!(args.output, OutputMode::Json);
+        assert_eq!(args.profile.as_deref(), Some("ci"));
+        assert_eq!(args.target("eu-west-1").region, "eu-central-1");
+        let opts = args.deploy_options();
+        assert!(!opts.execute);
+        assert_eq!(opts.require_approval, RequireApproval::Never);
+        assert!(!args.build_options().show_progress, "--json: no progress");
+
+        let list = Args::resolve(cli(&["list", "--project", &r])).unwrap();
+        assert_eq!(list.stage, DEFAULT_STAGE);
+        assert_eq!(list.target("eu-west-1").region, "eu-west-1", "the stage's");
+        // schema needs no project.
+        let schema = Args::resolve(cli(&["schema", "--project", "/nonexistent"])).unwrap();
+        assert!(matches!(schema.action, Action::Schema));
+        assert!(Args::resolve(cli(&["list", "--project", "/nonexistent"])).is_err());
+    }
+
+    #[test]
+    fn list_and_validate_answer_in_json() {
+        let r = root();
+        let stages = stage::list_stages(Path::new(&r)).unwrap();
+        let (code, out, err) = run_captured(&["list", "--json", "--project", &r]);
+        assert_eq!(code, crate::error::exit::OK);
+        assert!(err.is_empty(), "{err}");
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let listed = v["stages"].as_array().unwrap();
+        assert_eq!(listed.len(), stages.len());
+        for s in listed {
+            assert_eq!(s["valid"], true, "{s}");
+            assert!(s["stackName"].is_string() && s["region"].is_string(), "{s}");
+        }
+
+        let (code, out, err) = run_captured(&["validate", "--all", "--json", "--project", &r]);
+        assert_eq!(code, crate::error::exit::OK, "{out}");
+        assert!(err.is_empty(), "{err}");
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["ok"], true);
+        assert_eq!(v["stages"].as_array().unwrap().len(), stages.len());
+        assert!(v["stages"][0]["resources"].as_u64().unwrap() > 0, "{v}");
+
+        let (code, out, err) =
+            run_captured(&["validate", "--stage", "nope", "--json", "--project", &r]);
+        assert_eq!(code, crate::error::exit::ERROR);
+        assert!(err.is_empty(), "the error is in the result: {err}");
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["ok"], false);
+        assert_eq!(v["stages"][0]["ok"], false);
+        assert!(
+            v["stages"][0]["error"].as_str().unwrap().contains("nope"),
+            "{v}"
+        );
+
+        // Text mode still writes text, to the writers given.
+        let (code, out, _) = run_captured(&["list", "--project", &r]);
+        assert_eq!(code, crate::error::exit::OK);
+        assert!(out.starts_with("STAGE"), "{out}");
+    }
+}

@@ -279,3 +279,72 @@ pub async fn settle(
     }
     Ok(settled)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(status: ResourceStatus, reason: &str) -> StackEvent {
+        StackEvent {
+            event_id: "e1".into(),
+            timestamp: Some("2026-11-28T10:00:00Z".into()),
+            logical_id: "CaRegistration".into(),
+            resource_type: "Custom::JitrCaRegistration".into(),
+            status,
+            reason: reason.into(),
+            elapsed_seconds: 1.5,
+        }
+    }
+
+    #[test]
+    fn an_event_prints_as_a_line_and_serializes_typed() {
+        let e = event(ResourceStatus::CreateFailed, "expired");
+        assert_eq!(
+            e.line(),
+            "    1.5s  CREATE_FAILED                Custom::JitrCaRegistration       CaRegistration  expired"
+        );
+        assert_eq!(
+            serde_json::to_value(&e).unwrap(),
+            serde_json::json!({"eventId": "e1", "timestamp": "2026-11-28T10:00:00Z",
+                "logicalId": "CaRegistration", "resourceType": "Custom::JitrCaRegistration",
+                "status": "CREATE_FAILED", "reason": "expired", "elapsedSeconds": 1.5})
+        );
+        assert!(e.is_root_failure());
+        assert!(
+            !event(ResourceStatus::CreateFailed, "Resource creation cancelled").is_root_failure()
+        );
+        assert!(!event(ResourceStatus::CreateComplete, "").is_root_failure());
+    }
+
+    #[test]
+    fn the_deploy_result_carries_its_events() {
+        let outcome = crate::deploy::Outcome::Deployed {
+            stack_name: "jitr-dev".into(),
+            stack_status: "CREATE_COMPLETE".into(),
+            outputs: Default::default(),
+            events: vec![event(ResourceStatus::CreateComplete, "")],
+        };
+        let v = serde_json::to_value(&outcome).unwrap();
+        assert_eq!(v["outcome"], "deployed");
+        assert_eq!(v["events"][0]["status"], "CREATE_COMPLETE");
+        assert!(v["events"][0].get("reason").is_none(), "no empty reason");
+    }
+
+    #[test]
+    fn only_the_stacks_own_events_settle_it() {
+        let mut e = event(ResourceStatus::UpdateComplete, "");
+        assert_eq!(e.stack_status("jitr-dev"), None);
+        e.resource_type = STACK_TYPE.into();
+        e.logical_id = "jitr-dev".into();
+        assert_eq!(
+            e.stack_status("jitr-dev"),
+            Some(StackStatus::UpdateComplete)
+        );
+        assert!(!in_progress(&StackStatus::UpdateComplete));
+        assert!(in_progress(&StackStatus::UpdateCompleteCleanupInProgress));
+        assert!(
+            in_progress(&StackStatus::from("SOME_FUTURE_STATE")),
+            "unknown: wait"
+        );
+    }
+}
