@@ -140,6 +140,7 @@ impl<'a> EventWatcher<'a> {
     pub async fn next_events(&mut self) -> Result<Vec<StackEvent>, Error> {
         let mut fresh = Vec::new();
         let mut token: Option<String> = None;
+        let mut asked = std::collections::HashSet::new();
         'pages: loop {
             let out = self
                 .clients
@@ -162,7 +163,10 @@ impl<'a> EventWatcher<'a> {
                 fresh.push(self.typed(e));
             }
             match out.next_token() {
-                Some(t) if !t.is_empty() => token = Some(t.to_string()),
+                // A token repeated would page forever.
+                Some(t) if !t.is_empty() && asked.insert(t.to_string()) => {
+                    token = Some(t.to_string())
+                }
                 _ => break,
             }
         }
