@@ -76,6 +76,29 @@ where
     E: aws_sdk_cloudformation::error::ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug + 'static,
 {
+    error(operation, err).to_string()
+}
+
+/// A failed AWS call as a typed error (see [`explain`]).
+pub fn error<E, R>(
+    operation: &str,
+    err: &aws_sdk_cloudformation::error::SdkError<E, R>,
+) -> crate::error::AwsError
+where
+    E: aws_sdk_cloudformation::error::ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug + 'static,
+{
+    crate::error::AwsError {
+        operation: operation.to_string(),
+        detail: detail(err),
+    }
+}
+
+fn detail<E, R>(err: &aws_sdk_cloudformation::error::SdkError<E, R>) -> String
+where
+    E: aws_sdk_cloudformation::error::ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug + 'static,
+{
     let mut text = jitr_lambda_common::describe_sdk_error(err);
     if code(err).is_none() {
         // An answer without an error code ("unhandled error"): its HTTP status at least says
@@ -101,7 +124,7 @@ where
     } else {
         ""
     };
-    format!("{operation}: {text}{hint}")
+    format!("{text}{hint}")
 }
 
 /// The error code of a service error, if it is one.

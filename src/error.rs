@@ -3,8 +3,8 @@
 use crate::assets::AssetError;
 use crate::diff::CaModeChange;
 use crate::stage::StageError;
-use std::fmt;
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// Exit codes, documented in the README. clap uses 2 for usage errors; ours avoid it.
 pub mod exit {
@@ -21,27 +21,66 @@ pub mod exit {
     pub const NOT_APPROVED: i32 = 4;
 }
 
-#[derive(Debug)]
+/// Everything a command can fail with. Each variant's text is what the user reads after
+/// `error: `; [`Error::exit_code`] maps it to the documented exit code.
+#[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The stage file is missing or invalid (every problem listed).
-    Stage(StageError),
+    #[error("{0}")]
+    Stage(#[from] StageError),
     /// Building or bundling a Lambda failed.
-    Asset(AssetError),
+    #[error("{0}")]
+    Asset(#[from] AssetError),
     /// The stack could not be composed (e.g. the device policy template).
+    #[error("{}", composing(.stage_file, .problems))]
     Template {
         stage_file: PathBuf,
         problems: Vec<String>,
     },
     /// Reading or writing a file.
+    #[error("{}: {source}", .path.display())]
     Io {
         path: PathBuf,
+        #[source]
         source: std::io::Error,
     },
     /// The project directory is not a jitr-infra project.
+    #[error("{0}")]
     Project(String),
-    /// An AWS call failed (the message names the operation and the cause).
-    Aws(String),
+    /// An AWS call failed: the operation and the service's answer (or why there was none).
+    #[error("{0}")]
+    Aws(#[from] AwsError),
+    /// The asset bucket cannot be used (another account's, or access denied).
+    #[error("{0}")]
+    Bucket(#[from] BucketError),
+    /// A bundled zip no longer has the SHA-256 it was bundled with.
+    #[error(
+        "{}: the zip changed since it was bundled (its SHA-256 is no longer {sha256}); run \
+         the command again to bundle it afresh",
+        .path.display()
+    )]
+    AssetChanged { path: PathBuf, sha256: String },
+    /// The deployed template could not be read.
+    #[error("GetTemplate {stack}: the deployed template is neither JSON nor YAML: {reason}")]
+    DeployedTemplate { stack: String, reason: String },
+    /// CloudFormation could not make the change set (the reason is its own).
+    #[error("change set for {stack} failed: {reason}")]
+    ChangeSetFailed { stack: String, reason: String },
+    /// A wait ran out of time; `what` says what was still going on.
+    #[error("{what} after {} s{}", .after.as_secs(), still_running_note(.still_running))]
+    Timeout {
+        what: String,
+        after: Duration,
+        /// The operation goes on in CloudFormation after we stop waiting.
+        still_running: bool,
+    },
     /// The caller's credentials belong to another account than the stage's.
+    #[error(
+        "{}: account: the stage belongs to account {expected}, but the credentials are for \
+         account {actual} ({arn}); refusing to deploy. Use the right profile (--profile or \
+         AWS_PROFILE)",
+        .stage_file.display()
+    )]
     WrongAccount {
         stage_file: PathBuf,
         expected: String,
@@ -49,32 +88,82 @@ pub enum Error {
         arn: String,
     },
     /// The stack is in a state a deploy cannot proceed from.
+    #[error("stack {stack} is {status}: {advice}")]
     StackState {
         stack: String,
         status: String,
         advice: String,
     },
     /// The change set or deletion ran and the stack ended in a failed state.
+    #[error("{}", failed(.stack, .status, .causes))]
     DeployFailed {
         stack: String,
         status: String,
         causes: Vec<String>,
     },
     /// Approval was required and not given.
+    #[error("approval required: {0}")]
     ApprovalRequired(String),
     /// The stage's `protection` refuses the operation (the message says how to lift it).
+    #[error("{0}")]
     Protected(String),
     /// A destroy failed after it had stopped onboarding; what it put back, line by line.
+    #[error("{}", aborted(.cause, .restored, .complete))]
     DestroyAborted {
+        #[source]
         cause: Box<Error>,
         restored: Vec<String>,
         /// Everything was put back (else a line says what to do by hand).
         complete: bool,
     },
     /// The DEFAULT-mode verification certificate could not be made.
+    #[error("verification certificate: {0}")]
     Verification(String),
     /// The deploy would change the mode of the registered CA, which can never succeed.
+    #[error("{}", ca_mode_change(.0))]
     CaModeChange(CaModeChange),
+}
+
+/// A failed AWS call: the operation and, in words, the service's code and message or the
+/// cause of a call that got no answer, with a hint for the usual suspects.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{operation}: {detail}")]
+pub struct AwsError {
+    pub operation: String,
+    pub detail: String,
+}
+
+/// Why the asset bucket (`jitr-assets-<account>-<region>`) is not used.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum BucketError {
+    #[error(
+        "asset bucket {bucket}: the bucket exists but belongs to another AWS account, not \
+         {owner} (S3 bucket names are global). Refusing to read from or write to it: the \
+         Lambda code would come from a bucket someone else controls. If that account is yours \
+         too, delete the bucket there and deploy again"
+    )]
+    Foreign { bucket: String, owner: String },
+    #[error(
+        "asset bucket {bucket}: S3 denied access (403) to this account's own bucket: these \
+         credentials lack s3:ListBucket on it"
+    )]
+    DeniedOwn { bucket: String },
+    #[error(
+        "asset bucket {bucket}: S3 denied access (403) with ExpectedBucketOwner {owner}: the \
+         bucket belongs to another account, or these credentials may not use it \
+         (s3:ListBucket); refusing to use it"
+    )]
+    Denied { bucket: String, owner: String },
+    /// A call's 403 without a body (HEAD): it cannot name the cause.
+    #[error(
+        "{operation} s3://{bucket}: S3 denied access (403) with ExpectedBucketOwner {owner}: \
+         the bucket is not this account's, or these credentials may not use it"
+    )]
+    DeniedCall {
+        operation: String,
+        bucket: String,
+        owner: String,
+    },
 }
 
 impl Error {
@@ -88,133 +177,79 @@ impl Error {
     }
 }
 
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Error::Stage(e) => write!(f, "{e}"),
-            Error::Asset(e) => write!(f, "{e}"),
-            Error::Template {
-                stage_file,
-                problems,
-            } => {
-                writeln!(f, "{}: the stack cannot be composed:", stage_file.display())?;
-                for p in problems {
-                    writeln!(f, "  {p}")?;
-                }
-                Ok(())
-            }
-            Error::Io { path, source } => write!(f, "{}: {source}", path.display()),
-            Error::Project(m) => f.write_str(m),
-            Error::Aws(m) => f.write_str(m),
-            Error::WrongAccount {
-                stage_file,
-                expected,
-                actual,
-                arn,
-            } => write!(
-                f,
-                "{}: account: the stage belongs to account {expected}, but the credentials are \
-                 for account {actual} ({arn}); refusing to deploy. Use the right profile \
-                 (--profile or AWS_PROFILE)",
-                stage_file.display()
-            ),
-            Error::StackState {
-                stack,
-                status,
-                advice,
-            } => write!(f, "stack {stack} is {status}: {advice}"),
-            Error::DeployFailed {
-                stack,
-                status,
-                causes,
-            } => {
-                writeln!(f, "stack {stack} ended in {status}")?;
-                if causes.is_empty() {
-                    writeln!(
-                        f,
-                        "  (no failed resource reported a reason; see the stack's events)"
-                    )?;
-                } else {
-                    writeln!(f, "root cause{}:", if causes.len() == 1 { "" } else { "s" })?;
-                    for c in causes {
-                        writeln!(f, "  {c}")?;
-                    }
-                }
-                Ok(())
-            }
-            Error::ApprovalRequired(m) => write!(f, "approval required: {m}"),
-            Error::Protected(m) => f.write_str(m),
-            Error::DestroyAborted {
-                cause,
-                restored,
-                complete,
-            } => {
-                let cause = cause.to_string();
-                writeln!(f, "{}", cause.trim_end())?;
-                writeln!(
-                    f,
-                    "destroy aborted; onboarding, stopped before the deletion, {}:",
-                    if *complete {
-                        "is restored"
-                    } else {
-                        "is NOT fully restored"
-                    }
-                )?;
-                for line in restored {
-                    writeln!(f, "  {line}")?;
-                }
-                Ok(())
-            }
-            Error::Verification(m) => write!(f, "verification certificate: {m}"),
-            Error::CaModeChange(c) => write!(
-                f,
-                "{logical_id}: the stage keeps the same CA certificate (AWS IoT id {id}) but \
-                 changes ca.mode from {from} to {to}. AWS IoT cannot change a registered CA's \
-                 mode, and registering the same certificate again in this account fails \
-                 (ResourceAlreadyExists), so this deploy would fail; nothing was changed. To \
-                 change the mode, deregister the CA, then register it in the other mode:\n  \
-                 1. jitr-infra destroy --stage {stage}\n     \
-                 a CA kept by ca.retain_on_delete or ca.adopt stays registered; deregister it \
-                 with\n       \
-                 aws iot update-ca-certificate --certificate-id {id} --new-status INACTIVE\n       \
-                 aws iot delete-ca-certificate --certificate-id {id}\n  \
-                 2. jitr-infra deploy --stage {stage}   (registers the CA in {to} mode)\n\
-                 Devices signed by this CA cannot register between the two steps.",
-                logical_id = c.logical_id,
-                id = c.certificate_id,
-                from = c.from,
-                to = c.to,
-                stage = c.stage,
-            ),
-        }
+fn still_running_note(still_running: &bool) -> &'static str {
+    if *still_running {
+        "; it is still running in CloudFormation"
+    } else {
+        ""
     }
 }
 
-impl std::error::Error for Error {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            Error::Asset(e) => Some(e),
-            Error::Io { source, .. } => Some(source),
-            _ => None,
-        }
+fn composing(stage_file: &std::path::Path, problems: &[String]) -> String {
+    let mut text = format!("{}: the stack cannot be composed:\n", stage_file.display());
+    for p in problems {
+        text.push_str(&format!("  {p}\n"));
     }
+    text
 }
 
-impl From<StageError> for Error {
-    fn from(e: StageError) -> Self {
-        Error::Stage(e)
+fn failed(stack: &str, status: &str, causes: &[String]) -> String {
+    let mut text = format!("stack {stack} ended in {status}\n");
+    if causes.is_empty() {
+        text.push_str("  (no failed resource reported a reason; see the stack's events)\n");
+    } else {
+        text.push_str(&format!(
+            "root cause{}:\n",
+            if causes.len() == 1 { "" } else { "s" }
+        ));
+        for c in causes {
+            text.push_str(&format!("  {c}\n"));
+        }
     }
+    text
+}
+
+fn aborted(cause: &Error, restored: &[String], complete: &bool) -> String {
+    let mut text = format!("{}\n", cause.to_string().trim_end());
+    text.push_str(&format!(
+        "destroy aborted; onboarding, stopped before the deletion, {}:\n",
+        if *complete {
+            "is restored"
+        } else {
+            "is NOT fully restored"
+        }
+    ));
+    for line in restored {
+        text.push_str(&format!("  {line}\n"));
+    }
+    text
+}
+
+fn ca_mode_change(c: &CaModeChange) -> String {
+    format!(
+        "{logical_id}: the stage keeps the same CA certificate (AWS IoT id {id}) but \
+         changes ca.mode from {from} to {to}. AWS IoT cannot change a registered CA's \
+         mode, and registering the same certificate again in this account fails \
+         (ResourceAlreadyExists), so this deploy would fail; nothing was changed. To \
+         change the mode, deregister the CA, then register it in the other mode:\n  \
+         1. jitr-infra destroy --stage {stage}\n     \
+         a CA kept by ca.retain_on_delete or ca.adopt stays registered; deregister it \
+         with\n       \
+         aws iot update-ca-certificate --certificate-id {id} --new-status INACTIVE\n       \
+         aws iot delete-ca-certificate --certificate-id {id}\n  \
+         2. jitr-infra deploy --stage {stage}   (registers the CA in {to} mode)\n\
+         Devices signed by this CA cannot register between the two steps.",
+        logical_id = c.logical_id,
+        id = c.certificate_id,
+        from = c.from,
+        to = c.to,
+        stage = c.stage,
+    )
 }
 
 impl From<CaModeChange> for Error {
     fn from(c: CaModeChange) -> Self {
         Error::CaModeChange(c)
-    }
-}
-
-impl From<AssetError> for Error {
-    fn from(e: AssetError) -> Self {
-        Error::Asset(e)
     }
 }
 

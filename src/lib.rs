@@ -9,13 +9,9 @@ pub mod aws;
 /// The typed CloudFormation model, from the pure core crate.
 pub use jitr_cfn::template as cfn;
 pub mod cli;
-pub mod concurrency;
 pub mod constructs;
 pub mod deploy;
-pub mod destroy;
 pub mod diff;
 pub mod error;
-pub mod protection;
-pub mod publish;
 pub mod stage;
 pub mod synth;

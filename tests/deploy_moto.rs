@@ -1185,7 +1185,7 @@ async fn a_protected_stage_keeps_its_ca_registration_and_refuses_deletion() {
     assert!(termination_protection(&p.stack).await);
     assert_eq!(
         stack_policy(&p.stack).await,
-        Some(jitr_infra::protection::ca_registration_policy())
+        Some(jitr_infra::deploy::protection::ca_registration_policy())
     );
 
     // The policy holds against an update made by hand that removes the registration.
@@ -1306,7 +1306,7 @@ async fn a_protected_stage_keeps_its_ca_registration_and_refuses_deletion() {
     assert!(!termination_protection(&p.stack).await);
     assert_eq!(
         stack_policy(&p.stack).await,
-        Some(jitr_infra::protection::allow_all_policy())
+        Some(jitr_infra::deploy::protection::allow_all_policy())
     );
     assert_ne!(ca_output(&p.stack).await, old_ca, "the CA was rotated");
     let o = p.run(

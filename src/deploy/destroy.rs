@@ -15,14 +15,14 @@
 
 mod onboarding;
 
+use super::events::{self, EventWatcher, Settled};
+use super::stack::{deployed_template, describe, in_progress, status_text};
+use super::{aws_error, Options, Reporter};
 use crate::aws::Clients;
 use crate::constructs;
-use crate::deploy::{
-    aws_error, deployed_template, describe, latest_event_id, settle, status_text, Options,
-    Reporter, Settled,
-};
 use crate::error::Error;
 use crate::stage::Stage;
+use aws_sdk_cloudformation::types::StackStatus;
 use jitr_contract::ca_registration::CaPhysicalId;
 use onboarding::Onboarding;
 use serde::Serialize;
@@ -142,7 +142,7 @@ async fn attached_targets(clients: &Clients, policy: &str) -> Result<Vec<String>
 
 /// Why the plan cannot be carried out at all, before anything is touched.
 pub fn refusal(plan: &DestroyPlan) -> Option<Error> {
-    if plan.stack_status.ends_with("_IN_PROGRESS") {
+    if in_progress(&StackStatus::from(plan.stack_status.as_str())) {
         return Some(Error::StackState {
             stack: plan.stack_name.clone(),
             status: plan.stack_status.clone(),
@@ -150,13 +150,36 @@ pub fn refusal(plan: &DestroyPlan) -> Option<Error> {
         });
     }
     if plan.termination_protection {
-        return Some(crate::protection::termination_refusal(
+        return Some(super::protection::termination_refusal(
             &plan.stage_file,
             &plan.stage_name,
             &plan.stack_name,
         ));
     }
     None
+}
+
+/// Whether the plan may be carried out as asked: [`refusal`], and devices still attached to
+/// the device policy without `--detach-devices` (AWS refuses to delete an attached policy,
+/// so the deletion would fail halfway).
+pub fn admissible(plan: &DestroyPlan, detach_devices: bool) -> Result<(), Error> {
+    if let Some(refused) = refusal(plan) {
+        return Err(refused);
+    }
+    if !plan.attached_certificates.is_empty() && !detach_devices {
+        return Err(Error::StackState {
+            stack: plan.stack_name.clone(),
+            status: plan.stack_status.clone(),
+            advice: format!(
+                "{} device certificate(s) are attached to its device policy, and AWS refuses \
+                 to delete an attached policy, so the deletion would fail halfway. \
+                 Decommission those devices first, or rerun with --detach-devices (they lose \
+                 access)",
+                plan.attached_certificates.len()
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// How far a destroy got before it failed: whether onboarding must be put back.
@@ -246,7 +269,7 @@ async fn run(
     detach(clients, plan, detach_devices, reporter, detached)
         .await
         .map_err(Failure::Aborted)?;
-    let since = latest_event_id(clients, &plan.stack_id).await;
+    let mut watcher = EventWatcher::before_operation(clients, &plan.stack_id).await;
     reporter.progress(&format!("deleting stack {}", plan.stack_name));
     clients
         .cfn
@@ -255,19 +278,12 @@ async fn run(
         .send()
         .await
         .map_err(|e| Failure::Aborted(aws_error("DeleteStack", &e)))?;
-    settle(
-        clients,
-        &plan.stack_name,
-        &plan.stack_id,
-        since,
-        opts,
-        reporter,
-    )
-    .await
-    .map_err(|e| match e {
-        Error::DeployFailed { .. } => Failure::Aborted(e),
-        e => Failure::Running(e),
-    })
+    events::settle(&plan.stack_name, &mut watcher, opts, reporter)
+        .await
+        .map_err(|e| match e {
+            Error::DeployFailed { .. } => Failure::Aborted(e),
+            e => Failure::Running(e),
+        })
 }
 
 /// Detaches the device policy from every certificate holding it now that nothing can attach

@@ -10,10 +10,10 @@
 //! ours. Otherwise (other bytes under our key, or an object without a checksum) ours replaces
 //! it: the bucket is verified to be ours, and the key promises exactly these bytes.
 
+use super::Reporter;
 use crate::aws::{self, Clients};
-use crate::constructs::AssetRef;
-use crate::deploy::{asset_bucket, Reporter};
-use crate::error::Error;
+use crate::constructs::{self, AssetRef};
+use crate::error::{BucketError, Error};
 use crate::synth::Synthesized;
 use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::error::SdkError;
@@ -40,12 +40,10 @@ pub async fn publish(
     for b in &s.bundles {
         let bytes = std::fs::read(&b.zip_path).map_err(crate::error::io(&b.zip_path))?;
         if crate::assets::sha256_hex(&bytes) != b.sha256 {
-            return Err(Error::Aws(format!(
-                "{}: the zip changed since it was bundled (its SHA-256 is no longer {}); run \
-                 the command again to bundle it afresh",
-                b.zip_path.display(),
-                b.sha256
-            )));
+            return Err(Error::AssetChanged {
+                path: b.zip_path.clone(),
+                sha256: b.sha256.clone(),
+            });
         }
         let key = AssetRef {
             sha256: b.sha256.clone(),
@@ -61,6 +59,13 @@ pub async fn publish(
         .upload(&key, s.template_json.as_bytes().to_vec(), reporter)
         .await?;
     Ok(Some(bucket.object_url(&key)))
+}
+
+/// `jitr-assets-<account>-<region>`: the template's `Code.S3Bucket`, resolved.
+pub fn asset_bucket(account: &str, region: &str) -> String {
+    constructs::ASSET_BUCKET
+        .replace("${AWS::AccountId}", account)
+        .replace("${AWS::Region}", region)
 }
 
 impl<'a> AssetBucket<'a> {
@@ -86,7 +91,7 @@ impl<'a> AssetBucket<'a> {
                 Ok(bucket)
             }
             Err(e) if status(&e) == Some(403) => Err(bucket.refusal().await),
-            Err(e) => Err(Error::Aws(aws::explain(
+            Err(e) => Err(Error::Aws(aws::error(
                 &format!("s3:HeadBucket {}", bucket.name),
                 &e,
             ))),
@@ -181,28 +186,24 @@ impl<'a> AssetBucket<'a> {
             .map(|out| out.buckets().iter().any(|b| b.name() == Some(&self.name)));
         match listed {
             Some(false) => self.foreign(),
-            Some(true) => Error::Aws(format!(
-                "asset bucket {}: S3 denied access (403) to this account's own bucket: these \
-                 credentials lack s3:ListBucket on it",
-                self.name
-            )),
-            None => Error::Aws(format!(
-                "asset bucket {}: S3 denied access (403) with ExpectedBucketOwner {}: the \
-                 bucket belongs to another account, or these credentials may not use it \
-                 (s3:ListBucket); refusing to use it",
-                self.name, self.owner
-            )),
+            Some(true) => BucketError::DeniedOwn {
+                bucket: self.name.clone(),
+            }
+            .into(),
+            None => BucketError::Denied {
+                bucket: self.name.clone(),
+                owner: self.owner.clone(),
+            }
+            .into(),
         }
     }
 
     fn foreign(&self) -> Error {
-        Error::Aws(format!(
-            "asset bucket {}: the bucket exists but belongs to another AWS account, not {} \
-             (S3 bucket names are global). Refusing to read from or write to it: the Lambda \
-             code would come from a bucket someone else controls. If that account is yours \
-             too, delete the bucket there and deploy again",
-            self.name, self.owner
-        ))
+        BucketError::Foreign {
+            bucket: self.name.clone(),
+            owner: self.owner.clone(),
+        }
+        .into()
     }
 
     fn error<E>(&self, operation: &str, e: &SdkError<E, HttpResponse>) -> Error
@@ -211,13 +212,14 @@ impl<'a> AssetBucket<'a> {
     {
         if status(e) == Some(403) && aws::code(e).is_none() {
             // A HEAD request's 403 has no body to name the cause.
-            return Error::Aws(format!(
-                "{operation} s3://{}: S3 denied access (403) with ExpectedBucketOwner {}: the \
-                 bucket is not this account's, or these credentials may not use it",
-                self.name, self.owner
-            ));
+            return BucketError::DeniedCall {
+                operation: operation.to_string(),
+                bucket: self.name.clone(),
+                owner: self.owner.clone(),
+            }
+            .into();
         }
-        Error::Aws(aws::explain(&format!("{operation} s3://{}", self.name), e))
+        Error::Aws(aws::error(&format!("{operation} s3://{}", self.name), e))
     }
 
     /// Puts `bytes` under `key` unless S3 already holds exactly these bytes there (by the

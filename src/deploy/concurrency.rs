@@ -13,9 +13,9 @@
 //! The decision reaches the template through its parameter (0 = no reservation), so synth
 //! stays offline and the same template serves every account.
 
+use super::Reporter;
 use crate::aws::{self, Clients};
 use crate::constructs::{Names, RESERVED_CONCURRENCY_PARAMETER};
-use crate::deploy::Reporter;
 use crate::error::Error;
 use crate::stage::{self, Problem, Stage, StageError};
 use aws_sdk_cloudformation::types::Parameter;
@@ -157,7 +157,7 @@ async fn read(clients: &Clients, function: &str) -> Result<AccountConcurrency, E
         .get_account_settings()
         .send()
         .await
-        .map_err(|e| Error::Aws(aws::explain("lambda:GetAccountSettings", &e)))?;
+        .map_err(|e| Error::Aws(aws::error("lambda:GetAccountSettings", &e)))?;
     let limit = settings
         .account_limit()
         .map(|l| l.concurrent_executions())
@@ -181,7 +181,7 @@ async fn read(clients: &Clients, function: &str) -> Result<AccountConcurrency, E
             0
         }
         Err(e) => {
-            return Err(Error::Aws(aws::explain(
+            return Err(Error::Aws(aws::error(
                 &format!("lambda:GetFunctionConcurrency {function}"),
                 &e,
             )))

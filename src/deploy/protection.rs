@@ -10,9 +10,10 @@
 //! steps to lift the protection, instead of a change set that fails halfway. A stack policy
 //! applies only to updates; deleting the stack is what termination protection refuses.
 
+use super::stack::describe;
+use super::{aws_error, change_set, Reporter};
 use crate::aws::Clients;
 use crate::constructs::CA_REGISTRATION;
-use crate::deploy::{self, aws_error, describe, Reporter};
 use crate::diff::StackDiff;
 use crate::error::Error;
 use crate::stage::Stage;
@@ -79,7 +80,7 @@ pub async fn check_change(
     match refused_change(stage, d) {
         None => Ok(()),
         Some(e) => {
-            deploy::delete_change_set(clients, &stage.stack_name, change_set_id).await;
+            change_set::delete(clients, &stage.stack_name, change_set_id).await;
             Err(e)
         }
     }
@@ -252,8 +253,8 @@ mod tests {
     /// different certificates, so going from one to the other is a replacement.
     fn ca_template(which: &str) -> Value {
         let pem = match which {
-            "OLD" => include_str!("../certs/dev-ca.pem"),
-            _ => include_str!("../certs/prod-ca.pem"),
+            "OLD" => include_str!("../../certs/dev-ca.pem"),
+            _ => include_str!("../../certs/prod-ca.pem"),
         };
         json!({"Resources": {"CaRegistration": {
             "Type": jitr_contract::ca_registration::RESOURCE_TYPE,

@@ -1,0 +1,269 @@
+//! One function per command. Each returns the exit code; its result goes to the console as
+//! text or, with `--json`, as the one JSON shape the README's "JSON output" lists.
+
+use super::console::{self, describe_outcome, destroy_plan_text, display, human, Console};
+use super::{Args, DeployArgs};
+use crate::aws::Clients;
+use crate::deploy::{self, destroy, Outcome, Reporter as _};
+use crate::error::{exit, Error};
+use crate::stage::{self, StageFile};
+use crate::synth::{self, Synthesized};
+use serde_json::json;
+use std::path::Path;
+
+/// `schema`: the stage file's JSON Schema (JSON in either mode).
+pub fn schema(console: &Console) -> Result<i32, Error> {
+    console.print_json(&schemars::schema_for!(StageFile));
+    Ok(exit::OK)
+}
+
+/// `list`: `{"stages": [{"stage", "valid", "stackName", "region", "account"} or
+/// {"stage", "valid": false, "problems"}]}`.
+pub fn list(args: &Args, console: &Console) -> Result<i32, Error> {
+    let names = stage::list_stages(&args.root)
+        .map_err(crate::error::io(args.root.join(stage::STAGES_DIR)))?;
+    let mut text = format!(
+        "{:<12} {:<30} {:<16} {}\n",
+        "STAGE", "STACK", "REGION", "ACCOUNT"
+    );
+    let mut stages = Vec::new();
+    for name in names {
+        match stage::load(&args.root, &name) {
+            Ok(s) => {
+                text.push_str(&format!(
+                    "{:<12} {:<30} {:<16} {}\n",
+                    name,
+                    s.stack_name,
+                    s.region,
+                    s.account.as_deref().unwrap_or("(any)")
+                ));
+                stages.push(
+                    json!({"stage": name, "valid": true, "stackName": s.stack_name,
+                    "region": s.region, "account": s.account}),
+                );
+            }
+            Err(e) => {
+                text.push_str(&format!(
+                    "{:<12} invalid: {} problem(s); run `jitr-infra validate --stage {name}`\n",
+                    name,
+                    e.problems.len()
+                ));
+                stages.push(json!({"stage": name, "valid": false, "problems": e.problems.len()}));
+            }
+        }
+    }
+    console.result(&json!({ "stages": stages }), || text);
+    Ok(exit::OK)
+}
+
+/// `validate`: `{"ok", "stages": [{"stage", "ok": true, "resources"} or {"stage", "ok":
+/// false, "error"}]}`; exit 1 when any stage fails.
+pub fn validate(args: &Args, all: bool, console: &Console) -> Result<i32, Error> {
+    let names = if all {
+        stage::list_stages(&args.root)
+            .map_err(crate::error::io(args.root.join(stage::STAGES_DIR)))?
+    } else {
+        vec![args.stage.clone()]
+    };
+    let mut results = Vec::new();
+    let mut failed = 0;
+    for name in &names {
+        match synth::validate(&args.root, name) {
+            Ok(t) => {
+                if !console.json() {
+                    console.print(&format!("{name}: ok ({} resources)\n", t.resources.len()));
+                }
+                results.push(json!({"stage": name, "ok": true, "resources": t.resources.len()}));
+            }
+            Err(e) => {
+                failed += 1;
+                let text = e.to_string();
+                if !console.json() {
+                    console.note(&text);
+                    if !text.ends_with('\n') {
+                        console.note("\n");
+                    }
+                }
+                results.push(json!({"stage": name, "ok": false, "error": text}));
+            }
+        }
+    }
+    if console.json() {
+        console.print_json(&json!({"ok": failed == 0, "stages": results}));
+    }
+    Ok(if failed == 0 { exit::OK } else { exit::ERROR })
+}
+
+/// `synth`: `{"stage", "stackName", "outDir", "template": {"file", "bytes", "sha256"},
+/// "templateUpload", "assets": [{"package", "file", "bytes", "sha256", "built"}]}`.
+pub fn synth(args: &Args, out: Option<&Path>, console: &Console) -> Result<i32, Error> {
+    let s = synth::synthesize(&args.root, &args.stage, &args.build_options(), console)?;
+    let dir = out
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| synth::default_out(&args.root, &args.stage));
+    synth::write(&s, &dir)?;
+    console.result(&synth_json(&s, &dir), || synth_text(&s, &dir));
+    Ok(exit::OK)
+}
+
+fn synth_json(s: &Synthesized, dir: &Path) -> serde_json::Value {
+    let assets: Vec<_> = s
+        .bundles
+        .iter()
+        .map(|b| {
+            json!({"package": b.package, "file": format!("asset.{}.zip", b.sha256),
+                "bytes": b.size, "sha256": b.sha256, "built": b.built})
+        })
+        .collect();
+    json!({
+        "stage": s.stage.name,
+        "stackName": s.stage.stack_name,
+        "outDir": display(dir),
+        "template": {"file": s.template_file(), "bytes": s.template_json.len(),
+            "sha256": s.template_sha256},
+        "templateUpload": s.needs_template_upload(),
+        "assets": assets,
+    })
+}
+
+fn synth_text(s: &Synthesized, dir: &Path) -> String {
+    let mut text = format!(
+        "synthesized stage {} into {}\n  {:<40} {:>9}  sha256 {}\n",
+        s.stage.name,
+        display(dir),
+        s.template_file(),
+        human(s.template_json.len()),
+        &s.template_sha256[..16],
+    );
+    if s.needs_template_upload() {
+        text.push_str("  (over 51,200 bytes: deploy uploads the template to S3)\n");
+    }
+    for b in &s.bundles {
+        text.push_str(&format!(
+            "  {:<40} {:>9}  {}{}\n",
+            format!("asset.{}.zip", &b.sha256[..12]).replace(".zip", "….zip"),
+            human(b.size as usize),
+            b.package,
+            if b.built { " (built)" } else { "" }
+        ));
+    }
+    text
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, Error> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(crate::error::io("tokio runtime"))
+}
+
+/// Synthesizes the stage (Lambda build progress still shows: it can take minutes) and builds
+/// the AWS clients for its region (or `--region`).
+fn synthesize_for_aws(
+    rt: &tokio::runtime::Runtime,
+    args: &Args,
+    console: &Console,
+) -> Result<(Synthesized, Clients), Error> {
+    let s = synth::synthesize(&args.root, &args.stage, &args.build_options(), console)?;
+    let clients = rt.block_on(Clients::new(&args.target(&s.stage.region)));
+    Ok((s, clients))
+}
+
+/// `diff`: the `StackDiff` itself; exit 3 when anything would change.
+pub fn diff(args: &Args, console: &Console) -> Result<i32, Error> {
+    let rt = runtime()?;
+    let (s, clients) = synthesize_for_aws(&rt, args, console)?;
+    let d = rt.block_on(deploy::diff_stack(&clients, &s))?;
+    console.result(&d, || crate::diff::render_text(&d, console::color(false)));
+    console::step_summary(&crate::diff::render_markdown(
+        &d,
+        &format!("jitr-infra diff: {}", s.stage.stack_name),
+    ));
+    Ok(if d.is_empty() {
+        exit::OK
+    } else {
+        exit::CHANGES
+    })
+}
+
+/// `deploy`: the `Outcome` (`{"outcome": "noChanges" | "deployed" | "changeSetCreated",
+/// ...}`; a deployed one carries the stack's `events`).
+pub fn deploy(args: &Args, d: &DeployArgs, console: &Console) -> Result<i32, Error> {
+    let rt = runtime()?;
+    let (s, clients) = synthesize_for_aws(&rt, args, console)?;
+    let opts = args.deploy_options();
+    let outcome = rt.block_on(deploy::deploy(&clients, &args.root, &s, &opts, console))?;
+    if let Some(diff) = console.last_diff() {
+        console::step_summary(&crate::diff::render_markdown(
+            &diff,
+            &format!("jitr-infra deploy: {}", s.stage.stack_name),
+        ));
+    }
+    if let (Some(path), Outcome::Deployed { outputs, .. }) = (&d.outputs_file, &outcome) {
+        let text = serde_json::to_string_pretty(outputs).expect("outputs serialize") + "\n";
+        std::fs::write(path, text).map_err(crate::error::io(path))?;
+    }
+    console.result(&outcome, || describe_outcome(&outcome));
+    Ok(exit::OK)
+}
+
+/// `destroy`: `{"outcome": "destroyed", "stackName", "stackStatus", "caRetained", "events"}`,
+/// or `{"outcome": "noStack", "stackName"}`.
+pub fn destroy(
+    args: &Args,
+    yes: bool,
+    detach_devices: bool,
+    console: &Console,
+) -> Result<i32, Error> {
+    let rt = runtime()?;
+    let st = stage::load(&args.root, &args.stage)?;
+    let clients = rt.block_on(Clients::new(&args.target(&st.region)));
+    rt.block_on(deploy::account::check(&clients, &st))?;
+    let Some(plan) = rt.block_on(destroy::destroy_plan(&clients, &st))? else {
+        console.result(
+            &json!({"outcome": "noStack", "stackName": st.stack_name}),
+            || {
+                format!(
+                    "stack {} does not exist: nothing to destroy\n",
+                    st.stack_name
+                )
+            },
+        );
+        return Ok(exit::OK);
+    };
+    if !console.json() {
+        console.note(&destroy_plan_text(&plan, detach_devices));
+    }
+    destroy::admissible(&plan, detach_devices)?;
+    confirm_destroy(&plan.stack_name, yes, console)?;
+    let settled = rt.block_on(destroy::destroy(
+        &clients,
+        &plan,
+        detach_devices,
+        &args.deploy_options(),
+        console,
+    ))?;
+    console.result(
+        &json!({"outcome": "destroyed", "stackName": plan.stack_name,
+            "stackStatus": settled.status.as_str(), "caRetained": plan.ca_retained,
+            "events": settled.events}),
+        || format!("stack {} destroyed\n", plan.stack_name),
+    );
+    Ok(exit::OK)
+}
+
+/// `--yes`, or the operator's answer on a terminal.
+fn confirm_destroy(stack: &str, yes: bool, console: &Console) -> Result<(), Error> {
+    if yes {
+        return Ok(());
+    }
+    if !super::interactive() {
+        return Err(Error::ApprovalRequired(
+            "destroy deletes the stack; no terminal to ask on: rerun with --yes".into(),
+        ));
+    }
+    if !console.confirm(&format!("Delete stack {stack}?")) {
+        return Err(Error::ApprovalRequired("not confirmed".into()));
+    }
+    Ok(())
+}

@@ -1,0 +1,118 @@
+//! The low arguments: clap's view of the command line, as the user typed it. [`super::Args`]
+//! resolves them once into what the commands use.
+
+use crate::deploy::RequireApproval;
+use crate::stage::DEFAULT_STAGE;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+const EXAMPLES: &str = "\
+Examples:
+  jitr-infra synth                      synthesize the default stage (dev) into jitr.out/dev
+  jitr-infra synth --stage prod --out cdk.out/prod
+  jitr-infra validate --all             check every stage file, write nothing
+  jitr-infra list                       the stages and their stacks
+  jitr-infra schema > stage.schema.json JSON Schema for editors
+
+  jitr-infra diff --stage prod           what a deploy would change; exit 3 if anything
+  jitr-infra deploy --stage prod --require-approval never   (CI, after a reviewed diff)
+  jitr-infra destroy --stage dev --yes
+
+Exit codes: 0 success, 1 error, 2 usage error, 3 changes found (diff),
+4 approval required but not given (deploy, destroy).";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "jitr-infra",
+    version,
+    about = "Synthesizes, diffs and deploys the AWS IoT Just-In-Time Registration stack",
+    after_help = EXAMPLES
+)]
+pub struct Cli {
+    /// Project root holding stacks/, templates/ and lambdas/ [default: current directory]
+    #[arg(long, global = true, value_name = "DIR")]
+    pub project: Option<PathBuf>,
+    /// AWS profile (else AWS_PROFILE or the default chain: env, SSO, role profiles)
+    #[arg(long, global = true, value_name = "NAME")]
+    pub profile: Option<String>,
+    /// AWS region [default: the stage's region]
+    #[arg(long, global = true, value_name = "REGION")]
+    pub region: Option<String>,
+    /// Machine-readable JSON on stdout; no progress on stderr
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Synthesize a stage: CloudFormation template, manifest and Lambda zips, offline.
+    #[command(after_help = "Example: jitr-infra synth --stage prod")]
+    Synth {
+        /// Stage name: stacks/<STAGE>.yaml
+        #[arg(long, short, default_value = DEFAULT_STAGE)]
+        stage: String,
+        /// Output directory [default: jitr.out/<STAGE>]
+        #[arg(long, short, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
+    /// List the stages and their stacks.
+    List,
+    /// Run every check of a stage (stage file, certificates, device policy, template)
+    /// without building or writing anything.
+    #[command(after_help = "Example: jitr-infra validate --all")]
+    Validate {
+        /// Stage name: stacks/<STAGE>.yaml
+        #[arg(long, short, default_value = DEFAULT_STAGE, conflicts_with = "all")]
+        stage: String,
+        /// Validate every stage in stacks/
+        #[arg(long)]
+        all: bool,
+    },
+    /// Print the JSON Schema of the stage file format.
+    Schema,
+    /// Show what a deploy would change: resources, properties, replacements, and the
+    /// security view. Exit 0 when nothing would change, 3 when something would.
+    #[command(after_help = "Example: jitr-infra diff --stage prod")]
+    Diff {
+        /// Stage name: stacks/<STAGE>.yaml
+        #[arg(long, short, default_value = DEFAULT_STAGE)]
+        stage: String,
+    },
+    /// Deploy a stage through a CloudFormation change set.
+    #[command(after_help = "Examples:
+  jitr-infra deploy --stage dev
+  jitr-infra deploy --stage prod --require-approval never --outputs-file outputs.json
+  jitr-infra deploy --stage prod --no-execute     create the change set for review only")]
+    Deploy {
+        /// Stage name: stacks/<STAGE>.yaml
+        #[arg(long, short, default_value = DEFAULT_STAGE)]
+        stage: String,
+        /// When to ask before executing. Without a terminal nothing is asked: a deploy that
+        /// needs approval is refused (exit 4).
+        #[arg(long, value_enum, default_value_t = RequireApproval::Broadening)]
+        require_approval: RequireApproval,
+        /// Create the change set and stop (review it in the console or with `diff`)
+        #[arg(long)]
+        no_execute: bool,
+        /// Write the stack outputs as JSON to this file
+        #[arg(long, value_name = "FILE")]
+        outputs_file: Option<PathBuf>,
+    },
+    /// Delete a stage's stack (the CA stays registered if the stage retains it).
+    #[command(after_help = "Example: jitr-infra destroy --stage dev --yes")]
+    Destroy {
+        /// Stage name: stacks/<STAGE>.yaml
+        #[arg(long, short, default_value = DEFAULT_STAGE)]
+        stage: String,
+        /// Do not ask (required without a terminal)
+        #[arg(long)]
+        yes: bool,
+        /// Detach the device policy from the device certificates still using it (those
+        /// devices lose access). Without it, destroy refuses while devices are attached:
+        /// AWS will not delete an attached policy and the deletion would fail halfway.
+        #[arg(long)]
+        detach_devices: bool,
+    },
+}

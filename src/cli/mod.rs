@@ -1,0 +1,301 @@
+//! The command line. clap's low arguments ([`Cli`]) are resolved once into the high ones
+//! ([`Args`]: project root, stage, output mode, AWS profile and region, the command's own
+//! options); each command is one function in [`commands`]. Every byte of output goes through
+//! the writers passed to [`run`] (see [`console::Console`]), so tests capture it; `main` only
+//! maps the result to an exit code.
+
+pub mod commands;
+pub mod console;
+mod low;
+
+pub use low::{Cli, Command};
+
+use crate::assets::BuildOptions;
+use crate::deploy::{Options, RequireApproval};
+use crate::error::Error;
+use crate::stage::{self, DEFAULT_STAGE};
+use console::Console;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// How results are written on stdout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputMode {
+    /// Text for people; progress on stderr.
+    Text,
+    /// One JSON document per command (README "JSON output"); no progress on stderr.
+    Json,
+}
+
+/// The command line, resolved: everything a command needs, decided once.
+#[derive(Debug, Clone)]
+pub struct Args {
+    /// The project root (holding `stacks/`); unchecked for `schema`, which needs none.
+    pub root: PathBuf,
+    /// The stage the command is about (`dev` unless `--stage`).
+    pub stage: String,
+    pub output: OutputMode,
+    /// `--profile`; otherwise the standard AWS chain decides.
+    pub profile: Option<String>,
+    /// `--region`; otherwise the stage's region.
+    pub region: Option<String>,
+    pub action: Action,
+}
+
+/// What to do, with the options of that command only.
+#[derive(Debug, Clone)]
+pub enum Action {
+    Schema,
+    List,
+    Synth { out: Option<PathBuf> },
+    Validate { all: bool },
+    Diff,
+    Deploy(DeployArgs),
+    Destroy { yes: bool, detach_devices: bool },
+}
+
+#[derive(Debug, Clone)]
+pub struct DeployArgs {
+    pub require_approval: RequireApproval,
+    pub execute: bool,
+    pub outputs_file: Option<PathBuf>,
+}
+
+impl Args {
+    /// Resolves the parsed command line: the project root is checked (except for `schema`),
+    /// defaults are applied.
+    pub fn resolve(cli: Cli) -> Result<Args, Error> {
+        let (stage, action) = match cli.command {
+            Command::Schema => (DEFAULT_STAGE.to_string(), Action::Schema),
+            Command::List => (DEFAULT_STAGE.to_string(), Action::List),
+            Command::Synth { stage, out } => (stage, Action::Synth { out }),
+            Command::Validate { stage, all } => (stage, Action::Validate { all }),
+            Command::Diff { stage } => (stage, Action::Diff),
+            Command::Deploy {
+                stage,
+                require_approval,
+                no_execute,
+                outputs_file,
+            } => (
+                stage,
+                Action::Deploy(DeployArgs {
+                    require_approval,
+                    execute: !no_execute,
+                    outputs_file,
+                }),
+            ),
+            Command::Destroy {
+                stage,
+                yes,
+                detach_devices,
+            } => (
+                stage,
+                Action::Destroy {
+                    yes,
+                    detach_devices,
+                },
+            ),
+        };
+        let root = match action {
+            Action::Schema => cli.project.unwrap_or_default(),
+            _ => project_root(cli.project.as_deref())?,
+        };
+        Ok(Args {
+            root,
+            stage,
+            output: if cli.json {
+                OutputMode::Json
+            } else {
+                OutputMode::Text
+            },
+            profile: cli.profile,
+            region: cli.region,
+            action,
+        })
+    }
+
+    pub fn json(&self) -> bool {
+        self.output == OutputMode::Json
+    }
+
+    /// Where the commands that call AWS talk to it: `--region`, else the stage's.
+    pub fn target(&self, stage_region: &str) -> crate::aws::Target {
+        crate::aws::Target {
+            profile: self.profile.clone(),
+            region: self
+                .region
+                .clone()
+                .unwrap_or_else(|| stage_region.to_string()),
+        }
+    }
+
+    /// The Lambdas are built from `JITR_LAMBDA_SOURCES` (a jitr-infra checkout) when set,
+    /// else from the project itself.
+    pub fn build_options(&self) -> BuildOptions {
+        let mut build = match std::env::var_os("JITR_LAMBDA_SOURCES") {
+            Some(dir) => BuildOptions::new(PathBuf::from(dir)),
+            None => BuildOptions::new(&self.root),
+        };
+        build.show_progress = !self.json();
+        build
+    }
+
+    /// The deploy options for `deploy` (and the defaults `destroy` waits with).
+    pub fn deploy_options(&self) -> Options {
+        match &self.action {
+            Action::Deploy(d) => Options {
+                require_approval: d.require_approval,
+                execute: d.execute,
+                interactive: interactive(),
+                ..Default::default()
+            },
+            _ => Options::default(),
+        }
+    }
+}
+
+/// The project root: `--project`, else the current directory; it must hold `stacks/`.
+pub fn project_root(arg: Option<&Path>) -> Result<PathBuf, Error> {
+    let root = match arg {
+        Some(p) => p.to_path_buf(),
+        None => std::env::current_dir().map_err(crate::error::io("."))?,
+    };
+    if !root.join(stage::STAGES_DIR).is_dir() {
+        return Err(Error::Project(format!(
+            "{}: no {}/ directory here; run jitr-infra from the project root or pass --project DIR",
+            root.display(),
+            stage::STAGES_DIR
+        )));
+    }
+    Ok(root)
+}
+
+/// Runs a parsed command; returns the exit code.
+pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<i32, Error> {
+    let args = Args::resolve(cli)?;
+    let console = Console::new(out, err, args.json());
+    match &args.action {
+        Action::Schema => commands::schema(&console),
+        Action::List => commands::list(&args, &console),
+        Action::Synth { out } => commands::synth(&args, out.as_deref(), &console),
+        Action::Validate { all } => commands::validate(&args, *all, &console),
+        Action::Diff => commands::diff(&args, &console),
+        Action::Deploy(d) => commands::deploy(&args, d, &console),
+        Action::Destroy {
+            yes,
+            detach_devices,
+        } => commands::destroy(&args, *yes, *detach_devices, &console),
+    }
+}
+
+/// Both stdin (for the answer) and stderr (for the question) are terminals, and CI is not set.
+pub fn interactive() -> bool {
+    use std::io::IsTerminal;
+    std::env::var_os("CI").is_none()
+        && std::io::stdin().is_terminal()
+        && std::io::stderr().is_terminal()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn root() -> String {
+        env!("CARGO_MANIFEST_DIR").to_string()
+    }
+
+    fn cli(args: &[&str]) -> Cli {
+        Cli::try_parse_from(std::iter::once("jitr-infra").chain(args.iter().copied())).unwrap()
+    }
+
+    /// Runs a command; (exit code, stdout, stderr).
+    fn run_captured(args: &[&str]) -> (i32, String, String) {
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let code = run(cli(args), &mut out, &mut err).unwrap();
+        (
+            code,
+            String::from_utf8(out).unwrap(),
+            String::from_utf8(err).unwrap(),
+        )
+    }
+
+    #[test]
+    fn the_command_line_is_resolved_once_into_args() {
+        let r = root();
+        let args = Args::resolve(cli(&[
+            "deploy",
+            "--stage",
+            "prod",
+            "--no-execute",
+            "--require-approval",
+            "never",
+            "--json",
+            "--profile",
+            "ci",
+            "--region",
+            "eu-central-1",
+            "--project",
+            &r,
+        ]))
+        .unwrap();
+        assert_eq!(args.root, PathBuf::from(&r));
+        assert_eq!(args.stage, "prod");
+        assert_eq!(args.output, OutputMode::Json);
+        assert_eq!(args.profile.as_deref(), Some("ci"));
+        assert_eq!(args.target("eu-west-1").region, "eu-central-1");
+        let opts = args.deploy_options();
+        assert!(!opts.execute);
+        assert_eq!(opts.require_approval, RequireApproval::Never);
+        assert!(!args.build_options().show_progress, "--json: no progress");
+
+        let list = Args::resolve(cli(&["list", "--project", &r])).unwrap();
+        assert_eq!(list.stage, DEFAULT_STAGE);
+        assert_eq!(list.target("eu-west-1").region, "eu-west-1", "the stage's");
+        // schema needs no project.
+        let schema = Args::resolve(cli(&["schema", "--project", "/nonexistent"])).unwrap();
+        assert!(matches!(schema.action, Action::Schema));
+        assert!(Args::resolve(cli(&["list", "--project", "/nonexistent"])).is_err());
+    }
+
+    #[test]
+    fn list_and_validate_answer_in_json() {
+        let r = root();
+        let stages = stage::list_stages(Path::new(&r)).unwrap();
+        let (code, out, err) = run_captured(&["list", "--json", "--project", &r]);
+        assert_eq!(code, crate::error::exit::OK);
+        assert!(err.is_empty(), "{err}");
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let listed = v["stages"].as_array().unwrap();
+        assert_eq!(listed.len(), stages.len());
+        for s in listed {
+            assert_eq!(s["valid"], true, "{s}");
+            assert!(s["stackName"].is_string() && s["region"].is_string(), "{s}");
+        }
+
+        let (code, out, err) = run_captured(&["validate", "--all", "--json", "--project", &r]);
+        assert_eq!(code, crate::error::exit::OK, "{out}");
+        assert!(err.is_empty(), "{err}");
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["ok"], true);
+        assert_eq!(v["stages"].as_array().unwrap().len(), stages.len());
+        assert!(v["stages"][0]["resources"].as_u64().unwrap() > 0, "{v}");
+
+        let (code, out, err) =
+            run_captured(&["validate", "--stage", "nope", "--json", "--project", &r]);
+        assert_eq!(code, crate::error::exit::ERROR);
+        assert!(err.is_empty(), "the error is in the result: {err}");
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["ok"], false);
+        assert_eq!(v["stages"][0]["ok"], false);
+        assert!(
+            v["stages"][0]["error"].as_str().unwrap().contains("nope"),
+            "{v}"
+        );
+
+        // Text mode still writes text, to the writers given.
+        let (code, out, _) = run_captured(&["list", "--project", &r]);
+        assert_eq!(code, crate::error::exit::OK);
+        assert!(out.starts_with("STAGE"), "{out}");
+    }
+}
