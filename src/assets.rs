@@ -2,7 +2,9 @@
 //!
 //! Each Lambda is a workspace crate built with cargo's `lambda` profile (size-tuned release)
 //! for `provided.al2023` on x86_64, in its own target directory (`target/lambda`) so it never
-//! waits on, or invalidates, the CLI's build. The zip holds one entry, `bootstrap`, mode 0755,
+//! waits on, or invalidates, the CLI's build. The Lambdas that need building are built by one
+//! cargo invocation, and they ask for the same dependency features, so the AWS SDK compiles
+//! once for both (`scripts/count-builds` counts it). The zip holds one entry, `bootstrap`, mode 0755,
 //! with a fixed timestamp, so the same sources give the same bytes and the same sha256 on
 //! every machine: the asset hash changes exactly when the code does.
 //!
@@ -106,7 +108,8 @@ pub enum AssetError {
         cargo: PathBuf,
         source: std::io::Error,
     },
-    /// cargo ran and failed; `output` is the end of what it printed.
+    /// cargo ran and failed; `output` is the end of what it printed. `package` names every
+    /// Lambda of the invocation.
     BuildFailed { package: String, output: String },
     /// The built binary needs a glibc newer than the Lambda runtime has.
     GlibcTooNew { package: String, found: (u32, u32) },
@@ -225,11 +228,52 @@ impl Bundle {
 
 /// Builds `lambda` (unless its sources are unchanged since the last build) and zips it.
 pub fn bundle(opts: &BuildOptions, lambda: LambdaCrate) -> Result<Bundle, AssetError> {
+    let mut bundles = bundle_all(opts, &[lambda])?;
+    Ok(bundles.remove(0))
+}
+
+/// Bundles `lambdas`, in order. Those whose sources changed since their last bundle are
+/// built together, in one cargo invocation: their dependencies (the AWS SDK above all)
+/// compile once for all of them.
+pub fn bundle_all(opts: &BuildOptions, lambdas: &[LambdaCrate]) -> Result<Vec<Bundle>, AssetError> {
+    let mut found = Vec::with_capacity(lambdas.len());
+    for lambda in lambdas {
+        found.push(cached(opts, *lambda)?);
+    }
+    let to_build: Vec<LambdaCrate> = lambdas
+        .iter()
+        .zip(&found)
+        .filter(|(_, hit)| hit.is_none())
+        .map(|(lambda, _)| *lambda)
+        .collect();
+    if !to_build.is_empty() {
+        build_all(opts, &to_build)?;
+    }
+    lambdas
+        .iter()
+        .zip(found)
+        .map(|(lambda, hit)| match hit {
+            Some(bundle) => Ok(bundle),
+            None => pack(opts, *lambda),
+        })
+        .collect()
+}
+
+/// Where `lambda`'s zip for its current sources is cached.
+fn cache_paths(opts: &BuildOptions, lambda: LambdaCrate) -> Result<(PathBuf, PathBuf), AssetError> {
     let fingerprint = source_fingerprint(&opts.workspace_root, lambda)?;
-    let cache_dir = opts.target_dir.join("bundles");
-    let zip_path = cache_dir.join(format!("{}-{fingerprint}.zip", lambda.package));
+    let zip_path = opts
+        .target_dir
+        .join("bundles")
+        .join(format!("{}-{fingerprint}.zip", lambda.package));
     // The digest sits beside the zip, so a cache hit reads 64 bytes, not megabytes.
     let sha_path = zip_path.with_extension("zip.sha256");
+    Ok((zip_path, sha_path))
+}
+
+/// The bundle of `lambda`'s current sources, if it is cached (and its binary still there).
+fn cached(opts: &BuildOptions, lambda: LambdaCrate) -> Result<Option<Bundle>, AssetError> {
+    let (zip_path, sha_path) = cache_paths(opts, lambda)?;
     let binary = profile_dir(&opts.target_dir).join(lambda.package);
     if let (Ok(sha256), Ok(meta), true) = (
         std::fs::read_to_string(&sha_path),
@@ -237,21 +281,28 @@ pub fn bundle(opts: &BuildOptions, lambda: LambdaCrate) -> Result<Bundle, AssetE
         binary.exists(),
     ) {
         if sha256.len() == 64 {
-            return Ok(Bundle {
+            return Ok(Some(Bundle {
                 package: lambda.package.to_string(),
                 zip_path,
                 sha256,
                 size: meta.len(),
                 binary,
                 built: false,
-            });
+            }));
         }
     }
-    build(opts, lambda)?;
+    Ok(None)
+}
+
+/// Checks and zips the freshly built binary of `lambda` into the bundle cache.
+fn pack(opts: &BuildOptions, lambda: LambdaCrate) -> Result<Bundle, AssetError> {
+    let (zip_path, sha_path) = cache_paths(opts, lambda)?;
+    let binary = profile_dir(&opts.target_dir).join(lambda.package);
     let bytes = std::fs::read(&binary).map_err(io(&binary))?;
     check_lambda_binary(lambda.package, &bytes)?;
     let zip = zip_bootstrap(&bytes)?;
     let sha256 = sha256_hex(&zip);
+    let cache_dir = opts.target_dir.join("bundles");
     std::fs::create_dir_all(&cache_dir).map_err(io(&cache_dir))?;
     write_atomically(&zip_path, &zip)?;
     write_atomically(&sha_path, sha256.as_bytes())?;
@@ -316,10 +367,21 @@ fn on_path(program: &str) -> bool {
         .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
 }
 
-/// Runs `cargo build --profile lambda -p <package> --target <Lambda target>` (or
-/// `cargo zigbuild` on a host that cannot link for Linux) with paths remapped, so the binary
-/// holds no path of this machine (panic messages embed source paths).
+/// Builds one Lambda; see [`build_all`].
 pub fn build(opts: &BuildOptions, lambda: LambdaCrate) -> Result<(), AssetError> {
+    build_all(opts, &[lambda])
+}
+
+/// Runs `cargo build --profile lambda -p <package>... --target <Lambda target>` (or
+/// `cargo zigbuild` on a host that cannot link for Linux) once for all of `lambdas`, with
+/// paths remapped, so the binaries hold no path of this machine (panic messages embed
+/// source paths).
+pub fn build_all(opts: &BuildOptions, lambdas: &[LambdaCrate]) -> Result<(), AssetError> {
+    let packages = lambdas
+        .iter()
+        .map(|l| l.package)
+        .collect::<Vec<_>>()
+        .join("`, `");
     let subcommand = match linker()? {
         Linker::Native => "build",
         Linker::Zig => "zigbuild",
@@ -333,16 +395,9 @@ pub fn build(opts: &BuildOptions, lambda: LambdaCrate) -> Result<(), AssetError>
     }
     let mut cmd = Command::new(&opts.cargo);
     cmd.current_dir(&opts.workspace_root)
-        .args([
-            subcommand,
-            "--locked",
-            "--profile",
-            PROFILE,
-            "-p",
-            lambda.package,
-            "--target",
-            ARCHITECTURE.rust_target(),
-        ])
+        .args([subcommand, "--locked", "--profile", PROFILE])
+        .args(lambdas.iter().flat_map(|l| ["-p", l.package]))
+        .args(["--target", ARCHITECTURE.rust_target()])
         .arg("--target-dir")
         .arg(&opts.target_dir)
         // Takes precedence over RUSTFLAGS from the caller's environment.
@@ -357,7 +412,7 @@ pub fn build(opts: &BuildOptions, lambda: LambdaCrate) -> Result<(), AssetError>
         })?;
         if !status.success() {
             return Err(AssetError::BuildFailed {
-                package: lambda.package.to_string(),
+                package: packages,
                 output: format!("cargo exited with {status} (its output is above)"),
             });
         }
@@ -370,7 +425,7 @@ pub fn build(opts: &BuildOptions, lambda: LambdaCrate) -> Result<(), AssetError>
             let text = String::from_utf8_lossy(&out.stderr);
             let tail: Vec<&str> = text.lines().rev().take(40).collect();
             return Err(AssetError::BuildFailed {
-                package: lambda.package.to_string(),
+                package: packages,
                 output: tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
             });
         }
