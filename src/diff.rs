@@ -9,7 +9,7 @@
 //! whether a deploy grants anything new. Replacing or removing the CA registration is
 //! called out as fleet-breaking.
 
-use jitr_contract::ca_registration::RESOURCE_TYPE as CA_RESOURCE_TYPE;
+use jitr_contract::ca_registration::{CaIdentity, RESOURCE_TYPE as CA_RESOURCE_TYPE};
 use jitr_lambda_common::pki::{needs_new_registration, Certificate};
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::{json, Map, Value};
@@ -299,7 +299,7 @@ const REPLACING_PROPERTIES: &[(&str, &[&str])] = &[
 ];
 
 /// The CA registration's properties its provider's replacement rule reads.
-const CA_IDENTITY_PROPERTIES: &[&str] = &["CaCertificatePem", "CertificateMode"];
+const CA_IDENTITY_PROPERTIES: &[&str] = &CaIdentity::PROPERTIES;
 
 /// Why CloudFormation refuses to change `property` in place or by replacement, if it does.
 fn update_refused(resource_type: &str, property: &str) -> Option<&'static str> {
@@ -316,23 +316,12 @@ fn update_refused(resource_type: &str, property: &str) -> Option<&'static str> {
 /// [`needs_new_registration`], the rule the provider itself applies. A value known only at
 /// deploy time (an intrinsic function) may or may not change it.
 fn ca_registration_replacement(old: &Value, new: &Value) -> Replacement {
-    let literal = |r: &Value, name: &str| {
-        r.get("Properties")
-            .and_then(|p| p.get(name))
-            .and_then(Value::as_str)
-            .map(str::to_string)
-    };
-    let (old_pem, old_mode) = (
-        literal(old, "CaCertificatePem"),
-        literal(old, "CertificateMode"),
-    );
-    let (new_pem, new_mode) = (
-        literal(new, "CaCertificatePem"),
-        literal(new, "CertificateMode"),
-    );
-    match (old_pem, old_mode, new_pem, new_mode) {
-        (Some(op), Some(om), Some(np), Some(nm)) => {
-            if (op == np && om == nm) || !needs_new_registration(&op, &om, &np, &nm) {
+    let identity = |r: &Value| r.get("Properties").and_then(CaIdentity::from_properties);
+    match (identity(old), identity(new)) {
+        (Some(o), Some(n)) => {
+            let (op, om) = (&o.ca_certificate_pem, &o.certificate_mode);
+            if o == n || !needs_new_registration(op, om, &n.ca_certificate_pem, &n.certificate_mode)
+            {
                 Replacement::No
             } else {
                 Replacement::Yes
@@ -773,10 +762,11 @@ pub fn check_ca_mode(
         return Ok(());
     };
     let identity = |r: &Value| -> Option<(Certificate, String)> {
-        let props = r.get("Properties")?;
-        let pem = props.get("CaCertificatePem")?.as_str()?;
-        let mode = props.get("CertificateMode")?.as_str()?;
-        Some((Certificate::from_pem(pem).ok()?, mode.to_string()))
+        let id = CaIdentity::from_properties(r.get("Properties")?)?;
+        Some((
+            Certificate::from_pem(&id.ca_certificate_pem).ok()?,
+            id.certificate_mode,
+        ))
     };
     for (id, new) in entries(section(Some(&synthesized), "Resources")) {
         let Some(old) = section(deployed, "Resources").and_then(|o| o.get(id)) else {

@@ -4,6 +4,7 @@
 //! constants here and pinned by `tests/synth.rs`: renaming one makes CloudFormation replace
 //! the resource, and replacing the CA registration breaks the fleet's onboarding.
 
+mod ca;
 pub mod device_policy;
 pub mod iam;
 
@@ -11,9 +12,7 @@ use crate::cfn::{Condition, LogicalId, Output, Parameter, Pseudo, Resource, Temp
 use crate::stage::Stage;
 use iam::{arn, role, Statement};
 use jitr_contract::activator::ActivatorConfig;
-use jitr_contract::ca_registration::{
-    ATTR_CA_CERTIFICATE_ARN, ATTR_CA_CERTIFICATE_ID, RESOURCE_TYPE as CA_RESOURCE_TYPE,
-};
+use jitr_contract::ca_registration::{ATTR_CA_CERTIFICATE_ARN, ATTR_CA_CERTIFICATE_ID};
 
 pub const CA_PROVIDER_ROLE: LogicalId = LogicalId("CaProviderRole");
 pub const CA_PROVIDER_LOG_GROUP: LogicalId = LogicalId("CaProviderLogGroup");
@@ -150,7 +149,7 @@ pub fn jitr_stack(stage: &Stage, assets: &Assets) -> Result<Template, ComposeErr
         ),
         ..Template::default()
     };
-    ca_registration(&mut t, stage, &names, &assets.ca_provider);
+    ca::ca_registration(&mut t, stage, &names, &assets.ca_provider);
     t.add(
         Resource::new(DEVICE_POLICY, "AWS::IoT::Policy")
             .prop("PolicyName", names.device_policy.as_str())
@@ -276,88 +275,6 @@ fn function(
             ]),
         )
         .scanner_skip("CKV_AWS_117", scanner::NO_VPC)
-}
-
-fn ca_registration(t: &mut Template, stage: &Stage, names: &Names, asset: &AssetRef) {
-    t.add(log_group(
-        stage,
-        CA_PROVIDER_LOG_GROUP,
-        format!("/aws/lambda/{}", names.ca_provider_function),
-    ));
-    t.add(role(
-        CA_PROVIDER_ROLE,
-        "Registers, updates and deregisters the JITR device CA",
-        "lambda.amazonaws.com",
-        None,
-        &[
-            // RegisterCACertificate and ListCACertificates have no resource type in the IAM
-            // reference; they can only be granted on `*`.
-            Statement::unscoped(
-                "RegisterCa",
-                &["iot:RegisterCACertificate", "iot:ListCACertificates"],
-            ),
-            // `cacert/*`, not the CA's own id: after a CA rotation CloudFormation deletes the
-            // old CA with the updated role.
-            Statement::new(
-                "ManageCa",
-                &[
-                    "iot:DescribeCACertificate",
-                    "iot:UpdateCACertificate",
-                    "iot:DeleteCACertificate",
-                ],
-                vec![arn("iot", "cacert/*")],
-            ),
-            logs_statement(CA_PROVIDER_LOG_GROUP),
-        ],
-    ));
-    t.add(
-        function(
-            CA_PROVIDER_FUNCTION,
-            &names.ca_provider_function,
-            "CloudFormation custom resource: registers the JITR device CA with AWS IoT",
-            CA_PROVIDER_ROLE,
-            asset,
-            128,
-            CA_PROVIDER_TIMEOUT_SECONDS,
-        )
-        .scanner_skip("CKV_AWS_116", scanner::PROVIDER_NO_DLQ)
-        .scanner_skip("CKV_AWS_115", scanner::PROVIDER_NO_RESERVATION)
-        .depends_on(CA_PROVIDER_LOG_GROUP),
-    );
-    if let Some(v) = &stage.ca.verification {
-        t.parameters.push(Parameter {
-            name: VERIFICATION_PARAMETER,
-            kind: "String",
-            description: format!(
-                "DEFAULT-mode verification certificate (PEM, public): {}",
-                v.describe()
-            ),
-            default: None,
-            no_echo: false,
-        });
-    }
-    let ca = &stage.ca;
-    let mut r = Resource::new(CA_REGISTRATION, CA_RESOURCE_TYPE)
-        .prop("ServiceToken", CA_PROVIDER_FUNCTION.get_att("Arn"))
-        .prop("ServiceTimeout", CA_SERVICE_TIMEOUT_SECONDS)
-        .prop("CaCertificatePem", ca.pem.as_str())
-        .prop("CertificateMode", ca.mode.as_str());
-    if ca.verification.is_some() {
-        r = r.prop(
-            "VerificationCertificatePem",
-            Value::Ref(VERIFICATION_PARAMETER.to_string()),
-        );
-    }
-    let mut r = r
-        .prop("Status", ca.status.as_str())
-        // Custom resource properties reach the provider as strings; write them as such.
-        .prop("AutoRegistration", ca.auto_registration.to_string())
-        .prop("RetainOnDelete", ca.retain_on_delete.to_string());
-    // Written only when set: stacks deployed before adoption existed see no change.
-    if ca.adopt {
-        r = r.prop("Adopt", "true");
-    }
-    t.add(r);
 }
 
 fn activator(t: &mut Template, stage: &Stage, names: &Names, asset: &AssetRef) {

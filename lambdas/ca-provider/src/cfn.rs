@@ -1,50 +1,92 @@
 //! CloudFormation's custom resource protocol: the request the provider receives and the
 //! response it PUTs to the request's `ResponseURL`.
 
+use aws_lambda_events::cloudformation::CloudFormationCustomResourceRequest;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+
+/// `SUCCESS` or `FAILED`, as aws_lambda_events spells CloudFormation's response status.
+pub use aws_lambda_events::cloudformation::CloudFormationCustomResourceResponseStatus as Status;
 
 /// CloudFormation reads at most this many bytes of a response body.
 pub const MAX_RESPONSE_BYTES: usize = 4096;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RequestType {
     Create,
     Update,
     Delete,
 }
 
-/// A custom resource request. Properties stay raw JSON here: a request whose properties do
-/// not parse must still be answered (FAILED, with the reason).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
+/// A custom resource request: parsed as aws_lambda_events'
+/// [`CloudFormationCustomResourceRequest`] (each request type with the fields CloudFormation
+/// sends it), then flattened into the one shape the handler reads. Properties stay raw JSON
+/// here: a request whose properties do not parse must still be answered (FAILED, with the
+/// reason), and a Delete reads only `RetainOnDelete`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(try_from = "CloudFormationCustomResourceRequest")]
 pub struct Request {
     pub request_type: RequestType,
-    #[serde(rename = "ResponseURL")]
     pub response_url: String,
     pub stack_id: String,
     pub request_id: String,
-    #[serde(default)]
     pub resource_type: String,
     pub logical_resource_id: String,
     /// Absent on Create.
-    #[serde(default)]
     pub physical_resource_id: Option<String>,
-    #[serde(default)]
     pub resource_properties: serde_json::Value,
     /// Present on Update.
-    #[serde(default)]
     pub old_resource_properties: Option<serde_json::Value>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "UPPERCASE")]
-pub enum Status {
-    Success,
-    Failed,
+impl TryFrom<CloudFormationCustomResourceRequest> for Request {
+    type Error = String;
+
+    fn try_from(request: CloudFormationCustomResourceRequest) -> Result<Self, String> {
+        use CloudFormationCustomResourceRequest as R;
+        Ok(match request {
+            R::Create(c) => Request {
+                request_type: RequestType::Create,
+                response_url: c.response_url,
+                stack_id: c.stack_id,
+                request_id: c.request_id,
+                resource_type: c.resource_type,
+                logical_resource_id: c.logical_resource_id,
+                physical_resource_id: None,
+                resource_properties: c.resource_properties,
+                old_resource_properties: None,
+            },
+            R::Update(u) => Request {
+                request_type: RequestType::Update,
+                response_url: u.response_url,
+                stack_id: u.stack_id,
+                request_id: u.request_id,
+                resource_type: u.resource_type,
+                logical_resource_id: u.logical_resource_id,
+                physical_resource_id: Some(u.physical_resource_id),
+                resource_properties: u.resource_properties,
+                old_resource_properties: Some(u.old_resource_properties),
+            },
+            R::Delete(d) => Request {
+                request_type: RequestType::Delete,
+                response_url: d.response_url,
+                stack_id: d.stack_id,
+                request_id: d.request_id,
+                resource_type: d.resource_type,
+                logical_resource_id: d.logical_resource_id,
+                physical_resource_id: Some(d.physical_resource_id),
+                resource_properties: d.resource_properties,
+                old_resource_properties: None,
+            },
+            other => return Err(format!("unsupported request: {other:?}")),
+        })
+    }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// The answer PUT to `ResponseURL`. Not aws_lambda_events' response type: this one keeps
+/// `Data` ordered and leaves out an empty `Reason`, and [`Response::to_body`] keeps the body
+/// within what CloudFormation reads.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct Response {
     pub status: Status,
