@@ -24,7 +24,7 @@ pub enum RequestType {
 /// here: a request whose properties do not parse must still be answered (FAILED, with the
 /// reason), and a Delete reads only `RetainOnDelete`.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(try_from = "CloudFormationCustomResourceRequest")]
+#[serde(try_from = "serde_json::Value")]
 pub struct Request {
     pub request_type: RequestType,
     pub response_url: String,
@@ -37,6 +37,27 @@ pub struct Request {
     pub resource_properties: serde_json::Value,
     /// Present on Update.
     pub old_resource_properties: Option<serde_json::Value>,
+}
+
+impl TryFrom<serde_json::Value> for Request {
+    type Error = String;
+
+    /// Fields CloudFormation always sends, but that the provider has never needed in order
+    /// to act, are not required: absent, they read as empty (as they always have here), so
+    /// such a request is carried out, or refused for what is really wrong with it.
+    fn try_from(mut raw: serde_json::Value) -> Result<Self, String> {
+        if let Some(fields) = raw.as_object_mut() {
+            for name in ["ResourceType", "PhysicalResourceId"] {
+                fields.entry(name).or_insert_with(|| "".into());
+            }
+            for name in ["ResourceProperties", "OldResourceProperties"] {
+                fields.entry(name).or_insert(serde_json::Value::Null);
+            }
+        }
+        serde_json::from_value::<CloudFormationCustomResourceRequest>(raw)
+            .map_err(|e| e.to_string())?
+            .try_into()
+    }
 }
 
 impl TryFrom<CloudFormationCustomResourceRequest> for Request {
@@ -153,6 +174,44 @@ mod tests {
             "ResourceProperties": {}
         }))
         .unwrap()
+    }
+
+    #[test]
+    fn requests_parse_by_type_and_absent_ids_read_as_empty() {
+        let r = request();
+        assert_eq!(r.request_type, RequestType::Create);
+        assert_eq!(r.physical_resource_id, None);
+        assert_eq!(r.old_resource_properties, None);
+        let update: Request = serde_json::from_value(serde_json::json!({
+            "RequestType": "Update",
+            "ResponseURL": "http://127.0.0.1:1/x",
+            "StackId": "s",
+            "RequestId": "r",
+            "LogicalResourceId": "CaRegistration",
+            "PhysicalResourceId": "p",
+            "ResourceProperties": {"A": "1"},
+            "OldResourceProperties": {"A": "0"}
+        }))
+        .unwrap();
+        assert_eq!(update.request_type, RequestType::Update);
+        assert_eq!(update.physical_resource_id.as_deref(), Some("p"));
+        assert_eq!(update.resource_type, "");
+        assert_eq!(
+            update.old_resource_properties,
+            Some(serde_json::json!({"A": "0"}))
+        );
+        let delete: Request = serde_json::from_value(serde_json::json!({
+            "RequestType": "Delete", "ResponseURL": "u", "StackId": "s", "RequestId": "r",
+            "LogicalResourceId": "CaRegistration"
+        }))
+        .unwrap();
+        assert_eq!(delete.physical_resource_id.as_deref(), Some(""));
+        let err = serde_json::from_value::<Request>(serde_json::json!({
+            "RequestType": "Upsert", "ResponseURL": "u", "StackId": "s", "RequestId": "r",
+            "LogicalResourceId": "CaRegistration"
+        }))
+        .unwrap_err();
+        assert!(err.to_string().contains("Upsert"), "{err}");
     }
 
     #[test]
