@@ -2,13 +2,18 @@
 //!
 //! Each Lambda is a workspace crate built with cargo's `lambda` profile (size-tuned release)
 //! for `provided.al2023` on x86_64, in its own target directory (`target/lambda`) so it never
-//! waits on, or invalidates, the CLI's build. The zip holds one entry, `bootstrap`, mode 0755,
+//! waits on, or invalidates, the CLI's build. The Lambdas that need building are built by one
+//! cargo invocation, and they ask for the same dependency features, so the AWS SDK compiles
+//! once for both (`scripts/count-builds` counts it). The zip holds one entry, `bootstrap`, mode 0755,
 //! with a fixed timestamp, so the same sources give the same bytes and the same sha256 on
 //! every machine: the asset hash changes exactly when the code does.
 //!
 //! Results are cached by a fingerprint of the Lambda sources, so a synth whose Lambdas have
 //! not changed does not even start cargo.
 
+mod binary;
+
+pub use binary::{check_lambda_binary, max_glibc};
 use sha2::{Digest, Sha256};
 use std::fmt;
 use std::io::{Cursor, Write};
@@ -106,7 +111,8 @@ pub enum AssetError {
         cargo: PathBuf,
         source: std::io::Error,
     },
-    /// cargo ran and failed; `output` is the end of what it printed.
+    /// cargo ran and failed; `output` is the end of what it printed. `package` names every
+    /// Lambda of the invocation.
     BuildFailed { package: String, output: String },
     /// The built binary needs a glibc newer than the Lambda runtime has.
     GlibcTooNew { package: String, found: (u32, u32) },
@@ -225,11 +231,52 @@ impl Bundle {
 
 /// Builds `lambda` (unless its sources are unchanged since the last build) and zips it.
 pub fn bundle(opts: &BuildOptions, lambda: LambdaCrate) -> Result<Bundle, AssetError> {
+    let mut bundles = bundle_all(opts, &[lambda])?;
+    Ok(bundles.remove(0))
+}
+
+/// Bundles `lambdas`, in order. Those whose sources changed since their last bundle are
+/// built together, in one cargo invocation: their dependencies (the AWS SDK above all)
+/// compile once for all of them.
+pub fn bundle_all(opts: &BuildOptions, lambdas: &[LambdaCrate]) -> Result<Vec<Bundle>, AssetError> {
+    let mut found = Vec::with_capacity(lambdas.len());
+    for lambda in lambdas {
+        found.push(cached(opts, *lambda)?);
+    }
+    let to_build: Vec<LambdaCrate> = lambdas
+        .iter()
+        .zip(&found)
+        .filter(|(_, hit)| hit.is_none())
+        .map(|(lambda, _)| *lambda)
+        .collect();
+    if !to_build.is_empty() {
+        build_all(opts, &to_build)?;
+    }
+    lambdas
+        .iter()
+        .zip(found)
+        .map(|(lambda, hit)| match hit {
+            Some(bundle) => Ok(bundle),
+            None => pack(opts, *lambda),
+        })
+        .collect()
+}
+
+/// Where `lambda`'s zip for its current sources is cached.
+fn cache_paths(opts: &BuildOptions, lambda: LambdaCrate) -> Result<(PathBuf, PathBuf), AssetError> {
     let fingerprint = source_fingerprint(&opts.workspace_root, lambda)?;
-    let cache_dir = opts.target_dir.join("bundles");
-    let zip_path = cache_dir.join(format!("{}-{fingerprint}.zip", lambda.package));
+    let zip_path = opts
+        .target_dir
+        .join("bundles")
+        .join(format!("{}-{fingerprint}.zip", lambda.package));
     // The digest sits beside the zip, so a cache hit reads 64 bytes, not megabytes.
     let sha_path = zip_path.with_extension("zip.sha256");
+    Ok((zip_path, sha_path))
+}
+
+/// The bundle of `lambda`'s current sources, if it is cached (and its binary still there).
+fn cached(opts: &BuildOptions, lambda: LambdaCrate) -> Result<Option<Bundle>, AssetError> {
+    let (zip_path, sha_path) = cache_paths(opts, lambda)?;
     let binary = profile_dir(&opts.target_dir).join(lambda.package);
     if let (Ok(sha256), Ok(meta), true) = (
         std::fs::read_to_string(&sha_path),
@@ -237,21 +284,28 @@ pub fn bundle(opts: &BuildOptions, lambda: LambdaCrate) -> Result<Bundle, AssetE
         binary.exists(),
     ) {
         if sha256.len() == 64 {
-            return Ok(Bundle {
+            return Ok(Some(Bundle {
                 package: lambda.package.to_string(),
                 zip_path,
                 sha256,
                 size: meta.len(),
                 binary,
                 built: false,
-            });
+            }));
         }
     }
-    build(opts, lambda)?;
+    Ok(None)
+}
+
+/// Checks and zips the freshly built binary of `lambda` into the bundle cache.
+fn pack(opts: &BuildOptions, lambda: LambdaCrate) -> Result<Bundle, AssetError> {
+    let (zip_path, sha_path) = cache_paths(opts, lambda)?;
+    let binary = profile_dir(&opts.target_dir).join(lambda.package);
     let bytes = std::fs::read(&binary).map_err(io(&binary))?;
     check_lambda_binary(lambda.package, &bytes)?;
     let zip = zip_bootstrap(&bytes)?;
     let sha256 = sha256_hex(&zip);
+    let cache_dir = opts.target_dir.join("bundles");
     std::fs::create_dir_all(&cache_dir).map_err(io(&cache_dir))?;
     write_atomically(&zip_path, &zip)?;
     write_atomically(&sha_path, sha256.as_bytes())?;
@@ -316,10 +370,21 @@ fn on_path(program: &str) -> bool {
         .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
 }
 
-/// Runs `cargo build --profile lambda -p <package> --target <Lambda target>` (or
-/// `cargo zigbuild` on a host that cannot link for Linux) with paths remapped, so the binary
-/// holds no path of this machine (panic messages embed source paths).
+/// Builds one Lambda; see [`build_all`].
 pub fn build(opts: &BuildOptions, lambda: LambdaCrate) -> Result<(), AssetError> {
+    build_all(opts, &[lambda])
+}
+
+/// Runs `cargo build --profile lambda -p <package>... --target <Lambda target>` (or
+/// `cargo zigbuild` on a host that cannot link for Linux) once for all of `lambdas`, with
+/// paths remapped, so the binaries hold no path of this machine (panic messages embed
+/// source paths).
+pub fn build_all(opts: &BuildOptions, lambdas: &[LambdaCrate]) -> Result<(), AssetError> {
+    let packages = lambdas
+        .iter()
+        .map(|l| l.package)
+        .collect::<Vec<_>>()
+        .join("`, `");
     let subcommand = match linker()? {
         Linker::Native => "build",
         Linker::Zig => "zigbuild",
@@ -333,16 +398,9 @@ pub fn build(opts: &BuildOptions, lambda: LambdaCrate) -> Result<(), AssetError>
     }
     let mut cmd = Command::new(&opts.cargo);
     cmd.current_dir(&opts.workspace_root)
-        .args([
-            subcommand,
-            "--locked",
-            "--profile",
-            PROFILE,
-            "-p",
-            lambda.package,
-            "--target",
-            ARCHITECTURE.rust_target(),
-        ])
+        .args([subcommand, "--locked", "--profile", PROFILE])
+        .args(lambdas.iter().flat_map(|l| ["-p", l.package]))
+        .args(["--target", ARCHITECTURE.rust_target()])
         .arg("--target-dir")
         .arg(&opts.target_dir)
         // Takes precedence over RUSTFLAGS from the caller's environment.
@@ -357,7 +415,7 @@ pub fn build(opts: &BuildOptions, lambda: LambdaCrate) -> Result<(), AssetError>
         })?;
         if !status.success() {
             return Err(AssetError::BuildFailed {
-                package: lambda.package.to_string(),
+                package: packages,
                 output: format!("cargo exited with {status} (its output is above)"),
             });
         }
@@ -370,7 +428,7 @@ pub fn build(opts: &BuildOptions, lambda: LambdaCrate) -> Result<(), AssetError>
             let text = String::from_utf8_lossy(&out.stderr);
             let tail: Vec<&str> = text.lines().rev().take(40).collect();
             return Err(AssetError::BuildFailed {
-                package: lambda.package.to_string(),
+                package: packages,
                 output: tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
             });
         }
@@ -413,98 +471,6 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Refuses a binary Lambda could not run: anything but a 64-bit little-endian ELF executable
-/// for [`ARCHITECTURE`] with the Linux (System V or GNU) ABI, or one needing a glibc newer
-/// than [`MAX_GLIBC`]. A provider binary Lambda cannot start never answers CloudFormation,
-/// and the stack then waits out the custom resource's ServiceTimeout.
-pub fn check_lambda_binary(package: &str, bytes: &[u8]) -> Result<(), AssetError> {
-    use object::{Object, ObjectKind};
-    let refuse = |found: String| AssetError::NotForLambda {
-        package: package.to_string(),
-        found,
-    };
-    let kind = object::FileKind::parse(bytes)
-        .map_err(|_| refuse("something that is not an executable".into()))?;
-    let file = match kind {
-        object::FileKind::Elf64 => {
-            object::File::parse(bytes).map_err(|e| refuse(format!("a damaged ELF file ({e})")))?
-        }
-        object::FileKind::MachO32
-        | object::FileKind::MachO64
-        | object::FileKind::MachOFat32
-        | object::FileKind::MachOFat64 => return Err(refuse("a Mach-O (macOS) binary".into())),
-        object::FileKind::Pe32 | object::FileKind::Pe64 => {
-            return Err(refuse("a PE (Windows) binary".into()))
-        }
-        object::FileKind::Elf32 => return Err(refuse("a 32-bit ELF binary".into())),
-        other => return Err(refuse(format!("a {other:?} file"))),
-    };
-    if file.architecture() != ARCHITECTURE.object() || !file.is_little_endian() {
-        return Err(refuse(format!(
-            "an ELF binary for {:?}",
-            file.architecture()
-        )));
-    }
-    if !matches!(file.kind(), ObjectKind::Executable | ObjectKind::Dynamic) {
-        return Err(refuse(format!(
-            "an ELF {:?} file, not an executable",
-            file.kind()
-        )));
-    }
-    // e_ident[EI_OSABI]: 0 (System V) or 3 (GNU/Linux); anything else is another OS's ABI.
-    let os_abi = bytes[7];
-    if !matches!(os_abi, 0 | 3) {
-        return Err(refuse(format!(
-            "an ELF binary for OS ABI {os_abi}, not Linux"
-        )));
-    }
-    if let Some(found) = max_glibc(bytes) {
-        if found > MAX_GLIBC {
-            return Err(AssetError::GlibcTooNew {
-                package: package.to_string(),
-                found,
-            });
-        }
-    }
-    Ok(())
-}
-
-/// The highest `GLIBC_x.y` symbol version an ELF binary references, if any. Version names
-/// live in the dynamic string table as plain text, so a scan finds every one of them.
-pub fn max_glibc(binary: &[u8]) -> Option<(u32, u32)> {
-    const TAG: &[u8] = b"GLIBC_";
-    let mut best: Option<(u32, u32)> = None;
-    let mut i = 0;
-    while let Some(pos) = find(&binary[i..], TAG) {
-        let start = i + pos + TAG.len();
-        let digits = |from: usize| {
-            let end = binary[from..]
-                .iter()
-                .position(|b| !b.is_ascii_digit())
-                .map_or(binary.len(), |p| from + p);
-            (
-                std::str::from_utf8(&binary[from..end])
-                    .ok()
-                    .and_then(|s| s.parse::<u32>().ok()),
-                end,
-            )
-        };
-        if let (Some(major), end) = digits(start) {
-            if binary.get(end) == Some(&b'.') {
-                if let (Some(minor), _) = digits(end + 1) {
-                    best = best.max(Some((major, minor)));
-                }
-            }
-        }
-        i = start;
-    }
-    best
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
 }
 
 /// A digest of everything the Lambda's build reads from the workspace: its crate directories
@@ -577,74 +543,6 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), AssetError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn glibc_scan_finds_the_highest_version() {
-        let blob = b"\0GLIBC_2.2.5\0GLIBC_2.34\0GLIBC_2.17\0GLIBC_PRIVATE\0GLIBC_2.3.4\0";
-        assert_eq!(max_glibc(blob), Some((2, 34)));
-        assert_eq!(max_glibc(b"no versions here"), None);
-    }
-
-    /// A minimal 64-bit little-endian ELF header: enough for the checks, no sections.
-    fn elf(machine: u16, os_abi: u8, e_type: u16) -> Vec<u8> {
-        let mut h = vec![0x7f, b'E', b'L', b'F', 2, 1, 1, os_abi];
-        h.resize(16, 0);
-        h.extend(e_type.to_le_bytes());
-        h.extend(machine.to_le_bytes());
-        h.extend(1u32.to_le_bytes()); // e_version
-        h.extend([0u8; 24]); // e_entry, e_phoff, e_shoff
-        h.extend(0u32.to_le_bytes()); // e_flags
-        h.extend(64u16.to_le_bytes()); // e_ehsize
-        h.extend(56u16.to_le_bytes()); // e_phentsize
-        h.extend(0u16.to_le_bytes()); // e_phnum
-        h.extend(64u16.to_le_bytes()); // e_shentsize
-        h.extend([0u8; 4]); // e_shnum, e_shstrndx
-        h
-    }
-
-    const EM_X86_64: u16 = 62;
-    const EM_AARCH64: u16 = 183;
-    const ET_DYN: u16 = 3;
-
-    #[test]
-    fn only_linux_executables_for_the_template_architecture_are_bundled() {
-        check_lambda_binary("p", &elf(EM_X86_64, 0, ET_DYN)).unwrap();
-        check_lambda_binary("p", &elf(EM_X86_64, 3, 2)).unwrap();
-        let refused = |bytes: &[u8]| check_lambda_binary("jitr-activator", bytes).unwrap_err();
-
-        // A Mac laptop's host build (64-bit Mach-O, arm64).
-        let mut macho = vec![0xcf, 0xfa, 0xed, 0xfe, 0x0c, 0x00, 0x00, 0x01];
-        macho.resize(64, 0);
-        assert_eq!(
-            refused(&macho).to_string(),
-            "Lambda `jitr-activator` was built as a Mach-O (macOS) binary, but Lambda runs \
-             x86_64 Linux (glibc) executables (x86_64-unknown-linux-gnu); refusing to bundle it"
-        );
-        // An arm64 Linux laptop's host build.
-        let e = refused(&elf(EM_AARCH64, 0, ET_DYN)).to_string();
-        assert!(e.contains("built as an ELF binary for Aarch64"), "{e}");
-        // FreeBSD's ABI, a relocatable object, a Windows binary, a script.
-        let e = refused(&elf(EM_X86_64, 9, ET_DYN)).to_string();
-        assert!(e.contains("OS ABI 9, not Linux"), "{e}");
-        let e = refused(&elf(EM_X86_64, 0, 1)).to_string();
-        assert!(e.contains("not an executable"), "{e}");
-        let mut pe = b"MZ".to_vec();
-        pe.resize(256, 0);
-        assert!(matches!(
-            check_lambda_binary("p", &pe),
-            Err(AssetError::NotForLambda { .. })
-        ));
-        let e = refused(b"#!/bin/sh\necho hi\n").to_string();
-        assert!(e.contains("not an executable"), "{e}");
-
-        // Linux x86_64, but linked against a newer glibc than AL2023's.
-        let mut new_glibc = elf(EM_X86_64, 0, ET_DYN);
-        new_glibc.extend(b"\0GLIBC_2.38\0");
-        assert!(matches!(
-            check_lambda_binary("p", &new_glibc),
-            Err(AssetError::GlibcTooNew { found: (2, 38), .. })
-        ));
-    }
 
     #[test]
     fn the_cross_linker_message_says_what_to_install() {

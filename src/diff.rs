@@ -4,7 +4,7 @@
 //! ([`check_ca_mode`]).
 
 pub use jitr_cfn::diff::*;
-use jitr_contract::ca_registration::RESOURCE_TYPE as CA_RESOURCE_TYPE;
+use jitr_contract::ca_registration::{CaIdentity, RESOURCE_TYPE as CA_RESOURCE_TYPE};
 use jitr_lambda_common::pki::{needs_new_registration, Certificate};
 use serde_json::Value;
 
@@ -13,7 +13,7 @@ use serde_json::Value;
 /// [`needs_new_registration`], the rule the provider itself applies.
 pub const CA_REGISTRATION_RULE: CustomRule = CustomRule {
     resource_type: CA_RESOURCE_TYPE,
-    identity: &["CaCertificatePem", "CertificateMode"],
+    identity: &CaIdentity::PROPERTIES,
     replaces: ca_replaces,
 };
 
@@ -64,10 +64,11 @@ pub fn check_ca_mode(
         if r.get("Type")?.as_str()? != CA_RESOURCE_TYPE {
             return None;
         }
-        let props = r.get("Properties")?;
-        let pem = props.get("CaCertificatePem")?.as_str()?;
-        let mode = props.get("CertificateMode")?.as_str()?;
-        Some((Certificate::from_pem(pem).ok()?, mode.to_string()))
+        let id = CaIdentity::from_properties(r.get("Properties")?)?;
+        Some((
+            Certificate::from_pem(&id.ca_certificate_pem).ok()?,
+            id.certificate_mode,
+        ))
     };
     let old_resources = resources(deployed).unwrap_or_default();
     for (id, new) in resources(Some(&synthesized)).unwrap_or_default() {

@@ -72,10 +72,8 @@ pub fn synthesize(
             lambda.package
         ));
     }
-    let mut bundles = Vec::new();
-    for lambda in assets::ALL {
-        bundles.push(assets::bundle(build, lambda)?);
-    }
+    // One cargo invocation for every stale Lambda: the SDK compiles once for both.
+    let bundles = assets::bundle_all(build, &assets::ALL)?;
     let assets = Assets {
         activator: AssetRef {
             sha256: bundles[0].sha256.clone(),

@@ -20,17 +20,14 @@ pub fn creates_registration(deployed: Option<&serde_json::Value>, stage: &Stage)
         return true;
     }
     let props = &t["Resources"][CA_REGISTRATION.as_str()]["Properties"];
-    match (
-        props["CaCertificatePem"].as_str(),
-        props["CertificateMode"].as_str(),
-    ) {
-        (Some(pem), Some(mode)) => jitr_lambda_common::pki::needs_new_registration(
-            pem,
-            mode,
+    match jitr_contract::ca_registration::CaIdentity::from_properties(props) {
+        Some(deployed) => jitr_lambda_common::pki::needs_new_registration(
+            &deployed.ca_certificate_pem,
+            &deployed.certificate_mode,
             &stage.ca.pem,
             stage.ca.mode.as_str(),
         ),
-        _ => true,
+        None => true,
     }
 }
 

@@ -17,7 +17,8 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     if let Err(e) = &activator {
         tracing::error!(error = %e, "activator cannot start");
     }
-    let activator: &'static Result<Activator, ActivatorError> = Box::leak(Box::new(activator));
+    // Every invocation borrows it: it lives as long as `run`, which is the container's life.
+    let activator = &activator;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| async move {
         match activator {
             Ok(a) => a.handle(event.payload).await.map_err(|e| {

@@ -1,50 +1,113 @@
 //! CloudFormation's custom resource protocol: the request the provider receives and the
 //! response it PUTs to the request's `ResponseURL`.
 
+use aws_lambda_events::cloudformation::CloudFormationCustomResourceRequest;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+
+/// `SUCCESS` or `FAILED`, as aws_lambda_events spells CloudFormation's response status.
+pub use aws_lambda_events::cloudformation::CloudFormationCustomResourceResponseStatus as Status;
 
 /// CloudFormation reads at most this many bytes of a response body.
 pub const MAX_RESPONSE_BYTES: usize = 4096;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RequestType {
     Create,
     Update,
     Delete,
 }
 
-/// A custom resource request. Properties stay raw JSON here: a request whose properties do
-/// not parse must still be answered (FAILED, with the reason).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
+/// A custom resource request: parsed as aws_lambda_events'
+/// [`CloudFormationCustomResourceRequest`] (each request type with the fields CloudFormation
+/// sends it), then flattened into the one shape the handler reads. Properties stay raw JSON
+/// here: a request whose properties do not parse must still be answered (FAILED, with the
+/// reason), and a Delete reads only `RetainOnDelete`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(try_from = "serde_json::Value")]
 pub struct Request {
     pub request_type: RequestType,
-    #[serde(rename = "ResponseURL")]
     pub response_url: String,
     pub stack_id: String,
     pub request_id: String,
-    #[serde(default)]
     pub resource_type: String,
     pub logical_resource_id: String,
     /// Absent on Create.
-    #[serde(default)]
     pub physical_resource_id: Option<String>,
-    #[serde(default)]
     pub resource_properties: serde_json::Value,
     /// Present on Update.
-    #[serde(default)]
     pub old_resource_properties: Option<serde_json::Value>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "UPPERCASE")]
-pub enum Status {
-    Success,
-    Failed,
+impl TryFrom<serde_json::Value> for Request {
+    type Error = String;
+
+    /// Fields CloudFormation always sends, but that the provider has never needed in order
+    /// to act, are not required: absent, they read as empty (as they always have here), so
+    /// such a request is carried out, or refused for what is really wrong with it.
+    fn try_from(mut raw: serde_json::Value) -> Result<Self, String> {
+        if let Some(fields) = raw.as_object_mut() {
+            for name in ["ResourceType", "PhysicalResourceId"] {
+                fields.entry(name).or_insert_with(|| "".into());
+            }
+            for name in ["ResourceProperties", "OldResourceProperties"] {
+                fields.entry(name).or_insert(serde_json::Value::Null);
+            }
+        }
+        serde_json::from_value::<CloudFormationCustomResourceRequest>(raw)
+            .map_err(|e| e.to_string())?
+            .try_into()
+    }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+impl TryFrom<CloudFormationCustomResourceRequest> for Request {
+    type Error = String;
+
+    fn try_from(request: CloudFormationCustomResourceRequest) -> Result<Self, String> {
+        use CloudFormationCustomResourceRequest as R;
+        Ok(match request {
+            R::Create(c) => Request {
+                request_type: RequestType::Create,
+                response_url: c.response_url,
+                stack_id: c.stack_id,
+                request_id: c.request_id,
+                resource_type: c.resource_type,
+                logical_resource_id: c.logical_resource_id,
+                physical_resource_id: None,
+                resource_properties: c.resource_properties,
+                old_resource_properties: None,
+            },
+            R::Update(u) => Request {
+                request_type: RequestType::Update,
+                response_url: u.response_url,
+                stack_id: u.stack_id,
+                request_id: u.request_id,
+                resource_type: u.resource_type,
+                logical_resource_id: u.logical_resource_id,
+                physical_resource_id: Some(u.physical_resource_id),
+                resource_properties: u.resource_properties,
+                old_resource_properties: Some(u.old_resource_properties),
+            },
+            R::Delete(d) => Request {
+                request_type: RequestType::Delete,
+                response_url: d.response_url,
+                stack_id: d.stack_id,
+                request_id: d.request_id,
+                resource_type: d.resource_type,
+                logical_resource_id: d.logical_resource_id,
+                physical_resource_id: Some(d.physical_resource_id),
+                resource_properties: d.resource_properties,
+                old_resource_properties: None,
+            },
+            other => return Err(format!("unsupported request: {other:?}")),
+        })
+    }
+}
+
+/// The answer PUT to `ResponseURL`. Not aws_lambda_events' response type: this one keeps
+/// `Data` ordered and leaves out an empty `Reason`, and [`Response::to_body`] keeps the body
+/// within what CloudFormation reads.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct Response {
     pub status: Status,
@@ -111,6 +174,44 @@ mod tests {
             "ResourceProperties": {}
         }))
         .unwrap()
+    }
+
+    #[test]
+    fn requests_parse_by_type_and_absent_ids_read_as_empty() {
+        let r = request();
+        assert_eq!(r.request_type, RequestType::Create);
+        assert_eq!(r.physical_resource_id, None);
+        assert_eq!(r.old_resource_properties, None);
+        let update: Request = serde_json::from_value(serde_json::json!({
+            "RequestType": "Update",
+            "ResponseURL": "http://127.0.0.1:1/x",
+            "StackId": "s",
+            "RequestId": "r",
+            "LogicalResourceId": "CaRegistration",
+            "PhysicalResourceId": "p",
+            "ResourceProperties": {"A": "1"},
+            "OldResourceProperties": {"A": "0"}
+        }))
+        .unwrap();
+        assert_eq!(update.request_type, RequestType::Update);
+        assert_eq!(update.physical_resource_id.as_deref(), Some("p"));
+        assert_eq!(update.resource_type, "");
+        assert_eq!(
+            update.old_resource_properties,
+            Some(serde_json::json!({"A": "0"}))
+        );
+        let delete: Request = serde_json::from_value(serde_json::json!({
+            "RequestType": "Delete", "ResponseURL": "u", "StackId": "s", "RequestId": "r",
+            "LogicalResourceId": "CaRegistration"
+        }))
+        .unwrap();
+        assert_eq!(delete.physical_resource_id.as_deref(), Some(""));
+        let err = serde_json::from_value::<Request>(serde_json::json!({
+            "RequestType": "Upsert", "ResponseURL": "u", "StackId": "s", "RequestId": "r",
+            "LogicalResourceId": "CaRegistration"
+        }))
+        .unwrap_err();
+        assert!(err.to_string().contains("Upsert"), "{err}");
     }
 
     #[test]

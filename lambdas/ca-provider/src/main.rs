@@ -7,10 +7,10 @@ use lambda_runtime::{service_fn, LambdaEvent};
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
     jitr_lambda_common::init_logging();
-    let provider: &'static Provider = Box::leak(Box::new(Provider::new(
-        jitr_lambda_common::iot_client().await,
-    )));
-    let sender: &'static ResponseSender = Box::leak(Box::new(ResponseSender::new()?));
+    let provider = Provider::new(jitr_lambda_common::iot_client().await);
+    let sender = ResponseSender::new()?;
+    // Every invocation borrows them: they live as long as `run`, which is the container's life.
+    let (provider, sender) = (&provider, &sender);
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<serde_json::Value>| async move {
             let deadline = jitr_ca_provider::respond::deadline_instant(event.context.deadline);

@@ -23,8 +23,9 @@ pub struct ResponseSender {
 
 impl ResponseSender {
     pub fn new() -> Result<Self, String> {
+        // The SDK's crypto provider: one TLS stack in the binary.
         let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_native_roots()
+            .with_provider_and_native_roots(rustls::crypto::aws_lc_rs::default_provider())
             .map_err(|e| format!("cannot load the system's root certificates: {e}"))?
             .https_or_http()
             .enable_http1()

@@ -15,6 +15,12 @@ use std::time::Duration;
 /// The level comes from `AWS_LAMBDA_LOG_LEVEL` (Lambda's own log-level setting), INFO by
 /// default. Never log certificates' private material: the Lambdas never see any, and log
 /// only ids, names and outcomes.
+///
+/// Not `lambda_runtime`'s `init_default_subscriber`: it writes JSON only when the function's
+/// `LoggingConfig` says so (`AWS_LAMBDA_LOG_FORMAT`), and plain text otherwise, which is what
+/// the template leaves it at; its lines carry no timestamp but every span's fields; it panics
+/// when called twice (the tests call this per test). Its `tracing` feature is therefore off,
+/// which also keeps tracing-subscriber's env-filter (and a regex engine) out of the build.
 pub fn init_logging() {
     let level = match std::env::var("AWS_LAMBDA_LOG_LEVEL")
         .unwrap_or_default()

@@ -59,24 +59,39 @@ fn yes() -> bool {
     true
 }
 
-/// The resource's properties. `ServiceToken` (added by CloudFormation) and unknown
-/// properties are rejected by name so a template/provider mismatch fails loudly.
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// The resource's properties, as the template writes them and the provider reads them: synth
+/// serializes this type into the template, and the provider parses CloudFormation's
+/// `ResourceProperties` with it. `ServiceToken` (required by CloudFormation) is named here
+/// too, and unknown properties are rejected by name, so a template/provider mismatch fails
+/// loudly.
+///
+/// `T` is the type of the values the template computes at deploy time (the provider's ARN,
+/// the verification certificate parameter): a template value for synth (an `Fn::GetAtt`, a
+/// `Ref`), a `String` for the provider, which gets them resolved.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]
-pub struct CaRegistrationProperties {
-    /// Set by CloudFormation on every custom resource: the provider function's ARN.
+pub struct CaRegistrationProperties<T = String> {
+    /// Set on every custom resource: the provider function's ARN.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub service_token: Option<String>,
-    /// Set on the resource so CloudFormation gives up if the provider never answers.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub service_timeout: Option<String>,
+    pub service_token: Option<T>,
+    /// Seconds CloudFormation waits for the provider before giving up (instead of an hour).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::cfn_number"
+    )]
+    pub service_timeout: Option<u32>,
     /// The CA certificate, PEM.
     pub ca_certificate_pem: String,
     pub certificate_mode: CertificateMode,
     /// Required in `DEFAULT` mode: a certificate whose CN is the account's registration code,
     /// signed by the CA's private key. It proves possession and holds no secret.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub verification_certificate_pem: Option<String>,
+    pub verification_certificate_pem: Option<T>,
     #[serde(default)]
     pub status: CaStatus,
     /// Auto-registration of device certificates signed by this CA; JITR needs it on.
@@ -87,11 +102,34 @@ pub struct CaRegistrationProperties {
     pub retain_on_delete: bool,
     /// Take over the CA when it is already registered (by hand, by another stack or stage).
     /// Without it that is refused. An adopted CA is never deregistered by this resource.
-    #[serde(default, with = "crate::cfn_bool")]
+    /// Written only when set: stacks deployed before adoption existed see no change.
+    #[serde(default, skip_serializing_if = "is_false", with = "crate::cfn_bool")]
     pub adopt: bool,
 }
 
-impl CaRegistrationProperties {
+/// The two properties that say which CA is registered and how: the provider registers a new
+/// CA exactly when one of them changes (by the rule in `jitr-lambda-common`), so the CLI's
+/// diff and deploy read them from templates, by these names.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct CaIdentity {
+    pub ca_certificate_pem: String,
+    /// As written (not parsed: a template may hold a mode this version does not know).
+    pub certificate_mode: String,
+}
+
+impl CaIdentity {
+    /// The properties [`CaIdentity`] reads, as [`CaRegistrationProperties`] names them.
+    pub const PROPERTIES: [&'static str; 2] = ["CaCertificatePem", "CertificateMode"];
+
+    /// The identity in a template's (or a request's) `Properties`, when both are literal
+    /// strings; `None` when either is missing or computed (an intrinsic function).
+    pub fn from_properties(properties: &serde_json::Value) -> Option<CaIdentity> {
+        serde_json::from_value(properties.clone()).ok()
+    }
+}
+
+impl CaRegistrationProperties<String> {
     /// Parses CloudFormation's `ResourceProperties` and checks the cross-field rules.
     pub fn from_value(value: serde_json::Value) -> Result<Self, String> {
         let props: Self =
@@ -249,6 +287,91 @@ mod tests {
         ] {
             assert_eq!(retain_on_delete(&props), want, "{props}");
         }
+    }
+
+    #[test]
+    fn identity_names_the_properties_the_type_writes() {
+        let props = CaRegistrationProperties::<String> {
+            service_token: None,
+            service_timeout: None,
+            ca_certificate_pem: "pem".into(),
+            certificate_mode: CertificateMode::SniOnly,
+            verification_certificate_pem: None,
+            status: CaStatus::Active,
+            auto_registration: true,
+            retain_on_delete: false,
+            adopt: false,
+        };
+        let value = serde_json::to_value(&props).unwrap();
+        let keys: Vec<&str> = value
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        for name in CaIdentity::PROPERTIES {
+            assert!(keys.contains(&name), "{name} not in {keys:?}");
+        }
+        assert_eq!(
+            CaIdentity::from_properties(&value),
+            Some(CaIdentity {
+                ca_certificate_pem: "pem".into(),
+                certificate_mode: "SNI_ONLY".into()
+            })
+        );
+        // Computed by the template: not known before deploy.
+        let computed = json!({"CaCertificatePem": {"Ref": "Pem"}, "CertificateMode": "SNI_ONLY"});
+        assert_eq!(CaIdentity::from_properties(&computed), None);
+        assert_eq!(
+            CaIdentity::from_properties(&json!({"CertificateMode": "X"})),
+            None
+        );
+    }
+
+    #[test]
+    fn serialized_as_the_template_writes_them() {
+        let props = CaRegistrationProperties {
+            service_token: Some(json!({"Fn::GetAtt": ["Provider", "Arn"]})),
+            service_timeout: Some(300),
+            ca_certificate_pem: "pem".into(),
+            certificate_mode: CertificateMode::Default,
+            verification_certificate_pem: Some(json!({"Ref": "Verification"})),
+            status: CaStatus::Inactive,
+            auto_registration: false,
+            retain_on_delete: true,
+            adopt: false,
+        };
+        assert_eq!(
+            serde_json::to_string(&props).unwrap(),
+            r#"{"ServiceToken":{"Fn::GetAtt":["Provider","Arn"]},"ServiceTimeout":300,"#.to_owned()
+                + r#""CaCertificatePem":"pem","CertificateMode":"DEFAULT","#
+                + r#""VerificationCertificatePem":{"Ref":"Verification"},"Status":"INACTIVE","#
+                + r#""AutoRegistration":"false","RetainOnDelete":"true"}"#
+        );
+        let adopting = CaRegistrationProperties {
+            adopt: true,
+            ..props
+        };
+        assert!(serde_json::to_string(&adopting)
+            .unwrap()
+            .ends_with(r#""RetainOnDelete":"true","Adopt":"true"}"#));
+    }
+
+    #[test]
+    fn service_timeout_arrives_as_a_string() {
+        let p = CaRegistrationProperties::from_value(json!({
+            "ServiceTimeout": "300", "CaCertificatePem": "pem", "CertificateMode": "SNI_ONLY"
+        }))
+        .unwrap();
+        assert_eq!(p.service_timeout, Some(300));
+        let err = CaRegistrationProperties::from_value(json!({
+            "ServiceTimeout": "soon", "CaCertificatePem": "pem", "CertificateMode": "SNI_ONLY"
+        }))
+        .unwrap_err();
+        assert!(
+            err.contains("\"soon\"") && err.contains("whole number of seconds"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -44,6 +44,35 @@ pub mod cfn_bool {
     }
 }
 
+/// An optional whole number as CloudFormation delivers it to a custom resource: the template
+/// writes a number, the provider receives its decimal string. Accept both forms.
+pub mod cfn_number {
+    use serde::{de, Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(value: &Option<u32>, s: S) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(n) => s.serialize_u32(*n),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Number(u32),
+            Str(String),
+        }
+        match Option::<Raw>::deserialize(d)? {
+            None => Ok(None),
+            Some(Raw::Number(n)) => Ok(Some(n)),
+            Some(Raw::Str(s)) => s.trim().parse().map(Some).map_err(|_| {
+                de::Error::invalid_value(de::Unexpected::Str(&s), &"a whole number of seconds")
+            }),
+        }
+    }
+}
+
 /// Whether `id` has the shape of an AWS IoT certificate id: 64 lowercase hex digits
 /// (the SHA-256 of the certificate's DER encoding on real AWS).
 pub fn is_certificate_id(id: &str) -> bool {
