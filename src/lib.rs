@@ -14,6 +14,7 @@ pub mod deploy;
 pub mod destroy;
 pub mod diff;
 pub mod error;
+pub mod partition;
 pub mod protection;
 pub mod publish;
 pub mod stage;
