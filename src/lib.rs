@@ -13,5 +13,6 @@ pub mod constructs;
 pub mod deploy;
 pub mod diff;
 pub mod error;
+pub mod partition;
 pub mod stage;
 pub mod synth;

@@ -17,6 +17,8 @@ fn repo() -> PathBuf {
 
 /// A throwaway project with one stage whose CA is fresh (so the test owns its key).
 struct Project {
+    /// The shared test project (removed when dropped); `dir` is its directory.
+    fixture: testkit::project::Project,
     dir: PathBuf,
     ca: TestCa,
     stack: String,
@@ -32,17 +34,9 @@ impl Project {
     }
 
     fn with_activator(extra_ca_yaml: &str, account: Option<&str>, activator_yaml: &str) -> Project {
-        let dir = std::env::temp_dir().join(unique("jitr-e2e"));
-        for sub in ["stacks", "templates", "certs"] {
-            std::fs::create_dir_all(dir.join(sub)).unwrap();
-        }
-        std::fs::copy(
-            repo().join("templates/device-policy.json.hbs"),
-            dir.join("templates/device-policy.json.hbs"),
-        )
-        .unwrap();
+        let fixture = testkit::project::Project::new("jitr-e2e");
         let ca = TestCa::new(&unique("E2E CA"));
-        std::fs::write(dir.join("certs/ca.pem"), &ca.pem).unwrap();
+        fixture.write("certs/ca.pem", &ca.pem);
         let stack = unique("jitr-e2e").replace(|c: char| !c.is_ascii_alphanumeric(), "-");
         let stack: String = stack
             .chars()
@@ -57,8 +51,14 @@ impl Project {
             "stack_name: {stack}\nregion: {}\n{account}tags:\n  purpose: e2e\nca:\n  certificate: certs/ca.pem\n{extra_ca_yaml}activator:\n{activator_yaml}",
             testkit::REGION
         );
-        std::fs::write(dir.join("stacks/e2e.yaml"), yaml).unwrap();
-        Project { dir, ca, stack }
+        fixture.stage("e2e", &yaml);
+        let dir = fixture.dir.clone();
+        Project {
+            fixture,
+            dir,
+            ca,
+            stack,
+        }
     }
 
     /// Rewrites the stage file (`stacks/e2e.yaml`).
@@ -69,7 +69,7 @@ impl Project {
     }
 
     fn run(&self, args: &[&str], endpoint: &str, extra_env: &[(&str, &str)]) -> Output {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_jitr-infra"));
+        let mut cmd = self.fixture.cli(env!("CARGO_BIN_EXE_jitr-infra"));
         cmd.arg("--project").arg(&self.dir).args(args);
         cmd.env_clear()
             .envs(testkit::toolchain_env())
@@ -82,14 +82,9 @@ impl Project {
         for (k, v) in extra_env {
             cmd.env(k, v);
         }
-        cmd.stdin(std::process::Stdio::null());
+        // No answer to any question: stdin is empty and closed.
+        cmd.write_stdin("");
         cmd.output().unwrap()
-    }
-}
-
-impl Drop for Project {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

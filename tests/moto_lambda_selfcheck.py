@@ -14,7 +14,9 @@ Starts tests/moto_server.py on a free loopback port and, with boto3, checks that
     dependent resource reading `Fn::GetAtt` of the custom resource; the same through a change
     set; a failing custom resource rolls its stack back; Update and Delete reach the provider;
   - IoT's DescribeCertificate answers as AWS does: `caCertificateId` present, and `validity` the
-    certificate's own notBefore/notAfter (for DescribeCACertificate too).
+    certificate's own notBefore/notAfter (for DescribeCACertificate too);
+  - every other patch module of tests/moto_jitr holds (section 7), and every module in
+    `moto_jitr.PATCHES` was checked by at least one section.
 Exits non-zero on any failure. The bundles come from target/lambda/bundles (built by
 `cargo run -q -- synth` if missing).
 """
@@ -23,6 +25,7 @@ from __future__ import annotations
 import base64
 import datetime
 import glob
+import hashlib
 import io
 import json
 import os
@@ -49,6 +52,12 @@ REGION = "eu-west-1"  # not moto's default, so that a function's region really i
 ROLE = "arn:aws:iam::123456789012:role/selfcheck"
 
 failures: list[str] = []
+# The moto_jitr patch modules the checks exercised (every one in PATCHES must be).
+covered: set[str] = set()
+
+
+def covers(*modules: str) -> None:
+    covered.update(modules)
 
 
 def check(what: str, ok: bool, detail: object = "") -> bool:
@@ -258,6 +267,11 @@ def main() -> int:
     check(f"no function process outlives the server ({len(pids)} started)", not left, f"still running: {left}")
     forwarded = re.findall(r"^\[ca-provider\] \{", text, re.M)
     check("function log lines are forwarded to moto's stderr, prefixed", bool(forwarded), "no [ca-provider] {... lines")
+    sys.path.insert(0, os.path.join(ROOT, "tests"))
+    from moto_jitr import PATCHES
+
+    unchecked = [m for m in PATCHES if m not in covered]
+    check(f"every moto_jitr patch module was checked ({len(PATCHES)})", not unchecked, f"unchecked: {unchecked}")
     if failures:
         print(f"\n{len(failures)} FAILED: {failures}\nmoto's log: {log_path}")
         return 1
@@ -277,6 +291,7 @@ def run_checks(endpoint: str, activator_zip: str, provider_zip: str) -> None:
     s3.put_object(Bucket="assets", Key="activator.zip", Body=open(activator_zip, "rb").read())
 
     print("1. the activator, from S3")
+    covers("lambda_executor")
     lam.create_function(
         FunctionName="activator", Runtime="provided.al2023", Handler="bootstrap", Role=ROLE,
         Code={"S3Bucket": "assets", "S3Key": "activator.zip"}, Timeout=30, MemorySize=128,
@@ -408,6 +423,7 @@ def run_checks(endpoint: str, activator_zip: str, provider_zip: str) -> None:
     cfn.delete_stack(StackName="ca-cs")
     check("change set stack deleted: CA deregistered", not registered(iot, out.get("CaCertificateId", "")), out)
 
+    covers("custom_resources")
     print("5. a failing custom resource")
     cfn.create_stack(StackName="ca-bad", TemplateBody=template("not a certificate"))
     status, _ = wait_stack(cfn, "ca-bad")
@@ -419,6 +435,73 @@ def run_checks(endpoint: str, activator_zip: str, provider_zip: str) -> None:
 
     print("6. IoT DescribeCertificate as AWS answers it")
     check_describe_certificate(iot)
+    print("7. the other patches, one each")
+    check_patches(s3, lam, cfn, iot)
+
+
+def check_patches(s3, lam, cfn, iot) -> None:
+    """One check for each patch module sections 1-6 do not exercise."""
+    from botocore.exceptions import ClientError
+
+    def error_code(call) -> str | None:
+        try:
+            call()
+        except ClientError as e:
+            return e.response["Error"]["Code"]
+        return None
+
+    covers("s3_expected_owner")
+    check("S3: the owner's ExpectedBucketOwner is served", error_code(lambda: s3.head_bucket(Bucket="assets", ExpectedBucketOwner="123456789012")) is None)
+    code = error_code(lambda: s3.head_bucket(Bucket="assets", ExpectedBucketOwner="111122223333"))
+    check("S3: another ExpectedBucketOwner is refused with 403", code in ("403", "AccessDenied"), code)
+
+    covers("lambda_account_concurrency")
+    settings = lam.get_account_settings()
+    check("Lambda: GetAccountSettings reports the account's limit", settings.get("AccountLimit", {}).get("ConcurrentExecutions") == 1000, settings)
+    code = error_code(lambda: lam.put_function_concurrency(FunctionName="activator", ReservedConcurrentExecutions=950))
+    check("Lambda: a reservation into the unreserved 100 is refused", code == "InvalidParameterValueException", code)
+
+    covers("reserved_concurrency_throttle")
+    lam.put_function_concurrency(FunctionName="activator", ReservedConcurrentExecutions=0)
+    code = error_code(lambda: lam.invoke(FunctionName="activator", Payload=b"{}"))
+    check("Lambda: reserved concurrency 0 throttles Invoke", code == "TooManyRequestsException", code)
+    lam.delete_function_concurrency(FunctionName="activator")
+
+    covers("iot_policy", "topic_rule", "stack_deletion", "stack_policy")
+    policy_doc = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "iot:Connect", "Resource": "*"}]}
+
+    def stack_template(action: str) -> str:
+        policy = dict(policy_doc, Statement=[dict(policy_doc["Statement"][0], Action=action)])
+        return json.dumps({
+            "Resources": {
+                "Policy": {"Type": "AWS::IoT::Policy", "Properties": {"PolicyName": "selfcheck-policy", "PolicyDocument": policy}},
+                "Rule": {"Type": "AWS::IoT::TopicRule", "Properties": {"RuleName": "selfcheck_rule", "TopicRulePayload": {"Sql": "SELECT * FROM 'selfcheck'", "Actions": [], "RuleDisabled": False}}},
+            },
+            "Outputs": {"PolicyName": {"Value": {"Ref": "Policy"}}},
+        })
+
+    cfn.create_stack(StackName="patches", TemplateBody=stack_template("iot:Connect"))
+    status, _ = wait_stack(cfn, "patches")
+    check("CloudFormation: the IoT stack reaches CREATE_COMPLETE", status == "CREATE_COMPLETE", (status, events(cfn, "patches")))
+    check("CloudFormation: Ref of AWS::IoT::Policy is its name", outputs(cfn, "patches").get("PolicyName") == "selfcheck-policy", outputs(cfn, "patches"))
+    rule = error_code(lambda: iot.get_topic_rule(ruleName="selfcheck_rule"))
+    check("CloudFormation: AWS::IoT::TopicRule exists in IoT", rule is None, rule)
+
+    cfn.set_stack_policy(StackName="patches", StackPolicyBody=json.dumps({"Statement": [
+        {"Effect": "Allow", "Action": "Update:*", "Principal": "*", "Resource": "*"},
+        {"Effect": "Deny", "Action": "Update:*", "Principal": "*", "Resource": "LogicalResourceId/Policy"},
+    ]}))
+    cs = cfn.create_change_set(StackName="patches", ChangeSetName="denied", ChangeSetType="UPDATE", TemplateBody=stack_template("iot:Publish"))
+    cfn.get_waiter("change_set_create_complete").wait(ChangeSetName=cs["Id"], WaiterConfig={"Delay": 1})
+    cfn.execute_change_set(ChangeSetName=cs["Id"])
+    status, _ = wait_stack(cfn, "patches")
+    check("CloudFormation: a stack policy denies the update", status == "UPDATE_ROLLBACK_COMPLETE", (status, events(cfn, "patches")))
+
+    cfn.update_termination_protection(StackName="patches", EnableTerminationProtection=True)
+    code = error_code(lambda: cfn.delete_stack(StackName="patches"))
+    check("CloudFormation: termination protection refuses DeleteStack", code == "ValidationError", code)
+    cfn.update_termination_protection(StackName="patches", EnableTerminationProtection=False)
+    cfn.delete_stack(StackName="patches")
 
 
 def check_describe_certificate(iot) -> None:
@@ -430,8 +513,19 @@ def check_describe_certificate(iot) -> None:
     ca_id = iot.register_ca_certificate(
         caCertificate=pem, setAsActive=True, allowAutoRegistration=True, certificateMode="SNI_ONLY"
     )["certificateId"]
+    covers("iot_ca_registration", "iot_certificate_ids", "iot_certificate_description")
+    try:
+        iot.register_ca_certificate(caCertificate=pem, setAsActive=True, allowAutoRegistration=True, certificateMode="SNI_ONLY")
+        again = None
+    except iot.exceptions.ResourceAlreadyExistsException:
+        again = "ResourceAlreadyExists"
+    check("RegisterCACertificate twice: ResourceAlreadyExists", again == "ResourceAlreadyExists", again)
+    mode = iot.describe_ca_certificate(certificateId=ca_id)["certificateDescription"].get("certificateMode")
+    check("DescribeCACertificate: certificateMode as registered", mode == "SNI_ONLY", mode)
     device = device_pem(key, subject, "selfcheck-device", dev_from, dev_to)
     cert_id = iot.register_certificate(certificatePem=device, caCertificatePem=pem, status="PENDING_ACTIVATION")["certificateId"]
+    der = x509.load_pem_x509_certificate(device.encode()).public_bytes(serialization.Encoding.DER)
+    check("RegisterCertificate: the id is the SHA-256 of the DER", cert_id == hashlib.sha256(der).hexdigest(), cert_id)
     described = iot.describe_certificate(certificateId=cert_id)["certificateDescription"]
     check("DescribeCertificate: caCertificateId is the CA it was registered with", described.get("caCertificateId") == ca_id, described)
     validity = described.get("validity", {})

@@ -7,14 +7,24 @@ use jitr_infra::cfn::Template;
 use jitr_infra::constructs::{self, AssetRef, Assets};
 use jitr_infra::stage;
 use jitr_infra::synth;
+use predicates::prelude::*;
+use predicates::str::contains;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use testkit::pki::TestCa;
+use testkit::project::Project;
 use testkit::unique;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The CLI, run in the repository (its shipped stages).
+fn cli() -> assert_cmd::Command {
+    let mut cmd = assert_cmd::Command::new(env!("CARGO_BIN_EXE_jitr-infra"));
+    cmd.current_dir(root());
+    cmd
 }
 
 /// Fixed asset hashes, so snapshots change only when the template does.
@@ -37,85 +47,47 @@ fn template_of(stage_name: &str) -> (Template, Value) {
     (s.template, json)
 }
 
-/// A throwaway project: the repo's templates and certs, plus the given stage files.
-struct Project {
-    dir: PathBuf,
+/// A throwaway project (testkit's): the repo's templates and certs, plus the given stage files.
+fn project(stages: &[(&str, &str)]) -> Project {
+    let p = Project::new("jitr-synth");
+    p.copy_from_repo("certs/dev-ca.pem")
+        .copy_from_repo("certs/prod-ca.pem");
+    for (name, text) in stages {
+        p.stage(name, text);
+    }
+    p
 }
 
-impl Project {
-    fn new(stages: &[(&str, &str)]) -> Project {
-        let dir = std::env::temp_dir().join(unique("jitr-synth"));
-        for sub in ["stacks", "templates", "certs"] {
-            std::fs::create_dir_all(dir.join(sub)).unwrap();
-        }
-        std::fs::copy(
-            root().join("templates/device-policy.json.hbs"),
-            dir.join("templates/device-policy.json.hbs"),
-        )
-        .unwrap();
-        for cert in ["dev-ca.pem", "prod-ca.pem"] {
-            std::fs::copy(
-                root().join("certs").join(cert),
-                dir.join("certs").join(cert),
-            )
-            .unwrap();
-        }
-        for (name, text) in stages {
-            std::fs::write(dir.join("stacks").join(format!("{name}.yaml")), text).unwrap();
-        }
-        Project { dir }
-    }
+/// Synthesizes a stage of a test project with the fixed asset hashes.
+trait SynthIn {
+    fn synth(&self, name: &str) -> synth::Synthesized;
+}
 
-    fn write(&self, rel: &str, text: &str) {
-        std::fs::write(self.dir.join(rel), text).unwrap();
-    }
-
+impl SynthIn for Project {
     fn synth(&self, name: &str) -> synth::Synthesized {
         let stage = stage::load(&self.dir, name).unwrap_or_else(|e| panic!("{e}"));
         synth::finish(stage, &fixed_assets(), Vec::new()).unwrap_or_else(|e| panic!("{e}"))
     }
 }
 
-impl Drop for Project {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
+/// The shipped stages' templates, byte for byte, as insta snapshots:
+/// `tests/snapshots/<stage>.snap.template.json` (the template itself) beside its `.snap`
+/// metadata. Review a change with `cargo insta review`, or accept it with
+/// `INSTA_UPDATE=always cargo test --workspace --test synth -- snapshots`.
 #[test]
 fn snapshots_of_the_shipped_stages() {
-    let update = std::env::var_os("JITR_UPDATE_SNAPSHOTS").is_some();
-    for name in ["dev", "prod"] {
-        let stage = stage::load(&root(), name).unwrap();
-        let s = synth::finish(stage, &fixed_assets(), Vec::new()).unwrap();
-        let path = root().join(format!("tests/snapshots/{name}.template.json"));
-        if update {
-            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-            std::fs::write(&path, &s.template_json).unwrap();
-            continue;
-        }
-        let expected = std::fs::read_to_string(&path).unwrap_or_default();
-        if expected != s.template_json {
-            let first = expected
-                .lines()
-                .zip(s.template_json.lines())
-                .position(|(a, b)| a != b)
-                .unwrap_or(
-                    expected
-                        .lines()
-                        .count()
-                        .min(s.template_json.lines().count()),
-                );
-            panic!(
-                "{name}: template differs from {} at line {}.\n--- expected\n{}\n--- actual\n{}\n\
-                 Review the change, then run with JITR_UPDATE_SNAPSHOTS=1 to accept it.",
-                path.display(),
-                first + 1,
-                expected,
-                s.template_json
+    let mut settings = insta::Settings::clone_current();
+    settings.set_prepend_module_to_snapshot(false);
+    settings.bind(|| {
+        for name in ["dev", "prod"] {
+            let stage = stage::load(&root(), name).unwrap();
+            let s = synth::finish(stage, &fixed_assets(), Vec::new()).unwrap();
+            insta::assert_binary_snapshot!(
+                &format!("{name}.template.json"),
+                s.template_json.into_bytes()
             );
         }
-    }
+    });
 }
 
 #[test]
@@ -346,7 +318,7 @@ fn default_mode_takes_the_verification_certificate_as_a_parameter_and_never_the_
     let ca = TestCa::new("Key Test CA");
     let key_pem = ca.key_pem();
     let stage = "stack_name: jitr-keytest\nregion: eu-west-1\nca:\n  certificate: certs/k.pem\n  mode: DEFAULT\n  verification:\n    private_key_file: secrets/ca.key\n";
-    let p = Project::new(&[("keytest", stage)]);
+    let p = project(&[("keytest", stage)]);
     std::fs::create_dir_all(p.dir.join("secrets")).unwrap();
     p.write("certs/k.pem", &ca.pem);
     p.write("secrets/ca.key", &key_pem);
@@ -372,7 +344,7 @@ fn default_mode_takes_the_verification_certificate_as_a_parameter_and_never_the_
         }
     }
     // A key pasted into the certificate file is refused outright.
-    p.write("certs/k.pem", &format!("{}{}", ca.pem, key_pem));
+    p.write("certs/k.pem", format!("{}{}", ca.pem, key_pem));
     let err = stage::load(&p.dir, "keytest").unwrap_err().to_string();
     assert!(err.contains("holds a private key"), "{err}");
 }
@@ -439,7 +411,7 @@ fn venv_tool(name: &str) -> PathBuf {
 
 #[test]
 fn cfn_lint_passes_every_stage_and_variant() {
-    let p = Project::new(&[]);
+    let p = project(&[]);
     let files = write_template_variants(&p, &TestCa::new("Lint CA"));
     let result = Command::new(venv_tool("cfn-lint"))
         .args(&files)
@@ -458,7 +430,7 @@ fn cfn_lint_passes_every_stage_and_variant() {
 /// and every check that does not apply is skipped in the resource's Metadata with a reason.
 #[test]
 fn checkov_finds_nothing_unexplained() {
-    let p = Project::new(&[]);
+    let p = project(&[]);
     write_template_variants(&p, &TestCa::new("Checkov CA"));
     let result = Command::new(venv_tool("checkov"))
         .arg("-d")
@@ -541,16 +513,13 @@ fn read_dir_bytes(dir: &Path) -> Vec<(String, Vec<u8>)> {
 
 #[test]
 fn two_synths_produce_byte_identical_directories() {
-    let bin = env!("CARGO_BIN_EXE_jitr-infra");
     let base = std::env::temp_dir().join(unique("jitr-determinism"));
     let run = |out: &Path| {
-        let o = Command::new(bin)
-            .current_dir(root())
+        cli()
             .args(["synth", "--stage", "dev", "--out"])
             .arg(out)
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+            .assert()
+            .success();
     };
     let (a, b) = (base.join("a"), base.join("b"));
     run(&a);
@@ -591,12 +560,8 @@ fn two_synths_produce_byte_identical_directories() {
 
 #[test]
 fn schema_describes_the_stage_file() {
-    let o = Command::new(env!("CARGO_BIN_EXE_jitr-infra"))
-        .arg("schema")
-        .output()
-        .unwrap();
-    assert!(o.status.success());
-    let schema: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let o = cli().arg("schema").assert().success();
+    let schema: Value = serde_json::from_slice(&o.get_output().stdout).unwrap();
     let props = schema["properties"].as_object().unwrap();
     for k in [
         "stack_name",
@@ -614,29 +579,16 @@ fn schema_describes_the_stage_file() {
 
 #[test]
 fn list_and_validate() {
-    let bin = env!("CARGO_BIN_EXE_jitr-infra");
-    let o = Command::new(bin)
-        .current_dir(root())
-        .arg("list")
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&o.stdout);
-    assert!(o.status.success());
-    assert!(
-        text.contains("dev") && text.contains("jitr-dev") && text.contains("jitr-prod"),
-        "{text}"
+    cli().arg("list").assert().success().stdout(
+        contains("dev")
+            .and(contains("jitr-dev"))
+            .and(contains("jitr-prod")),
     );
-    let o = Command::new(bin)
-        .current_dir(root())
+    cli()
         .args(["validate", "--all"])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let text = String::from_utf8_lossy(&o.stdout);
-    assert!(
-        text.contains("dev: ok") && text.contains("prod: ok"),
-        "{text}"
-    );
+        .assert()
+        .success()
+        .stdout(contains("dev: ok").and(contains("prod: ok")));
 }
 
 #[test]
@@ -644,7 +596,7 @@ fn ca_adopt_is_written_only_when_asked() {
     let stage = |name: &str, extra: &str| {
         format!("stack_name: jitr-{name}\nregion: eu-west-1\nca:\n  certificate: certs/dev-ca.pem\n  mode: SNI_ONLY\n{extra}")
     };
-    let p = Project::new(&[
+    let p = project(&[
         ("adopting", &stage("adopting", "  adopt: true\n")),
         ("owning", &stage("owning", "  adopt: false\n")),
     ]);

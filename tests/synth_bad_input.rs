@@ -7,16 +7,16 @@
 //! temp directory. Validation fails before any Lambda build; `CARGO` points nowhere so a case
 //! that wrongly passes validation fails fast instead of starting a build.
 
-use std::collections::BTreeMap;
-use std::io::Read;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use predicates::prelude::*;
+use predicates::str::{contains, is_empty};
+use std::path::PathBuf;
+use std::time::Duration;
 use testkit::pki::{leaf_self_signed, TestCa};
+use testkit::project::{Project, Tree};
 
 const BIN: &str = env!("CARGO_BIN_EXE_jitr-infra");
-const TEMPLATE: &str = "templates/device-policy.json.hbs";
 const CA: &str = "certs/dev-ca.pem";
+const TEMPLATE: &str = testkit::project::POLICY_TEMPLATE;
 /// Far more than a failing validation needs; a hung run fails the test instead of hanging it.
 const RUN_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -47,52 +47,30 @@ fn line_of(text: &str, needle: &str) -> usize {
         .unwrap_or_else(|| panic!("test setup: {needle:?} not found in:\n{text}"))
 }
 
-/// A throwaway project directory, removed when dropped (also when a test panics).
-struct Project {
-    dir: PathBuf,
+/// A throwaway project (testkit's, removed when dropped, also when a test panics) with the
+/// shipped device policy template and dev CA.
+fn project(case: &str) -> Project {
+    let p = Project::new(&format!("jitr-bad-input-{case}"));
+    p.copy_from_repo(CA);
+    p
 }
 
-impl Project {
-    fn new(case: &str) -> Project {
-        use std::sync::atomic::{AtomicU64, Ordering};
-        static N: AtomicU64 = AtomicU64::new(0);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos();
-        let dir = std::env::temp_dir().join(format!(
-            "jitr-bad-input-{case}-{}-{}-{nanos:x}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::SeqCst)
-        ));
-        let p = Project { dir };
-        for sub in ["stacks", "templates", "certs"] {
-            std::fs::create_dir_all(p.dir.join(sub)).unwrap();
-        }
-        for file in [TEMPLATE, CA] {
-            std::fs::copy(repo().join(file), p.dir.join(file))
-                .unwrap_or_else(|e| panic!("copy {file}: {e}"));
-        }
-        p
-    }
+/// What these tests do in a project.
+trait BadInput {
+    fn out(&self) -> PathBuf;
+    fn synth(&self, stage: &str) -> Run;
+    fn run(&self, args: &[&str]) -> Run;
+    fn snapshot(&self) -> Tree;
+}
 
-    fn write(&self, rel: &str, contents: &str) {
-        let path = self.dir.join(rel);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, contents).unwrap();
-    }
-
-    fn stage(&self, name: &str, yaml: &str) {
-        self.write(&format!("stacks/{name}.yaml"), yaml);
-    }
-
+impl BadInput for Project {
     fn out(&self) -> PathBuf {
-        self.dir.join("out")
+        self.path("out")
     }
 
     /// `jitr-infra --project <dir> synth --stage <name> --out <dir>/out`.
     fn synth(&self, stage: &str) -> Run {
-        let project = self.dir.to_str().unwrap().to_string();
+        let project = self.arg();
         let out = self.out().to_str().unwrap().to_string();
         self.run(&[
             "--project",
@@ -107,71 +85,32 @@ impl Project {
 
     /// Runs the binary in the project directory.
     fn run(&self, args: &[&str]) -> Run {
-        let mut child = Command::new(BIN)
+        let output = self
+            .cli(BIN)
             .args(args)
-            .current_dir(&self.dir)
             .env("CARGO", "/nonexistent/jitr-bad-input/cargo")
             .env_remove("RUST_BACKTRACE")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
+            .write_stdin("")
+            .timeout(RUN_TIMEOUT)
+            .output()
             .expect("start jitr-infra");
-        let drain = |mut r: Box<dyn Read + Send>| {
-            std::thread::spawn(move || {
-                let mut buf = Vec::new();
-                let _ = r.read_to_end(&mut buf);
-                String::from_utf8_lossy(&buf).into_owned()
-            })
-        };
-        let stdout = drain(Box::new(child.stdout.take().unwrap()));
-        let stderr = drain(Box::new(child.stderr.take().unwrap()));
-        let give_up = Instant::now() + RUN_TIMEOUT;
-        let status = loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                break status;
-            }
-            if Instant::now() > give_up {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!(
-                    "jitr-infra {} did not finish within {RUN_TIMEOUT:?}",
-                    args.join(" ")
-                );
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        };
+        let code = output.status.code();
+        assert!(
+            code.is_some(),
+            "jitr-infra {} was killed: it did not finish within {RUN_TIMEOUT:?}",
+            args.join(" ")
+        );
         Run {
             command: format!("jitr-infra {}", args.join(" ")),
-            code: status.code(),
-            stdout: stdout.join().unwrap(),
-            stderr: stderr.join().unwrap(),
+            code,
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
         }
     }
 
     /// Every file and directory under the project, with file contents.
-    fn snapshot(&self) -> BTreeMap<PathBuf, Option<Vec<u8>>> {
-        fn walk(root: &Path, dir: &Path, into: &mut BTreeMap<PathBuf, Option<Vec<u8>>>) {
-            for entry in std::fs::read_dir(dir).unwrap() {
-                let path = entry.unwrap().path();
-                let rel = path.strip_prefix(root).unwrap().to_path_buf();
-                if path.is_dir() {
-                    into.insert(rel, None);
-                    walk(root, &path, into);
-                } else {
-                    into.insert(rel, Some(std::fs::read(&path).unwrap()));
-                }
-            }
-        }
-        let mut map = BTreeMap::new();
-        walk(&self.dir, &self.dir, &mut map);
-        map
-    }
-}
-
-impl Drop for Project {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
+    fn snapshot(&self) -> Tree {
+        self.tree()
     }
 }
 
@@ -241,7 +180,7 @@ impl Expect {
 fn check(
     case: &str,
     project: &Project,
-    before: &BTreeMap<PathBuf, Option<Vec<u8>>>,
+    before: &Tree,
     out_existed: bool,
     run: &Run,
     expect: &Expect,
@@ -263,7 +202,7 @@ fn check(
         }
     }
     for alts in &expect.needs {
-        if !alts.iter().any(|a| run.stderr.contains(a.as_str())) {
+        if !alts.iter().any(|a| contains(a.as_str()).eval(&run.stderr)) {
             failures.push(format!("stderr lacks {}", alts.join(" | ")));
         }
     }
@@ -304,11 +243,7 @@ fn indent(text: &str) -> String {
 
 /// The project is as it was: `out` exists only if it did, no temporary or backup directory
 /// beside it, no file added, removed or changed.
-fn nothing_written(
-    project: &Project,
-    before: &BTreeMap<PathBuf, Option<Vec<u8>>>,
-    out_existed: bool,
-) -> Vec<String> {
+fn nothing_written(project: &Project, before: &Tree, out_existed: bool) -> Vec<String> {
     let mut failures = Vec::new();
     if project.out().exists() != out_existed {
         failures.push(format!(
@@ -353,7 +288,7 @@ fn synth_fails(case: &str, project: &Project, name: &str, expect: &Expect) -> Ve
 
 /// One bad stage in a fresh project: writes `yaml` as `stacks/<name>.yaml`, runs synth.
 fn bad_stage(case: &str, name: &str, yaml: &str, expect: Expect) -> Vec<String> {
-    let project = Project::new(name);
+    let project = project(name);
     project.stage(name, yaml);
     synth_fails(case, &project, name, &expect)
 }
@@ -369,7 +304,7 @@ fn assert_all(failures: Vec<String>) {
 
 #[test]
 fn missing_stage_lists_the_existing_ones() {
-    let project = Project::new("nope");
+    let project = project("nope");
     project.stage("dev", &dev_yaml());
     project.stage("other", &edit(&dev_yaml(), "jitr-dev", "jitr-other"));
     let before = project.snapshot();
@@ -540,7 +475,7 @@ fn pem_that_is_not_a_certificate() {
         ),
     ];
     for (case, name, path, contents, says) in cases {
-        let project = Project::new(name);
+        let project = project(name);
         project.write(path, contents);
         let (yaml, line) = with_ca(path);
         project.stage(name, &yaml);
@@ -556,8 +491,8 @@ fn pem_that_is_not_a_certificate() {
 
 #[test]
 fn certificate_that_is_not_a_ca() {
-    let project = Project::new("leaf");
-    project.write("certs/leaf.pem", &leaf_self_signed("device-0001"));
+    let project = project("leaf");
+    project.write("certs/leaf.pem", leaf_self_signed("device-0001"));
     let (yaml, line) = with_ca("certs/leaf.pem");
     project.stage("leaf", &yaml);
     let expect = Expect::new("leaf")
@@ -570,7 +505,7 @@ fn certificate_that_is_not_a_ca() {
 
 #[test]
 fn expired_ca() {
-    let project = Project::new("expired");
+    let project = project("expired");
     project.write("certs/old-ca.pem", &TestCa::expired("Old CA").pem);
     let (yaml, line) = with_ca("certs/old-ca.pem");
     project.stage("expired", &yaml);
@@ -685,7 +620,7 @@ fn device_policy_templates_that_fail() {
     ];
     let mut failures = Vec::new();
     for (case, name, path, text, says) in cases {
-        let project = Project::new(name);
+        let project = project(name);
         project.write(path, text);
         let yaml = edit(&dev_yaml(), TEMPLATE, path);
         project.stage(name, &yaml);
@@ -724,7 +659,7 @@ fn stack_name_cloudformation_would_reject() {
 
 #[test]
 fn failed_synth_leaves_an_existing_output_directory_unchanged() {
-    let project = Project::new("existing");
+    let project = project("existing");
     project.write("out/keep.txt", "the previous synth's output\n");
     project.write("out/nested/manifest.json", "{\"version\": 1}\n");
     let yaml = edit(&dev_yaml(), "region: eu-west-1", "region: moon-base-1x");
@@ -744,7 +679,7 @@ fn failed_synth_leaves_an_existing_output_directory_unchanged() {
 
 #[test]
 fn validate_fails_the_same_way_and_writes_nothing() {
-    let project = Project::new("validate");
+    let project = project("validate");
     let yaml = edit(&dev_yaml(), "region: eu-west-1", "region: moon-base-1x");
     project.stage("validate", &yaml);
     let before = project.snapshot();
@@ -770,30 +705,20 @@ fn validate_fails_the_same_way_and_writes_nothing() {
 
 #[test]
 fn usage_error_exits_2_and_writes_nothing() {
-    let project = Project::new("usage");
+    let project = project("usage");
     project.stage("dev", &dev_yaml());
     let before = project.snapshot();
-    let run = project.run(&["synth", "--bogus"]);
-    let mut failures = Vec::new();
-    if run.code != Some(2) {
-        failures.push(format!("exit code is {:?}, expected Some(2)", run.code));
-    }
-    if !run.stderr.contains("--bogus") {
-        failures.push("stderr does not name the bad argument --bogus".into());
-    }
-    if !run.stdout.is_empty() {
-        failures.push("stdout is not empty".into());
-    }
-    failures.extend(nothing_written(&project, &before, false));
-    assert!(
-        failures.is_empty(),
-        "{}:\n    {}\n  actual exit code: {:?}\n  actual stderr:\n{}\n  actual stdout:\n{}",
-        run.command,
-        failures.join("\n    "),
-        run.code,
-        indent(&run.stderr),
-        indent(&run.stdout)
-    );
+    project
+        .cli(BIN)
+        .args(["synth", "--bogus"])
+        .env("CARGO", "/nonexistent/jitr-bad-input/cargo")
+        .write_stdin("")
+        .timeout(RUN_TIMEOUT)
+        .assert()
+        .code(2)
+        .stderr(contains("--bogus"))
+        .stdout(is_empty());
+    assert_all(nothing_written(&project, &before, false));
 }
 
 /// Issue 7, item 2: a CA whose device signatures the activator could not verify is refused
@@ -825,7 +750,7 @@ fn ca_the_activator_could_not_verify_is_refused() {
         ),
     ];
     for (case, name, ca, says) in cases {
-        let project = Project::new(name);
+        let project = project(name);
         let path = format!("certs/{name}.pem");
         project.write(&path, &ca.pem);
         let (yaml, line) = with_ca(&path);

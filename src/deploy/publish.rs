@@ -280,25 +280,17 @@ impl<'a> AssetBucket<'a> {
         }
     }
 
-    /// The object's URL for CloudFormation's `TemplateURL`: path-style, on the configured
-    /// endpoint when there is one (moto, VPC endpoints).
+    /// The object's URL for CloudFormation's `TemplateURL`: path-style, as the S3 SDK's
+    /// endpoint resolver builds it for the region's partition, or on the configured endpoint
+    /// when there is one (moto, VPC endpoints).
     pub fn object_url(&self, key: &str) -> String {
         let endpoint = std::env::var("AWS_ENDPOINT_URL_S3")
             .or_else(|_| std::env::var("AWS_ENDPOINT_URL"))
             .ok()
             .filter(|e| !e.is_empty());
-        let region = &self.clients.region;
-        match endpoint {
-            Some(e) => format!("{}/{}/{key}", e.trim_end_matches('/'), self.name),
-            None => {
-                let suffix = if region.starts_with("cn-") {
-                    "amazonaws.com.cn"
-                } else {
-                    "amazonaws.com"
-                };
-                format!("https://s3.{region}.{suffix}/{}/{key}", self.name)
-            }
-        }
+        // The S3 client resolved the same region for the uploads this URL follows.
+        crate::partition::s3_object_url(&self.clients.region, endpoint.as_deref(), &self.name, key)
+            .unwrap_or_else(|e| panic!("no S3 endpoint for {}: {e}", self.clients.region))
     }
 }
 

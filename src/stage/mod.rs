@@ -260,51 +260,9 @@ pub fn is_stack_name(name: &str) -> bool {
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
 }
 
-/// The partition of a region name, or `None` if it is not shaped like one
-/// (`eu-west-1`, `us-gov-west-1`, `cn-north-1`, `ap-southeast-5`).
-pub fn partition_of(region: &str) -> Option<&'static str> {
-    let parts: Vec<&str> = region.split('-').collect();
-    let (last, rest) = parts.split_last()?;
-    let shaped = parts.len() >= 3
-        && parts.len() <= 4
-        && !last.is_empty()
-        && last.len() <= 2
-        && last.bytes().all(|b| b.is_ascii_digit())
-        && rest[0].len() == 2
-        && rest
-            .iter()
-            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase()));
-    if !shaped {
-        return None;
-    }
-    Some(match rest[0] {
-        "cn" => "aws-cn",
-        "us" if rest.get(1) == Some(&"gov") => "aws-us-gov",
-        _ => "aws",
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn regions_and_partitions() {
-        assert_eq!(partition_of("eu-west-1"), Some("aws"));
-        assert_eq!(partition_of("us-gov-west-1"), Some("aws-us-gov"));
-        assert_eq!(partition_of("cn-northwest-1"), Some("aws-cn"));
-        for bad in [
-            "",
-            "eu-west",
-            "EU-WEST-1",
-            "europe-1",
-            "eu-west-1a",
-            "eu_west_1",
-            "mars",
-        ] {
-            assert_eq!(partition_of(bad), None, "{bad}");
-        }
-    }
 
     #[test]
     fn stack_names() {

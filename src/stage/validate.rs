@@ -51,7 +51,7 @@ impl Validator<'_> {
                 ),
             );
         }
-        let partition = partition_of(&raw.region);
+        let partition = crate::partition::partition_of(&raw.region);
         if partition.is_none() {
             self.problem(
                 "region",

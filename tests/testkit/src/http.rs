@@ -1,13 +1,16 @@
-//! A small HTTP/1.1 server on loopback for tests: one thread per connection, keep-alive,
-//! `Content-Length` and chunked request bodies. Enough for the AWS SDK, `lambda_runtime`'s
-//! client and hyper, which is all that talks to it.
+//! HTTP on loopback for tests, on hyper: a server whose handler is a plain blocking function
+//! (the Runtime API host's `/next` waits for an event), and [`forward`], the recording proxy's
+//! client. Both run on one tokio runtime of their own, so they serve sync tests and
+//! `#[tokio::test]`s alike; a handler runs on the runtime's blocking pool.
 
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper_util::rt::TokioIo;
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::thread;
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
 
 #[derive(Debug, Clone)]
 pub struct HttpRequest {
@@ -109,26 +112,53 @@ impl HttpResponse {
 
 pub type Handler = Arc<dyn Fn(HttpRequest) -> HttpResponse + Send + Sync>;
 
+/// The runtime every test server and [`forward`] run on, for the whole test process.
+fn runtime() -> &'static tokio::runtime::Runtime {
+    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("testkit-http")
+            .enable_all()
+            .build()
+            .expect("testkit HTTP runtime")
+    })
+}
+
+/// Runs `fut` on the HTTP runtime and waits for it from any thread, async or not.
+fn run<T: Send + 'static>(fut: impl std::future::Future<Output = T> + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    runtime().spawn(async move {
+        let _ = tx.send(fut.await);
+    });
+    rx.recv().expect("the HTTP runtime dropped a task")
+}
+
 /// A running server; stops accepting when dropped.
 pub struct HttpServer {
     addr: SocketAddr,
-    stop: Arc<AtomicBool>,
+    stop: watch::Sender<bool>,
 }
 
 impl HttpServer {
     pub fn start(handler: Handler) -> HttpServer {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+        let listener = run(TcpListener::bind("127.0.0.1:0")).expect("bind loopback");
         let addr = listener.local_addr().unwrap();
-        let stop = Arc::new(AtomicBool::new(false));
-        let stop2 = stop.clone();
-        thread::spawn(move || {
-            for conn in listener.incoming() {
-                if stop2.load(Ordering::SeqCst) {
-                    break;
-                }
-                let Ok(conn) = conn else { continue };
+        let (stop, mut stopped) = watch::channel(false);
+        runtime().spawn(async move {
+            loop {
+                let conn = tokio::select! {
+                    conn = listener.accept() => conn,
+                    _ = stopped.changed() => return,
+                };
+                let Ok((stream, _)) = conn else { continue };
+                let _ = stream.set_nodelay(true);
                 let handler = handler.clone();
-                thread::spawn(move || serve_connection(conn, handler));
+                let service = hyper::service::service_fn(move |req| serve(handler.clone(), req));
+                tokio::spawn(
+                    hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service),
+                );
             }
         });
         HttpServer { addr, stop }
@@ -145,197 +175,104 @@ impl HttpServer {
 
 impl Drop for HttpServer {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        // Wake the accept loop so it sees the flag.
-        let _ = TcpStream::connect(self.addr);
+        let _ = self.stop.send(true);
     }
 }
 
-fn serve_connection(conn: TcpStream, handler: Handler) {
-    let _ = conn.set_nodelay(true);
-    let mut writer = match conn.try_clone() {
-        Ok(w) => w,
-        Err(_) => return,
+/// One request: read whole, handed to the blocking `handler`, its answer sent back.
+async fn serve(
+    handler: Handler,
+    req: hyper::Request<Incoming>,
+) -> Result<hyper::Response<Full<Bytes>>, std::convert::Infallible> {
+    let (parts, body) = req.into_parts();
+    let body = match body.collect().await {
+        Ok(b) => b.to_bytes().to_vec(),
+        Err(e) => return Ok(plain(400, format!("unreadable body: {e}"))),
     };
-    let mut reader = BufReader::new(conn);
-    loop {
-        let request = match read_request(&mut reader) {
-            Ok(Some(r)) => r,
-            _ => return,
-        };
-        let close = request
-            .header("connection")
-            .is_some_and(|v| v.eq_ignore_ascii_case("close"));
-        let head = request.method == "HEAD";
-        let response = handler(request);
-        if write_response(&mut writer, &response, close, head).is_err() || close {
-            return;
-        }
-    }
+    let request = HttpRequest {
+        method: parts.method.to_string(),
+        target: parts
+            .uri
+            .path_and_query()
+            .map(|pq| pq.as_str().to_string())
+            .unwrap_or_else(|| "/".into()),
+        headers: headers(&parts.headers).into_iter().collect(),
+        body,
+    };
+    let response = match tokio::task::spawn_blocking(move || handler(request)).await {
+        Ok(r) => r,
+        Err(e) => HttpResponse::new(500, format!("the test handler panicked: {e}")),
+    };
+    Ok(to_hyper(response))
 }
 
-fn read_head<R: BufRead>(reader: &mut R) -> std::io::Result<Option<Vec<String>>> {
-    let mut lines = Vec::new();
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line)? == 0 {
-            return Ok(None);
-        }
-        let line = line.trim_end_matches(['\r', '\n']).to_string();
-        if line.is_empty() {
-            if lines.is_empty() {
-                continue;
-            }
-            return Ok(Some(lines));
-        }
-        lines.push(line);
-    }
-}
-
-fn parse_headers(lines: &[String]) -> BTreeMap<String, String> {
-    lines
-        .iter()
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+/// Header names lowercased (hyper's are), values as text.
+fn headers(map: &hyper::HeaderMap) -> Vec<(String, String)> {
+    map.iter()
+        .map(|(k, v)| {
+            let v = String::from_utf8_lossy(v.as_bytes()).into_owned();
+            (k.as_str().to_string(), v)
+        })
         .collect()
 }
 
-fn read_body<R: BufRead>(
-    reader: &mut R,
-    headers: &BTreeMap<String, String>,
-    until_eof: bool,
-) -> std::io::Result<Vec<u8>> {
-    let mut body = Vec::new();
-    if headers
-        .get("transfer-encoding")
-        .is_some_and(|v| v.eq_ignore_ascii_case("chunked"))
-    {
-        loop {
-            let mut size_line = String::new();
-            reader.read_line(&mut size_line)?;
-            let size = usize::from_str_radix(size_line.trim().split(';').next().unwrap_or("0"), 16)
-                .unwrap_or(0);
-            if size == 0 {
-                // Trailers, then the blank line.
-                let mut line = String::new();
-                while reader.read_line(&mut line)? > 0 && line.trim() != "" {
-                    line.clear();
-                }
-                break;
-            }
-            let mut chunk = vec![0; size];
-            reader.read_exact(&mut chunk)?;
-            body.extend_from_slice(&chunk);
-            let mut crlf = [0; 2];
-            reader.read_exact(&mut crlf)?;
-        }
-    } else if let Some(len) = headers
-        .get("content-length")
-        .and_then(|v| v.parse::<usize>().ok())
-    {
-        body.resize(len, 0);
-        reader.read_exact(&mut body)?;
-    } else if until_eof {
-        reader.read_to_end(&mut body)?;
-    }
-    Ok(body)
+/// Framing headers are hyper's to write (a HEAD answer gets no body either way).
+fn framing(name: &str) -> bool {
+    ["content-length", "transfer-encoding", "connection"]
+        .iter()
+        .any(|f| name.eq_ignore_ascii_case(f))
 }
 
-fn read_request<R: BufRead>(reader: &mut R) -> std::io::Result<Option<HttpRequest>> {
-    let Some(lines) = read_head(reader)? else {
-        return Ok(None);
-    };
-    let mut parts = lines[0].split_whitespace();
-    let method = parts.next().unwrap_or_default().to_string();
-    let target = parts.next().unwrap_or_default().to_string();
-    let headers = parse_headers(&lines[1..]);
-    let body = read_body(reader, &headers, false)?;
-    Ok(Some(HttpRequest {
-        method,
-        target,
-        headers,
-        body,
-    }))
+fn to_hyper(r: HttpResponse) -> hyper::Response<Full<Bytes>> {
+    let mut builder = hyper::Response::builder().status(r.status);
+    for (k, v) in r.headers.iter().filter(|(k, _)| !framing(k)) {
+        builder = builder.header(k, v);
+    }
+    builder
+        .body(Full::new(Bytes::from(r.body)))
+        .unwrap_or_else(|e| plain(500, format!("bad test response: {e}")))
 }
 
-fn reason(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        202 => "Accepted",
-        204 => "No Content",
-        400 => "Bad Request",
-        403 => "Forbidden",
-        404 => "Not Found",
-        500 => "Internal Server Error",
-        502 => "Bad Gateway",
-        _ => "Status",
-    }
-}
-
-/// Writes `r`; the answer to a HEAD request has the headers only (a body would be read as
-/// the start of the next response on a kept-alive connection).
-fn write_response(
-    w: &mut TcpStream,
-    r: &HttpResponse,
-    close: bool,
-    head_request: bool,
-) -> std::io::Result<()> {
-    let mut head = format!("HTTP/1.1 {} {}\r\n", r.status, reason(r.status));
-    for (k, v) in &r.headers {
-        if k.eq_ignore_ascii_case("content-length")
-            || k.eq_ignore_ascii_case("transfer-encoding")
-            || k.eq_ignore_ascii_case("connection")
-        {
-            continue;
-        }
-        head.push_str(&format!("{k}: {v}\r\n"));
-    }
-    head.push_str(&format!("content-length: {}\r\n", r.body.len()));
-    if close {
-        head.push_str("connection: close\r\n");
-    }
-    head.push_str("\r\n");
-    w.write_all(head.as_bytes())?;
-    if !head_request {
-        w.write_all(&r.body)?;
-    }
-    w.flush()
+fn plain(status: u16, text: String) -> hyper::Response<Full<Bytes>> {
+    let mut r = hyper::Response::new(Full::new(Bytes::from(text)));
+    *r.status_mut() = hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::OK);
+    r
 }
 
 /// Sends `request` to `upstream` (host:port) on a fresh connection and returns its response.
 pub fn forward(upstream: &str, request: &HttpRequest) -> std::io::Result<HttpResponse> {
-    let mut conn = TcpStream::connect(upstream)?;
-    let mut head = format!("{} {} HTTP/1.1\r\n", request.method, request.target);
-    for (k, v) in &request.headers {
-        if k == "connection" || k == "transfer-encoding" || k == "content-length" {
-            continue;
-        }
-        head.push_str(&format!("{k}: {v}\r\n"));
+    let upstream = upstream.to_string();
+    let request = request.clone();
+    run(async move {
+        send(&upstream, request)
+            .await
+            .map_err(std::io::Error::other)
+    })
+}
+
+async fn send(
+    upstream: &str,
+    request: HttpRequest,
+) -> Result<HttpResponse, Box<dyn std::error::Error + Send + Sync>> {
+    let stream = TcpStream::connect(upstream).await?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(conn);
+    let mut builder = hyper::Request::builder()
+        .method(request.method.as_str())
+        .uri(request.target.as_str());
+    for (k, v) in request.headers.iter().filter(|(k, _)| !framing(k)) {
+        builder = builder.header(k, v);
     }
-    head.push_str(&format!(
-        "content-length: {}\r\nconnection: close\r\n\r\n",
-        request.body.len()
-    ));
-    conn.write_all(head.as_bytes())?;
-    conn.write_all(&request.body)?;
-    let mut reader = BufReader::new(conn);
-    let lines = read_head(&mut reader)?
-        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "upstream closed"))?;
-    let status = lines[0]
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(502);
-    let headers = parse_headers(&lines[1..]);
-    // A HEAD answer carries the Content-Length of a body it does not send.
-    let body = if request.method == "HEAD" || status == 204 || status == 304 {
-        Vec::new()
-    } else {
-        read_body(&mut reader, &headers, true)?
-    };
+    let response = sender
+        .send_request(builder.body(Full::new(Bytes::from(request.body)))?)
+        .await?;
+    let status = response.status().as_u16();
+    let headers = headers(response.headers());
+    // hyper reads no body for a HEAD, 204 or 304 answer.
+    let body = response.into_body().collect().await?.to_bytes().to_vec();
     Ok(HttpResponse {
         status,
-        headers: headers.into_iter().collect(),
+        headers,
         body,
     })
 }

@@ -6,11 +6,13 @@
 //! - [`Recorder`]: an HTTP endpoint that records what it receives (CloudFormation's
 //!   `ResponseURL`) and, as a proxy, what a client sends to moto;
 //! - [`pki`]: throwaway CAs and device certificates;
-//! - [`openssl`]: the same for every signature algorithm, through the openssl CLI.
+//! - [`openssl`]: the same for every signature algorithm, through the openssl CLI;
+//! - [`project::Project`]: the temporary project directory the CLI tests run in.
 
 pub mod http;
 pub mod openssl;
 pub mod pki;
+pub mod project;
 pub mod runtime;
 
 use http::{Handler, HttpRequest, HttpResponse, HttpServer};
