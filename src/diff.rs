@@ -96,7 +96,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    const DEV: &str = include_str!("../tests/snapshots/dev.template.json");
+    const DEV: &str = include_str!("../tests/snapshots/dev.snap.template.json");
 
     fn dev() -> Value {
         serde_json::from_str(DEV).unwrap()

@@ -32,7 +32,7 @@ fn pair(old: Option<&Value>, new: Option<&Value>) -> (String, String) {
     show_pair(old.map(expr), new.map(expr))
 }
 
-const DEV: &str = include_str!("../../../../tests/snapshots/dev.template.json");
+const DEV: &str = include_str!("../../../../tests/snapshots/dev.snap.template.json");
 
 fn dev() -> Value {
     serde_json::from_str(DEV).unwrap()
