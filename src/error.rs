@@ -164,6 +164,13 @@ pub enum BucketError {
         bucket: String,
         owner: String,
     },
+    /// The S3 endpoint resolver has no endpoint for the template's URL.
+    #[error("asset bucket {bucket}: no S3 endpoint for region {region}: {detail}")]
+    NoEndpoint {
+        bucket: String,
+        region: String,
+        detail: String,
+    },
 }
 
 impl Error {

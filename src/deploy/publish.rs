@@ -58,7 +58,7 @@ pub async fn publish(
     bucket
         .upload(&key, s.template_json.as_bytes().to_vec(), reporter)
         .await?;
-    Ok(Some(bucket.object_url(&key)))
+    Ok(Some(bucket.object_url(&key)?))
 }
 
 /// `jitr-assets-<account>-<region>`: the template's `Code.S3Bucket`, resolved.
@@ -283,14 +283,19 @@ impl<'a> AssetBucket<'a> {
     /// The object's URL for CloudFormation's `TemplateURL`: path-style, as the S3 SDK's
     /// endpoint resolver builds it for the region's partition, or on the configured endpoint
     /// when there is one (moto, VPC endpoints).
-    pub fn object_url(&self, key: &str) -> String {
+    pub fn object_url(&self, key: &str) -> Result<String, BucketError> {
         let endpoint = std::env::var("AWS_ENDPOINT_URL_S3")
             .or_else(|_| std::env::var("AWS_ENDPOINT_URL"))
             .ok()
             .filter(|e| !e.is_empty());
-        // The S3 client resolved the same region for the uploads this URL follows.
-        crate::partition::s3_object_url(&self.clients.region, endpoint.as_deref(), &self.name, key)
-            .unwrap_or_else(|e| panic!("no S3 endpoint for {}: {e}", self.clients.region))
+        let region = &self.clients.region;
+        crate::partition::s3_object_url(region, endpoint.as_deref(), &self.name, key).map_err(
+            |detail| BucketError::NoEndpoint {
+                bucket: self.name.clone(),
+                region: region.clone(),
+                detail,
+            },
+        )
     }
 }
 
