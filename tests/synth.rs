@@ -559,6 +559,39 @@ fn two_synths_produce_byte_identical_directories() {
 }
 
 #[test]
+fn synth_json_describes_what_was_written() {
+    let out = std::env::temp_dir().join(unique("jitr-synth-json"));
+    let o = cli()
+        .args(["synth", "--stage", "dev", "--json", "--out"])
+        .arg(&out)
+        .assert()
+        .success();
+    let result: Value = serde_json::from_slice(&o.get_output().stdout)
+        .expect("synth --json prints one JSON document on stdout");
+    assert_eq!(result["stage"], "dev");
+    assert_eq!(result["stackName"], "jitr-dev");
+    let template = std::fs::read(out.join(result["template"]["file"].as_str().unwrap())).unwrap();
+    assert_eq!(result["template"]["bytes"], json!(template.len()));
+    assert_eq!(
+        result["template"]["sha256"],
+        json!(jitr_infra::assets::sha256_hex(&template))
+    );
+    let assets = result["assets"].as_array().unwrap();
+    let packages: Vec<&str> = assets
+        .iter()
+        .map(|a| a["package"].as_str().unwrap())
+        .collect();
+    assert_eq!(packages, ["jitr-activator", "jitr-ca-provider"]);
+    for a in assets {
+        let bytes = std::fs::read(out.join(a["file"].as_str().unwrap())).unwrap();
+        assert_eq!(a["sha256"], json!(jitr_infra::assets::sha256_hex(&bytes)));
+        assert_eq!(a["bytes"], json!(bytes.len()));
+        assert!(a["built"].is_boolean());
+    }
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+#[test]
 fn schema_describes_the_stage_file() {
     let o = cli().arg("schema").assert().success();
     let schema: Value = serde_json::from_slice(&o.get_output().stdout).unwrap();
