@@ -77,3 +77,21 @@ def _say(prefix: str, line: str) -> None:
     with _stderr_lock:
         sys.stderr.write(f"[{prefix}] {line}\n")
         sys.stderr.flush()
+
+
+def _resource_event(stack: Stack, logical_id: str, resource_type: str, physical_id: str,
+                    status: str, reason: str) -> None:
+    """Appends a resource's event to the stack's events, as CloudFormation records a failed
+    resource (moto records only the stack's own events on these paths)."""
+    stack.events.append(
+        Event(
+            stack_id=stack.stack_id,
+            stack_name=stack.name,
+            logical_resource_id=logical_id,
+            physical_resource_id=physical_id,
+            resource_type=resource_type,
+            resource_status=status,
+            resource_status_reason=reason,
+            resource_properties=None,
+        )
+    )

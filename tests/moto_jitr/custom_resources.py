@@ -19,7 +19,7 @@ import uuid
 from typing import Any
 from urllib.parse import quote
 
-from ._base import CloudFormationBackend, CloudFormationResponse, CustomModel, ENDPOINT, Event, LambdaFunction, OutputMap, ResourceMap, Stack, _say, cloudformation_backends, lambda_backends  # noqa: F401
+from ._base import _resource_event, CloudFormationBackend, CloudFormationResponse, CustomModel, ENDPOINT, Event, LambdaFunction, OutputMap, ResourceMap, Stack, _say, cloudformation_backends, lambda_backends  # noqa: F401
 from .lambda_executor import _Result, _error_body, _is_ours, run_function  # noqa: F401
 
 # ---------------------------------------------------------------------------------------------
@@ -333,25 +333,15 @@ def _resource_map_delete(self: ResourceMap) -> None:
 ResourceMap.delete = _resource_map_delete
 
 
-def _resource_event(stack: Stack, failure: _CustomResourceFailed, status: str) -> None:
-    stack.events.append(
-        Event(
-            stack_id=stack.stack_id,
-            stack_name=stack.name,
-            logical_resource_id=failure.logical_id,
-            physical_resource_id=failure.physical_id,
-            resource_type=failure.resource_type,
-            resource_status=status,
-            resource_status_reason=failure.reason,
-            resource_properties=None,
-        )
-    )
+def _failure_event(stack: Stack, failure: _CustomResourceFailed, status: str) -> None:
+    _resource_event(stack, failure.logical_id, failure.resource_type, failure.physical_id,
+                    status, failure.reason)
 
 
 def _roll_back_creation(stack: Stack, failure: _CustomResourceFailed) -> None:
     """What CloudFormation does when a resource fails to create: delete what was created."""
     _say("cloudformation", f"{stack.name}: {failure.logical_id} CREATE_FAILED: {failure.reason}")
-    _resource_event(stack, failure, "CREATE_FAILED")
+    _failure_event(stack, failure, "CREATE_FAILED")
     stack.status = "ROLLBACK_IN_PROGRESS"
     stack._add_stack_event(
         "ROLLBACK_IN_PROGRESS",
@@ -376,7 +366,7 @@ def _fail_update(stack: Stack, failure: _CustomResourceFailed) -> None:
     """A failed update. CloudFormation would also roll the updated resources back; moto's
     resources stay as they were updated, only the status says it."""
     _say("cloudformation", f"{stack.name}: {failure.logical_id} UPDATE_FAILED: {failure.reason}")
-    _resource_event(stack, failure, "UPDATE_FAILED")
+    _failure_event(stack, failure, "UPDATE_FAILED")
     stack._add_stack_event(
         "UPDATE_ROLLBACK_IN_PROGRESS",
         resource_status_reason=f"The following resource(s) failed to update: [{failure.logical_id}].",
@@ -474,7 +464,7 @@ def _delete_stack(self: CloudFormationBackend, name_or_stack_id: str) -> None:  
         # moto has already taken the stack out of its list; a failed deletion leaves it there.
         _say("cloudformation", f"{stack.name}: {failure.logical_id} DELETE_FAILED: {failure.reason}")
         self.stacks[stack.stack_id] = stack
-        _resource_event(stack, failure, "DELETE_FAILED")
+        _failure_event(stack, failure, "DELETE_FAILED")
         stack.status = "DELETE_FAILED"
         stack._add_stack_event(
             "DELETE_FAILED",

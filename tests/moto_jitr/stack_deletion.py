@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._base import CloudFormationBackend, CloudFormationResponse, Event, OutputMap, ResourceMap, _say  # noqa: F401
+from ._base import _resource_event, CloudFormationBackend, CloudFormationResponse, Event, OutputMap, ResourceMap, _say  # noqa: F401
 from moto.cloudformation.exceptions import ValidationError
 from moto.core.responses import ActionResult
 
@@ -69,18 +69,7 @@ def _delete_stack_protected(self: CloudFormationBackend, name_or_stack_id: str) 
         reason = _error_text(e)
         _say("cloudformation", f"{stack.name}: {logical_id} DELETE_FAILED: {reason}")
         self.stacks[stack.stack_id] = stack
-        stack.events.append(
-            Event(
-                stack_id=stack.stack_id,
-                stack_name=stack.name,
-                logical_resource_id=logical_id,
-                physical_resource_id=physical_id,
-                resource_type=resource_type,
-                resource_status="DELETE_FAILED",
-                resource_status_reason=reason,
-                resource_properties=None,
-            )
-        )
+        _resource_event(stack, logical_id, resource_type, physical_id, "DELETE_FAILED", reason)
         stack.status = "DELETE_FAILED"
         stack._add_stack_event(
             "DELETE_FAILED", resource_status_reason=f"The following resource(s) failed to delete: [{logical_id}]. "

@@ -11,7 +11,7 @@ import json
 import re
 from typing import Any
 
-from ._base import CloudFormationBackend, Event, Stack, _say  # noqa: F401
+from ._base import _resource_event, CloudFormationBackend, Event, Stack, _say  # noqa: F401
 
 # ---------------------------------------------------------------------------------------------
 # Stack policies. moto stores SetStackPolicy's body and enforces nothing. AWS evaluates the
@@ -115,18 +115,7 @@ def _execute_change_set_with_policy(self: CloudFormationBackend, change_set_name
             logical_id, resource_type, physical_id, reason = denial
             _say("cloudformation", f"{stack.name}: {logical_id} UPDATE_FAILED: {reason}")
             stack._add_stack_event("UPDATE_IN_PROGRESS", resource_status_reason="User Initiated")
-            stack.events.append(
-                Event(
-                    stack_id=stack.stack_id,
-                    stack_name=stack.name,
-                    logical_resource_id=logical_id,
-                    physical_resource_id=physical_id,
-                    resource_type=resource_type,
-                    resource_status="UPDATE_FAILED",
-                    resource_status_reason=reason,
-                    resource_properties=None,
-                )
-            )
+            _resource_event(stack, logical_id, resource_type, physical_id, "UPDATE_FAILED", reason)
             stack._add_stack_event(
                 "UPDATE_ROLLBACK_IN_PROGRESS",
                 resource_status_reason=f"The following resource(s) failed to update: [{logical_id}]. ",
