@@ -155,27 +155,40 @@ async fn stack_events(stack: &str) -> usize {
         .unwrap()
 }
 
+/// A raw request to moto. It checks no signature; the credential scope of the `authorization`
+/// header routes it to `service` (`None`: moto's own API, no routing needed).
+fn moto_request(
+    service: Option<&str>,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> HttpResponse {
+    let host = moto().host_port().to_string();
+    let mut all = vec![("host".to_string(), host.clone())];
+    all.extend(headers.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    if let Some(service) = service {
+        all.push((
+            "authorization".to_string(),
+            format!(
+                "AWS4-HMAC-SHA256 Credential=testing/20261128/{}/{service}/aws4_request, \
+                 SignedHeaders=host, Signature=0",
+                testkit::REGION
+            ),
+        ));
+    }
+    let req = HttpRequest {
+        method: method.into(),
+        target: path.into(),
+        headers: all.into_iter().collect(),
+        body,
+    };
+    testkit::http::forward(&host, &req).unwrap()
+}
+
 /// A GET on moto, routed to `service` by the credential scope.
 fn moto_get(service: &str, path: &str) -> (u16, String) {
-    let host = moto().host_port().to_string();
-    let req = HttpRequest {
-        method: "GET".into(),
-        target: path.into(),
-        headers: [
-            ("host".to_string(), host.clone()),
-            (
-                "authorization".to_string(),
-                format!(
-                    "AWS4-HMAC-SHA256 Credential=testing/20261128/{}/{service}/aws4_request, \
-                     SignedHeaders=host, Signature=0",
-                    testkit::REGION
-                ),
-            ),
-        ]
-        .into(),
-        body: Vec::new(),
-    };
-    let resp = testkit::http::forward(&host, &req).unwrap();
+    let resp = moto_request(Some(service), "GET", path, &[], Vec::new());
     (
         resp.status,
         String::from_utf8_lossy(&resp.body).into_owned(),
@@ -184,31 +197,16 @@ fn moto_get(service: &str, path: &str) -> (u16, String) {
 
 /// Invokes a function through the Lambda Invoke API (moto does not check signatures).
 fn invoke(function: &str, payload: &Value) -> (u16, Value) {
-    let host = moto().host_port().to_string();
-    let req = HttpRequest {
-        method: "POST".into(),
-        target: format!("/2015-03-31/functions/{function}/invocations"),
-        headers: [
-            ("host".to_string(), host.clone()),
-            ("content-type".to_string(), "application/json".to_string()),
-            (
-                "x-amz-invocation-type".to_string(),
-                "RequestResponse".to_string(),
-            ),
-            // moto routes by the credential scope (service and region) of the signature.
-            (
-                "authorization".to_string(),
-                format!(
-                    "AWS4-HMAC-SHA256 Credential=testing/20261128/{}/lambda/aws4_request, \
-                     SignedHeaders=host, Signature=0",
-                    testkit::REGION
-                ),
-            ),
-        ]
-        .into(),
-        body: payload.to_string().into_bytes(),
-    };
-    let resp = testkit::http::forward(&host, &req).unwrap();
+    let resp = moto_request(
+        Some("lambda"),
+        "POST",
+        &format!("/2015-03-31/functions/{function}/invocations"),
+        &[
+            ("content-type", "application/json"),
+            ("x-amz-invocation-type", "RequestResponse"),
+        ],
+        payload.to_string().into_bytes(),
+    );
     (
         resp.status,
         serde_json::from_slice(&resp.body).unwrap_or(Value::Null),
@@ -628,26 +626,13 @@ async fn bad_input_and_faults_fail_cleanly_and_leave_nothing_half_done() {
 
 /// A call straight to moto (it checks no signature; the credential scope routes it).
 fn moto_call(service: &str, method: &str, path: &str, body: &str) -> (u16, String) {
-    let host = moto().host_port().to_string();
-    let req = HttpRequest {
-        method: method.into(),
-        target: path.into(),
-        headers: [
-            ("host".to_string(), host.clone()),
-            ("content-type".to_string(), "application/json".to_string()),
-            (
-                "authorization".to_string(),
-                format!(
-                    "AWS4-HMAC-SHA256 Credential=testing/20261128/{}/{service}/aws4_request, \
-                     SignedHeaders=host, Signature=0",
-                    testkit::REGION
-                ),
-            ),
-        ]
-        .into(),
-        body: body.as_bytes().to_vec(),
-    };
-    let resp = testkit::http::forward(&host, &req).unwrap();
+    let resp = moto_request(
+        Some(service),
+        method,
+        path,
+        &[("content-type", "application/json")],
+        body.as_bytes().to_vec(),
+    );
     (
         resp.status,
         String::from_utf8_lossy(&resp.body).into_owned(),
@@ -1676,20 +1661,15 @@ async fn a_stage_name_with_an_underscore_makes_a_valid_change_set_name() {
 
 /// Sets the Lambda concurrency limit of `account` in the test region, as a new account has.
 fn set_concurrency_limit(account: &str, limit: u32) {
-    let host = moto().host_port().to_string();
-    let req = HttpRequest {
-        method: "POST".into(),
-        target: "/moto-api/jitr/lambda-concurrency-limit".into(),
-        headers: [
-            ("host".to_string(), host.clone()),
-            ("content-type".to_string(), "application/json".to_string()),
-        ]
-        .into(),
-        body: json!({"account": account, "region": testkit::REGION, "limit": limit})
-            .to_string()
-            .into_bytes(),
-    };
-    assert_eq!(testkit::http::forward(&host, &req).unwrap().status, 200);
+    let body = json!({"account": account, "region": testkit::REGION, "limit": limit});
+    let resp = moto_request(
+        None,
+        "POST",
+        "/moto-api/jitr/lambda-concurrency-limit",
+        &[("content-type", "application/json")],
+        body.to_string().into_bytes(),
+    );
+    assert_eq!(resp.status, 200);
 }
 
 async fn reserved_concurrency(env: &[(String, String)], function: &str) -> Option<i32> {
