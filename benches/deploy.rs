@@ -56,10 +56,9 @@ fn deploy(dir: &Path, endpoint: &str) -> Duration {
         .arg(dir)
         .args(["deploy", "--stage", "bench", "--require-approval", "never"])
         .env_clear()
-        .envs(testkit::toolchain_env())
+        .envs(testkit::cli_env())
         .env("HOME", dir)
-        .env("CI", "true")
-        .env("JITR_LAMBDA_SOURCES", repo());
+        .env("CI", "true");
     for (k, v) in testkit::aws_env(endpoint) {
         cmd.env(k, v);
     }

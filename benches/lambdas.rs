@@ -5,9 +5,8 @@
 //! process, and zip sizes, against the targets. Run with `scripts/bench-lambdas`.
 
 use aws_sdk_iot::types::{CertificateMode, CertificateStatus};
-use jitr_infra::assets::{self, BuildOptions};
+use jitr_infra::assets;
 use serde_json::json;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use testkit::pki::TestCa;
 use testkit::runtime::RuntimeHost;
@@ -92,11 +91,10 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 #[tokio::main]
 async fn main() {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let mut opts = BuildOptions::new(&root);
-    opts.show_progress = true;
-    let activator = assets::bundle(&opts, assets::ACTIVATOR).expect("bundle the activator");
-    let provider = assets::bundle(&opts, assets::CA_PROVIDER).expect("bundle the provider");
+    // The Lambdas this jitr-infra embeds, as it deploys them.
+    let activator = assets::activator();
+    let provider = assets::ca_provider();
+    let activator_binary = testkit::lambda::unpack(activator.package, activator.zip);
 
     let moto = moto();
     let iot = moto.iot().await;
@@ -139,7 +137,7 @@ async fn main() {
         let host = RuntimeHost::start();
         let request = host.invoke(setup.event(&id), Duration::from_secs(30));
         let started = Instant::now();
-        let mut child = host.spawn(&activator.binary, &setup.env);
+        let mut child = host.spawn(&activator_binary, &setup.env);
         let answer = host
             .wait_result(&request, Duration::from_secs(30))
             .expect("an answer");
@@ -168,7 +166,7 @@ async fn main() {
             let host = RuntimeHost::start();
             let request = host.invoke(setup.event(&id), Duration::from_secs(30));
             let started = Instant::now();
-            let mut child = host.spawn(&activator.binary, &env);
+            let mut child = host.spawn(&activator_binary, &env);
             let answer = host
                 .wait_result(&request, Duration::from_secs(30))
                 .expect("an answer");
@@ -192,7 +190,7 @@ async fn main() {
         ids
     };
     let host = RuntimeHost::start();
-    let mut child = host.spawn(&activator.binary, &setup.env);
+    let mut child = host.spawn(&activator_binary, &setup.env);
     let first = host.invoke(setup.event(&setup.pending().await), Duration::from_secs(30));
     host.wait_result(&first, Duration::from_secs(30))
         .expect("warm-up");
@@ -268,13 +266,13 @@ async fn main() {
     println!(
         "{:<34} {:>6.2} MiB {:>6} MiB",
         "activator zip",
-        activator.size as f64 / 1048576.0,
+        activator.zip.len() as f64 / 1048576.0,
         6
     );
     println!(
         "{:<34} {:>6.2} MiB {:>6} MiB",
         "ca-provider zip",
-        provider.size as f64 / 1048576.0,
+        provider.zip.len() as f64 / 1048576.0,
         6
     );
     println!("activator zip sha256 {}", activator.sha256);

@@ -1,6 +1,5 @@
 //! The library's error type and the CLI's exit codes.
 
-use crate::assets::AssetError;
 use crate::diff::CaModeChange;
 use crate::stage::StageError;
 use std::path::PathBuf;
@@ -28,9 +27,6 @@ pub enum Error {
     /// The stage file is missing or invalid (every problem listed).
     #[error("{0}")]
     Stage(#[from] StageError),
-    /// Building or bundling a Lambda failed.
-    #[error("{0}")]
-    Asset(#[from] AssetError),
     /// The stack could not be composed (e.g. the device policy template).
     #[error("{}", composing(.stage_file, .problems))]
     Template {
@@ -53,13 +49,6 @@ pub enum Error {
     /// The asset bucket cannot be used (another account's, or access denied).
     #[error("{0}")]
     Bucket(#[from] BucketError),
-    /// A bundled zip no longer has the SHA-256 it was bundled with.
-    #[error(
-        "{}: the zip changed since it was bundled (its SHA-256 is no longer {sha256}); run \
-         the command again to bundle it afresh",
-        .path.display()
-    )]
-    AssetChanged { path: PathBuf, sha256: String },
     /// The deployed template could not be read.
     #[error("GetTemplate {stack}: the deployed template is neither JSON nor YAML: {reason}")]
     DeployedTemplate { stack: String, reason: String },

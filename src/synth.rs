@@ -1,11 +1,12 @@
-//! `synth`: stage file -> validated stage -> bundled Lambdas -> template -> output directory.
+//! `synth`: stage file -> validated stage -> template (with the embedded Lambdas' digests) ->
+//! output directory.
 //!
 //! Phases run in order and stop at the first failing phase; each phase reports every
 //! problem it finds. Nothing is written until everything succeeded, and then the output
 //! directory is replaced in one rename: a failed synth leaves the previous output (or
 //! nothing) in place, never half of a new one.
 
-use crate::assets::{self, BuildOptions, Bundle};
+use crate::assets::{self, Embedded};
 use crate::cfn::{Template, MAX_INLINE_TEMPLATE_BYTES};
 use crate::constructs::{
     self, AssetRef, Assets, ComposeError, ASSET_BUCKET, RESERVED_CONCURRENCY_PARAMETER,
@@ -29,7 +30,8 @@ pub struct Synthesized {
     pub template_json: String,
     pub template_sha256: String,
     pub manifest_json: String,
-    pub bundles: Vec<Bundle>,
+    /// The Lambda zips this binary carries, in the order of [`assets::EMBEDDED`].
+    pub bundles: Vec<&'static Embedded>,
 }
 
 impl Synthesized {
@@ -43,62 +45,27 @@ impl Synthesized {
     }
 }
 
-/// Progress messages (a cold build takes minutes; say so).
-pub trait Progress {
-    fn message(&self, text: &str);
-}
-
-/// Reports nothing.
-pub struct Quiet;
-
-impl Progress for Quiet {
-    fn message(&self, _text: &str) {}
-}
-
-/// Loads stage `name`, builds what changed, composes the template. Writes nothing.
-pub fn synthesize(
-    root: &Path,
-    name: &str,
-    build: &BuildOptions,
-    progress: &dyn Progress,
-) -> Result<Synthesized, Error> {
+/// Loads stage `name` and composes the template with the embedded Lambdas. Writes nothing.
+pub fn synthesize(root: &Path, name: &str) -> Result<Synthesized, Error> {
     let stage = stage::load(root, name)?;
-    // Compose once with placeholder assets first, so a bad device policy fails before a
-    // multi-minute Lambda build.
-    compose(&stage, &placeholder_assets())?;
-    for lambda in assets::stale(build) {
-        progress.message(&format!(
-            "building Lambda {} (its sources changed or it was never built; a cold build takes minutes)",
-            lambda.package
-        ));
-    }
-    // One cargo invocation for every stale Lambda: the SDK compiles once for both.
-    let bundles = assets::bundle_all(build, &assets::ALL)?;
-    let assets = Assets {
-        activator: AssetRef {
-            sha256: bundles[0].sha256.clone(),
-        },
-        ca_provider: AssetRef {
-            sha256: bundles[1].sha256.clone(),
-        },
-    };
-    finish(stage, &assets, bundles)
+    finish(stage, &embedded_assets(), assets::EMBEDDED.iter().collect())
 }
 
-/// Everything but the Lambda build, for `validate`: the stage checks and the composed
-/// template's checks.
+/// Everything `synth` checks, for `validate`: the stage checks and the composed template's
+/// checks. Writes nothing.
 pub fn validate(root: &Path, name: &str) -> Result<Template, Error> {
     let stage = stage::load(root, name)?;
-    compose(&stage, &placeholder_assets())
+    compose(&stage, &embedded_assets())
 }
 
-fn placeholder_assets() -> Assets {
+/// The embedded Lambdas, named by their digests.
+fn embedded_assets() -> Assets {
     Assets {
         activator: AssetRef {
-            sha256: "0".repeat(64),
+            sha256: assets::activator().sha256.to_string(),
         },
         ca_provider: AssetRef {
-            sha256: "0".repeat(64),
+            sha256: assets::ca_provider().sha256.to_string(),
         },
     }
 }
@@ -125,7 +92,11 @@ fn compose(stage: &Stage, assets: &Assets) -> Result<Template, Error> {
 }
 
 /// Composes with real assets and renders the template and manifest (pure: no I/O).
-pub fn finish(stage: Stage, assets: &Assets, bundles: Vec<Bundle>) -> Result<Synthesized, Error> {
+pub fn finish(
+    stage: Stage,
+    assets: &Assets,
+    bundles: Vec<&'static Embedded>,
+) -> Result<Synthesized, Error> {
     let template = compose(&stage, assets)?;
     let template_json = template.render();
     let template_sha256 = assets::sha256_hex(template_json.as_bytes());
@@ -167,14 +138,14 @@ fn manifest(s: &Synthesized) -> String {
         .iter()
         .map(|b| {
             let key = AssetRef {
-                sha256: b.sha256.clone(),
+                sha256: b.sha256.to_string(),
             }
             .key();
             json!({
                 "package": b.package,
                 "file": key,
                 "sha256": b.sha256,
-                "bytes": b.size,
+                "bytes": b.zip.len(),
                 "s3Key": key,
             })
         })
@@ -229,14 +200,10 @@ pub fn write(s: &Synthesized, out: &Path) -> Result<(), Error> {
         put("manifest.json", s.manifest_json.as_bytes())?;
         for b in &s.bundles {
             let key = AssetRef {
-                sha256: b.sha256.clone(),
+                sha256: b.sha256.to_string(),
             }
             .key();
-            // A hard link to the bundle cache costs nothing; copy across file systems.
-            let dest = tmp.join(&key);
-            if std::fs::hard_link(&b.zip_path, &dest).is_err() {
-                std::fs::copy(&b.zip_path, &dest).map_err(io(&dest))?;
-            }
+            put(&key, b.zip)?;
         }
         let had_old = out.exists();
         if had_old {

@@ -11,10 +11,6 @@ use testkit::http::{HttpRequest, HttpResponse};
 use testkit::pki::TestCa;
 use testkit::{moto, unique, Recorder};
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
 /// A throwaway project with one stage whose CA is fresh (so the test owns its key).
 struct Project {
     /// The shared test project (removed when dropped); `dir` is its directory.
@@ -72,10 +68,9 @@ impl Project {
         let mut cmd = self.fixture.cli(env!("CARGO_BIN_EXE_jitr-infra"));
         cmd.arg("--project").arg(&self.dir).args(args);
         cmd.env_clear()
-            .envs(testkit::toolchain_env())
+            .envs(testkit::cli_env())
             .env("HOME", &self.dir)
-            .env("CI", "true")
-            .env("JITR_LAMBDA_SOURCES", repo());
+            .env("CI", "true");
         for (k, v) in testkit::aws_env(endpoint) {
             cmd.env(k, v);
         }
@@ -560,8 +555,7 @@ async fn bad_input_and_faults_fail_cleanly_and_leave_nothing_half_done() {
         .env("HOME", &p.dir)
         .env("AWS_ENDPOINT_URL", &endpoint)
         .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("JITR_LAMBDA_SOURCES", repo())
-        .envs(testkit::toolchain_env())
+        .envs(testkit::cli_env())
         .output()
         .unwrap();
     assert_clean_failure(&o, "no AWS credentials found");

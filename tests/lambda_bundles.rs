@@ -1,13 +1,11 @@
-//! The bundled Lambdas as AWS runs them: built by `jitr_infra::assets`, zipped reproducibly,
-//! checked against AL2023's glibc, and the real `bootstrap` binaries run under a Lambda
-//! Runtime API host on loopback, against moto.
+//! The bundled Lambdas as AWS runs them: the zips this `jitr-infra` embeds (built by its
+//! build script through `crates/bundle`), reproducible, fit for AL2023's glibc, and their real
+//! `bootstrap` binaries run under a Lambda Runtime API host on loopback, against moto.
 
 use aws_sdk_iot::types::{CertificateMode, CertificateStatus};
-use jitr_infra::assets::{self, BuildOptions, Bundle, LambdaCrate};
+use jitr_infra::assets::{self, Embedded};
 use serde_json::json;
-use std::io::Read;
 use std::path::PathBuf;
-use std::sync::OnceLock;
 use std::time::Duration;
 use testkit::pki::TestCa;
 use testkit::runtime::RuntimeHost;
@@ -17,68 +15,40 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// Each Lambda is bundled once per test run (a cold build takes minutes).
-fn bundled(lambda: LambdaCrate) -> &'static Bundle {
-    static ACTIVATOR: OnceLock<Bundle> = OnceLock::new();
-    static PROVIDER: OnceLock<Bundle> = OnceLock::new();
-    let cell = if lambda == assets::ACTIVATOR {
-        &ACTIVATOR
-    } else {
-        &PROVIDER
-    };
-    cell.get_or_init(|| {
-        let mut opts = BuildOptions::new(root());
-        opts.show_progress = true;
-        assets::bundle(&opts, lambda).unwrap_or_else(|e| panic!("{e}"))
-    })
+/// Where the build script built the Lambdas this test's `jitr-infra` embeds.
+fn target_dir() -> PathBuf {
+    PathBuf::from(env!("JITR_LAMBDA_TARGET_DIR"))
 }
 
-fn unzip_bootstrap(zip: &[u8]) -> (Vec<u8>, u32) {
-    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(zip)).unwrap();
-    assert_eq!(archive.len(), 1, "the zip holds exactly one file");
-    let mut entry = archive.by_index(0).unwrap();
-    assert_eq!(entry.name().unwrap(), "bootstrap");
-    let mode = entry.unix_mode().unwrap();
-    let mut bytes = Vec::new();
-    entry.read_to_end(&mut bytes).unwrap();
-    (bytes, mode)
+/// An embedded Lambda's `bootstrap`, unpacked for the Runtime API host.
+fn unpacked(embedded: &'static Embedded) -> PathBuf {
+    testkit::lambda::unpack(embedded.package, embedded.zip)
 }
 
 #[test]
 fn bundles_are_reproducible_executable_and_fit_al2023() {
-    for lambda in assets::ALL {
-        let bundle = bundled(lambda);
-        let zip = bundle.read_zip().unwrap();
-        let (binary, mode) = unzip_bootstrap(&zip);
-        assert_eq!(
-            mode & 0o777,
-            0o755,
-            "{}: bootstrap must be 0755",
-            lambda.package
-        );
-        assert_eq!(binary, std::fs::read(&bundle.binary).unwrap());
-        assert_eq!(bundle.sha256, assets::sha256_hex(&zip));
-        assert_eq!(bundle.size, zip.len() as u64);
-
-        // Bundling again (a cache hit) and zipping the binary again give the same bytes.
-        let again = assets::bundle(&BuildOptions::new(root()), lambda).unwrap();
-        assert!(!again.built, "unchanged sources must not rebuild");
-        assert_eq!(again.read_zip().unwrap(), zip);
-        assert_eq!(assets::zip_bootstrap(&binary).unwrap(), zip);
+    for e in &assets::EMBEDDED {
+        let (binary, mode) = assets::unzip_bootstrap(e.zip).unwrap();
+        assert_eq!(mode & 0o777, 0o755, "{}: bootstrap must be 0755", e.package);
+        assert_eq!(e.sha256, assets::sha256_hex(e.zip));
+        // The zip holds what cargo built, and zipping it again gives the same bytes.
+        let built = jitr_bundle::profile_dir(&target_dir()).join(e.package);
+        assert_eq!(binary, std::fs::read(&built).unwrap(), "{}", e.package);
+        assert_eq!(jitr_bundle::zip_bootstrap(&binary).unwrap(), e.zip);
 
         // AL2023 has glibc 2.34.
-        let glibc = assets::max_glibc(&binary).expect("a dynamically linked binary");
+        let glibc = jitr_bundle::max_glibc(&binary).expect("a dynamically linked binary");
         assert!(
-            glibc <= (2, 34),
+            glibc <= assets::MAX_GLIBC,
             "{}: needs GLIBC_{}.{}",
-            lambda.package,
+            e.package,
             glibc.0,
             glibc.1
         );
         // Cross-check the byte scan with binutils where it is installed.
         if let Ok(out) = std::process::Command::new("objdump")
             .arg("-T")
-            .arg(&bundle.binary)
+            .arg(&built)
             .output()
         {
             let text = String::from_utf8_lossy(&out.stdout);
@@ -99,32 +69,31 @@ fn bundles_are_reproducible_executable_and_fit_al2023() {
         }
 
         // No path of this machine inside the binary (they would break reproducibility).
-        let root = root().to_string_lossy().into_owned();
+        let home = std::env::var("HOME").unwrap_or_else(|_| "/nonexistent-home".into());
+        for path in [root().to_string_lossy().into_owned(), home] {
+            assert!(
+                !binary.windows(path.len()).any(|w| w == path.as_bytes()),
+                "{} embeds the path {path}",
+                e.package
+            );
+        }
         assert!(
-            !binary.windows(root.len()).any(|w| w == root.as_bytes()),
-            "{} embeds the workspace path {root}",
-            lambda.package
-        );
-        assert!(
-            zip.len() <= 6 * 1024 * 1024,
+            e.zip.len() <= 6 * 1024 * 1024,
             "{} zip is {} bytes",
-            lambda.package,
-            zip.len()
+            e.package,
+            e.zip.len()
         );
     }
 }
 
 #[test]
-fn recompiling_our_crates_gives_the_same_zip() {
-    // Compile the activator's own crate again (dependencies stay cached) in a second target
+fn recompiling_our_crates_gives_the_embedded_zips() {
+    // Compile the Lambdas' own crates again (dependencies stay cached) in a second target
     // directory: what differs between builds would differ here.
-    let first = bundled(assets::ACTIVATOR);
-    let second_dir = root().join("target").join("lambda-rebuild");
-    let mut opts = BuildOptions::new(root());
-    opts.target_dir = second_dir.clone();
+    let second_dir = target_dir().with_file_name("lambda-rebuild");
     // Share the compiled dependencies, not our crates' artifacts.
-    copy_dir(&root().join("target/lambda"), &second_dir);
-    for entry in std::fs::read_dir(assets::profile_dir(&second_dir).join(".fingerprint"))
+    copy_dir(&target_dir(), &second_dir);
+    for entry in std::fs::read_dir(jitr_bundle::profile_dir(&second_dir).join(".fingerprint"))
         .unwrap()
         .flatten()
     {
@@ -133,13 +102,17 @@ fn recompiling_our_crates_gives_the_same_zip() {
             std::fs::remove_dir_all(entry.path()).unwrap();
         }
     }
-    let _ = std::fs::remove_dir_all(second_dir.join("bundles"));
-    let second = assets::bundle(&opts, assets::ACTIVATOR).unwrap();
-    assert!(second.built);
-    assert_eq!(
-        second.sha256, first.sha256,
-        "two builds must give byte-identical zips"
-    );
+    let mut opts = jitr_bundle::BuildOptions::new(root(), &second_dir);
+    opts.show_progress = true;
+    let rebuilt = jitr_bundle::bundle_all(&opts, &jitr_bundle::ALL).unwrap();
+    for (again, embedded) in rebuilt.iter().zip(&assets::EMBEDDED) {
+        assert_eq!(again.package, embedded.package);
+        assert_eq!(
+            again.sha256, embedded.sha256,
+            "{}: two builds must give byte-identical zips",
+            again.package
+        );
+    }
     let _ = std::fs::remove_dir_all(&second_dir);
 }
 
@@ -156,7 +129,7 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn activator_binary_activates_under_the_runtime_api() {
-    let bundle = bundled(assets::ACTIVATOR);
+    let binary = unpacked(assets::activator());
     let moto = moto();
     let iot = moto.iot().await;
     let ca = TestCa::new(&unique("Binary CA"));
@@ -208,7 +181,7 @@ async fn activator_binary_activates_under_the_runtime_api() {
     let mut env = moto.aws_env();
     env.push(("JITR_CA_CERTIFICATE_ID".into(), ca_id.clone()));
     env.push(("JITR_DEVICE_POLICY_NAME".into(), policy.clone()));
-    let mut child = host.spawn(&bundle.binary, &env);
+    let mut child = host.spawn(&binary, &env);
 
     // As AWS has been seen to publish it: a null registration timestamp, an extra field.
     let event = json!({
@@ -313,11 +286,11 @@ async fn activator_binary_activates_under_the_runtime_api() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn activator_binary_with_bad_configuration_fails_each_invocation_clearly() {
-    let bundle = bundled(assets::ACTIVATOR);
+    let binary = unpacked(assets::activator());
     let host = RuntimeHost::start();
     let mut env = moto().aws_env();
     env.push(("JITR_CA_CERTIFICATE_ID".into(), "not-an-id".into()));
-    let mut child = host.spawn(&bundle.binary, &env);
+    let mut child = host.spawn(&binary, &env);
     let id = host.invoke(json!({}), Duration::from_secs(10));
     let r = host
         .wait_result(&id, Duration::from_secs(30))
@@ -331,11 +304,11 @@ async fn activator_binary_with_bad_configuration_fails_each_invocation_clearly()
 
 #[tokio::test(flavor = "multi_thread")]
 async fn ca_provider_binary_answers_cloudformation() {
-    let bundle = bundled(assets::CA_PROVIDER);
+    let binary = unpacked(assets::ca_provider());
     let moto = moto();
     let cfn = Recorder::answering(200);
     let host = RuntimeHost::start();
-    let mut child = host.spawn(&bundle.binary, &moto.aws_env());
+    let mut child = host.spawn(&binary, &moto.aws_env());
     let ca = TestCa::new(&unique("Binary provider CA"));
     let request = json!({
         "RequestType": "Create",

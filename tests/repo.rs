@@ -1,4 +1,5 @@
-//! The repository itself: what is tracked, and the size limits the house keeps.
+//! The repository itself: what is tracked, the size limits the house keeps, and one feature
+//! set for the CLI's dependencies.
 
 use std::path::Path;
 use std::process::Command;
@@ -46,4 +47,57 @@ fn no_function_over_80_lines_and_no_file_over_600_outside_tests() {
     let report = String::from_utf8_lossy(&output.stdout);
     let problems = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{report}{problems}");
+}
+
+/// Every package and feature set `cargo tree` reports for `args`: "name vX" -> features.
+fn feature_sets(args: &[&str]) -> std::collections::BTreeMap<String, Vec<String>> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let output = Command::new(cargo)
+        .args(["tree", "--locked", "--offline", "--prefix", "none"])
+        .args(["--format", "{p}|{f}"])
+        .args(args)
+        .current_dir(root())
+        .output()
+        .expect("cargo tree runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let mut sets = std::collections::BTreeMap::<String, Vec<String>>::new();
+    for line in String::from_utf8_lossy(&output.stdout).lines() {
+        let Some((package, features)) = line.split_once('|') else {
+            continue;
+        };
+        // "name v1.2.3 (/path) (*)" -> "name v1.2.3"
+        let id: Vec<&str> = package.split_whitespace().take(2).collect();
+        let features = features.trim_end_matches(" (*)").to_string();
+        let entry = sets.entry(id.join(" ")).or_default();
+        if !entry.contains(&features) {
+            entry.push(features);
+        }
+    }
+    sets
+}
+
+/// `cargo build`/`cargo install` and `cargo test --workspace` compile the CLI's dependencies
+/// with the same features, so the suite reuses a user's build (and `tests/install.rs`'s
+/// `cargo install` reuses the suite's): a feature that differs recompiles the AWS SDK.
+#[test]
+fn the_cli_build_and_the_test_build_ask_for_the_same_features() {
+    let cli = feature_sets(&["-p", "jitr-infra", "-e", "normal,build"]);
+    let tests = feature_sets(&["--workspace", "-e", "normal,build,dev"]);
+    let differing: Vec<String> = cli
+        .iter()
+        .filter_map(|(package, features)| {
+            let theirs = tests.get(package)?;
+            (theirs != features).then(|| format!("{package}: {features:?} vs {theirs:?}"))
+        })
+        .collect();
+    assert!(
+        differing.is_empty(),
+        "the test build turns on features the CLI's build does not; add them to the CLI's \
+         one-feature-set block in Cargo.toml:\n{}",
+        differing.join("\n")
+    );
 }

@@ -95,9 +95,9 @@ pub fn validate(args: &Args, all: bool, console: &Console) -> Result<i32, Error>
 }
 
 /// `synth`: `{"stage", "stackName", "outDir", "template": {"file", "bytes", "sha256"},
-/// "templateUpload", "assets": [{"package", "file", "bytes", "sha256", "built"}]}`.
+/// "templateUpload", "assets": [{"package", "file", "bytes", "sha256"}]}`.
 pub fn synth(args: &Args, out: Option<&Path>, console: &Console) -> Result<i32, Error> {
-    let s = synth::synthesize(&args.root, &args.stage, &args.build_options(), console)?;
+    let s = synth::synthesize(&args.root, &args.stage)?;
     let dir = out
         .map(Path::to_path_buf)
         .unwrap_or_else(|| synth::default_out(&args.root, &args.stage));
@@ -112,7 +112,7 @@ fn synth_json(s: &Synthesized, dir: &Path) -> serde_json::Value {
         .iter()
         .map(|b| {
             json!({"package": b.package, "file": format!("asset.{}.zip", b.sha256),
-                "bytes": b.size, "sha256": b.sha256, "built": b.built})
+                "bytes": b.zip.len(), "sha256": b.sha256})
         })
         .collect();
     json!({
@@ -140,11 +140,10 @@ fn synth_text(s: &Synthesized, dir: &Path) -> String {
     }
     for b in &s.bundles {
         text.push_str(&format!(
-            "  {:<40} {:>9}  {}{}\n",
+            "  {:<40} {:>9}  {}\n",
             format!("asset.{}.zip", &b.sha256[..12]).replace(".zip", "….zip"),
-            human(b.size as usize),
+            human(b.zip.len()),
             b.package,
-            if b.built { " (built)" } else { "" }
         ));
     }
     text
@@ -157,14 +156,12 @@ fn runtime() -> Result<tokio::runtime::Runtime, Error> {
         .map_err(crate::error::io("tokio runtime"))
 }
 
-/// Synthesizes the stage (Lambda build progress still shows: it can take minutes) and builds
-/// the AWS clients for its region (or `--region`).
+/// Synthesizes the stage and builds the AWS clients for its region (or `--region`).
 fn synthesize_for_aws(
     rt: &tokio::runtime::Runtime,
     args: &Args,
-    console: &Console,
 ) -> Result<(Synthesized, Clients), Error> {
-    let s = synth::synthesize(&args.root, &args.stage, &args.build_options(), console)?;
+    let s = synth::synthesize(&args.root, &args.stage)?;
     let clients = rt.block_on(Clients::new(&args.target(&s.stage.region)));
     Ok((s, clients))
 }
@@ -172,7 +169,7 @@ fn synthesize_for_aws(
 /// `diff`: the `StackDiff` itself; exit 3 when anything would change.
 pub fn diff(args: &Args, console: &Console) -> Result<i32, Error> {
     let rt = runtime()?;
-    let (s, clients) = synthesize_for_aws(&rt, args, console)?;
+    let (s, clients) = synthesize_for_aws(&rt, args)?;
     let d = rt.block_on(deploy::diff_stack(&clients, &s))?;
     console.result(&d, || crate::diff::render_text(&d, console::color(false)));
     console::step_summary(&crate::diff::render_markdown(
@@ -190,7 +187,7 @@ pub fn diff(args: &Args, console: &Console) -> Result<i32, Error> {
 /// ...}`; a deployed one carries the stack's `events`).
 pub fn deploy(args: &Args, d: &DeployArgs, console: &Console) -> Result<i32, Error> {
     let rt = runtime()?;
-    let (s, clients) = synthesize_for_aws(&rt, args, console)?;
+    let (s, clients) = synthesize_for_aws(&rt, args)?;
     let opts = args.deploy_options();
     let outcome = rt.block_on(deploy::deploy(&clients, &args.root, &s, &opts, console))?;
     if let Some(diff) = console.last_diff() {

@@ -1,11 +1,9 @@
 //! Where every byte of output goes: the writers `run` was given. Results go to `out` (text,
 //! or one JSON document with `--json`); progress, events, diffs and questions to `err`
-//! (nothing but questions with `--json`). The [`Console`] is also the deploy [`Reporter`] and
-//! the synth [`Progress`].
+//! (nothing but questions with `--json`). The [`Console`] is also the deploy [`Reporter`].
 
 use crate::deploy::{destroy::DestroyPlan, Outcome, Reporter, StackEvent};
 use crate::diff::StackDiff;
-use crate::synth::Progress;
 use std::cell::RefCell;
 use std::io::{IsTerminal, Write};
 use std::path::Path;
@@ -64,14 +62,6 @@ impl<'a> Console<'a> {
     /// The diff the reporter was last shown (for the job summary).
     pub fn last_diff(&self) -> Option<StackDiff> {
         self.last_diff.borrow().clone()
-    }
-}
-
-impl Progress for Console<'_> {
-    fn message(&self, text: &str) {
-        if !self.json {
-            self.note(&format!("{text}\n"));
-        }
     }
 }
 

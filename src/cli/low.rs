@@ -25,6 +25,7 @@ Exit codes: 0 success, 1 error, 2 usage error, 3 changes found (diff),
 #[command(
     name = "jitr-infra",
     version,
+    long_version = crate::assets::LONG_VERSION,
     about = "Synthesizes, diffs and deploys the AWS IoT Just-In-Time Registration stack",
     after_help = EXAMPLES
 )]

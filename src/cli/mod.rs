@@ -10,7 +10,6 @@ mod low;
 
 pub use low::{Cli, Command};
 
-use crate::assets::BuildOptions;
 use crate::deploy::{Options, RequireApproval};
 use crate::error::Error;
 use crate::stage::{self, DEFAULT_STAGE};
@@ -129,17 +128,6 @@ impl Args {
         }
     }
 
-    /// The Lambdas are built from `JITR_LAMBDA_SOURCES` (a jitr-infra checkout) when set,
-    /// else from the project itself.
-    pub fn build_options(&self) -> BuildOptions {
-        let mut build = match std::env::var_os("JITR_LAMBDA_SOURCES") {
-            Some(dir) => BuildOptions::new(PathBuf::from(dir)),
-            None => BuildOptions::new(&self.root),
-        };
-        build.show_progress = !self.json();
-        build
-    }
-
     /// The deploy options for `deploy` (and the defaults `destroy` waits with).
     pub fn deploy_options(&self) -> Options {
         match &self.action {
@@ -247,7 +235,6 @@ mod tests {
         let opts = args.deploy_options();
         assert!(!opts.execute);
         assert_eq!(opts.require_approval, RequireApproval::Never);
-        assert!(!args.build_options().show_progress, "--json: no progress");
 
         let list = Args::resolve(cli(&["list", "--project", &r])).unwrap();
         assert_eq!(list.stage, DEFAULT_STAGE);

@@ -38,18 +38,11 @@ pub async fn publish(
 ) -> Result<Option<String>, Error> {
     let bucket = AssetBucket::ensure(clients, account).await?;
     for b in &s.bundles {
-        let bytes = std::fs::read(&b.zip_path).map_err(crate::error::io(&b.zip_path))?;
-        if crate::assets::sha256_hex(&bytes) != b.sha256 {
-            return Err(Error::AssetChanged {
-                path: b.zip_path.clone(),
-                sha256: b.sha256.clone(),
-            });
-        }
         let key = AssetRef {
-            sha256: b.sha256.clone(),
+            sha256: b.sha256.to_string(),
         }
         .key();
-        bucket.upload(&key, bytes, reporter).await?;
+        bucket.upload(&key, b.zip.to_vec(), reporter).await?;
     }
     if !s.needs_template_upload() {
         return Ok(None);

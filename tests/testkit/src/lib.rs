@@ -10,6 +10,7 @@
 //! - [`project::Project`]: the temporary project directory the CLI tests run in.
 
 pub mod http;
+pub mod lambda;
 pub mod openssl;
 pub mod pki;
 pub mod project;
@@ -74,23 +75,23 @@ impl Moto {
     }
 }
 
-/// What a child process needs to run cargo (the CLI builds the Lambdas when their bundles
-/// are stale) after `env_clear`: PATH and the toolchain's homes, resolved against the real
-/// HOME so the child's HOME can point elsewhere.
-pub fn toolchain_env() -> Vec<(String, String)> {
-    let home = std::env::var("HOME").unwrap_or_default();
-    let mut env = vec![(
-        "PATH".to_string(),
-        std::env::var("PATH").unwrap_or_default(),
-    )];
-    for (var, default) in [("RUSTUP_HOME", ".rustup"), ("CARGO_HOME", ".cargo")] {
-        let value = std::env::var(var).unwrap_or_else(|_| format!("{home}/{default}"));
-        env.push((var.to_string(), value));
-    }
-    if let Ok(t) = std::env::var("RUSTUP_TOOLCHAIN") {
-        env.push(("RUSTUP_TOOLCHAIN".to_string(), t));
-    }
-    env
+/// The environment the CLI gets after `env_clear`: a `PATH` without the Rust toolchain (no
+/// directory holding `cargo` or `rustc`), as on a machine where jitr-infra was installed as a
+/// binary. The CLI embeds its Lambdas and must never need cargo.
+pub fn cli_env() -> Vec<(String, String)> {
+    vec![("PATH".to_string(), path_without_toolchain())]
+}
+
+/// This process's `PATH` without the directories that hold `cargo` or `rustc`.
+pub fn path_without_toolchain() -> String {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let kept: Vec<std::path::PathBuf> = std::env::split_paths(&path)
+        .filter(|dir| !dir.join("cargo").exists() && !dir.join("rustc").exists())
+        .collect();
+    std::env::join_paths(kept)
+        .expect("PATH entries stay joinable")
+        .to_string_lossy()
+        .into_owned()
 }
 
 /// Dummy credentials, the test region and `AWS_ENDPOINT_URL` for `endpoint`.

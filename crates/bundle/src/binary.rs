@@ -1,14 +1,14 @@
 //! What Lambda can run: the checks a built binary passes before it is zipped.
 
-use super::{AssetError, ARCHITECTURE, MAX_GLIBC};
+use super::{BundleError, ARCHITECTURE, MAX_GLIBC};
 
 /// Refuses a binary Lambda could not run: anything but a 64-bit little-endian ELF executable
 /// for [`ARCHITECTURE`] with the Linux (System V or GNU) ABI, or one needing a glibc newer
 /// than [`MAX_GLIBC`]. A provider binary Lambda cannot start never answers CloudFormation,
 /// and the stack then waits out the custom resource's ServiceTimeout.
-pub fn check_lambda_binary(package: &str, bytes: &[u8]) -> Result<(), AssetError> {
+pub fn check_lambda_binary(package: &str, bytes: &[u8]) -> Result<(), BundleError> {
     use object::{Object, ObjectKind};
-    let refuse = |found: String| AssetError::NotForLambda {
+    let refuse = |found: String| BundleError::NotForLambda {
         package: package.to_string(),
         found,
     };
@@ -49,7 +49,7 @@ pub fn check_lambda_binary(package: &str, bytes: &[u8]) -> Result<(), AssetError
     }
     if let Some(found) = max_glibc(bytes) {
         if found > MAX_GLIBC {
-            return Err(AssetError::GlibcTooNew {
+            return Err(BundleError::GlibcTooNew {
                 package: package.to_string(),
                 found,
             });
@@ -152,7 +152,7 @@ mod tests {
         pe.resize(256, 0);
         assert!(matches!(
             check_lambda_binary("p", &pe),
-            Err(AssetError::NotForLambda { .. })
+            Err(BundleError::NotForLambda { .. })
         ));
         let e = refused(b"#!/bin/sh\necho hi\n").to_string();
         assert!(e.contains("not an executable"), "{e}");
@@ -162,7 +162,7 @@ mod tests {
         new_glibc.extend(b"\0GLIBC_2.38\0");
         assert!(matches!(
             check_lambda_binary("p", &new_glibc),
-            Err(AssetError::GlibcTooNew { found: (2, 38), .. })
+            Err(BundleError::GlibcTooNew { found: (2, 38), .. })
         ));
     }
 }

@@ -1,0 +1,147 @@
+//! The install paths the README documents: `cargo install --locked --path .` from a checkout,
+//! and `cargo install --locked --git URL jitr-infra` (a local clone stands in for the git
+//! host: none is reachable here). Both install with `--debug` into the suite's own target
+//! directory, so they reuse the suite's build (one feature set: `tests/repo.rs`) and the
+//! Lambda build (`target/lambda`); the README's install is the same command in release.
+//!
+//! What is checked: the installed binary runs on its own and embeds the very Lambdas this
+//! checkout builds (the digests `--version` prints): a build from another directory gives
+//! the same bytes.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The suite's target directory (integration tests get `<target>/tmp`).
+fn target_dir() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .expect("CARGO_TARGET_TMPDIR has a parent")
+        .to_path_buf()
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("jitr-install-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn cargo() -> Command {
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.env("CARGO_TARGET_DIR", target_dir())
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS");
+    cmd
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// `--version` of `binary`, run with a `PATH` that holds no Rust toolchain.
+fn version_of(binary: &Path) -> String {
+    let o = Command::new(binary)
+        .arg("--version")
+        .env_clear()
+        .envs(testkit::cli_env())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    String::from_utf8(o.stdout).unwrap()
+}
+
+fn ours() -> String {
+    version_of(Path::new(env!("CARGO_BIN_EXE_jitr-infra")))
+}
+
+#[test]
+fn version_names_the_embedded_lambdas() {
+    let version = ours();
+    assert!(
+        version.starts_with(&format!("jitr-infra {}\n", env!("CARGO_PKG_VERSION"))),
+        "{version}"
+    );
+    for e in &jitr_infra::assets::EMBEDDED {
+        assert!(
+            version.contains(&format!("  {} {}\n", e.package, e.sha256)),
+            "{version}"
+        );
+    }
+}
+
+#[test]
+fn cargo_install_from_the_checkout() {
+    let dir = scratch("path");
+    let o = cargo()
+        .args(["install", "--locked", "--debug", "--path"])
+        .arg(root())
+        .arg("--root")
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(version_of(&dir.join("bin/jitr-infra")), ours());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The clone is of HEAD: with uncommitted changes the Lambdas may differ from this build's.
+fn checkout_is_clean() -> bool {
+    Command::new("git")
+        .args(["status", "--porcelain", "--untracked-files=no"])
+        .current_dir(root())
+        .output()
+        .is_ok_and(|o| o.status.success() && o.stdout.is_empty())
+}
+
+#[test]
+fn cargo_install_from_a_git_clone() {
+    if !root().join(".git").exists() {
+        eprintln!("not a git checkout: nothing to clone");
+        return;
+    }
+    let dir = scratch("git");
+    let clone = dir.join("jitr-infra");
+    let o = Command::new("git")
+        .args(["clone", "--quiet", "--no-hardlinks"])
+        .arg(root())
+        .arg(&clone)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let url = format!("file://{}", clone.display());
+    let o = cargo()
+        .args([
+            "install",
+            "--locked",
+            "--debug",
+            "--git",
+            &url,
+            "jitr-infra",
+        ])
+        .arg("--root")
+        .arg(dir.join("root"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let installed = version_of(&dir.join("root/bin/jitr-infra"));
+    if checkout_is_clean() {
+        assert_eq!(
+            installed,
+            ours(),
+            "a build from another directory must embed byte-identical Lambdas"
+        );
+    } else {
+        eprintln!("uncommitted changes: the clone (HEAD) is not compared with this build");
+        assert!(installed.contains("jitr-activator "), "{installed}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
