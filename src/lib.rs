@@ -14,5 +14,6 @@ pub mod deploy;
 pub mod diff;
 pub mod error;
 pub mod partition;
+pub mod pki;
 pub mod stage;
 pub mod synth;
