@@ -2,6 +2,7 @@
 
 use crate::assets::AssetError;
 use crate::diff::CaModeChange;
+use crate::init::InitError;
 use crate::stage::StageError;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -44,6 +45,9 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// `init` refused, or failed and removed what it had written.
+    #[error("{0}")]
+    Init(#[from] InitError),
     /// The project directory is not a jitr-infra project.
     #[error("{0}")]
     Project(String),
