@@ -81,6 +81,7 @@ fn init_makes_a_project_that_validates() {
         assert!(stage.contains(field), "{field}");
     }
     workflow_is_the_ci_recipe(&p);
+    git_ignores_the_key(&p);
 
     // Right after init, validate works there (it needs no Lambdas).
     cli()
@@ -89,6 +90,26 @@ fn init_makes_a_project_that_validates() {
         .assert()
         .success()
         .stdout(contains("dev: ok"));
+}
+
+/// `git check-ignore` agrees, when git is installed: the key and synth's output are ignored,
+/// the certificate is not.
+fn git_ignores_the_key(p: &Project) {
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .current_dir(&p.dir)
+            .output()
+    };
+    if git(&["init", "-q"]).is_err() {
+        eprintln!("git not run; skipping its check");
+        return;
+    }
+    let ignored = |path: &str| git(&["check-ignore", "-q", path]).unwrap().status.success();
+    assert!(ignored("certs/dev-ca.key"));
+    assert!(ignored("jitr.out/dev/template.json"));
+    assert!(!ignored("certs/dev-ca.pem"));
+    assert!(!ignored("stacks/dev.yaml"));
 }
 
 fn workflow_is_the_ci_recipe(p: &Project) {

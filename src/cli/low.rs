@@ -36,7 +36,8 @@ pub struct Cli {
     /// AWS profile (else AWS_PROFILE or the default chain: env, SSO, role profiles)
     #[arg(long, global = true, value_name = "NAME")]
     pub profile: Option<String>,
-    /// AWS region [default: the stage's region]
+    /// AWS region [default: the stage's region; for init: AWS_REGION, AWS_DEFAULT_REGION, else
+    /// us-east-1]
     #[arg(long, global = true, value_name = "REGION")]
     pub region: Option<String>,
     /// Machine-readable JSON on stdout; no progress on stderr
