@@ -1,6 +1,7 @@
 //! The library's error type and the CLI's exit codes.
 
 use crate::diff::CaModeChange;
+use crate::init::InitError;
 use crate::stage::StageError;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -40,6 +41,9 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// `init` refused, or failed and removed what it had written.
+    #[error("{0}")]
+    Init(#[from] InitError),
     /// The project directory is not a jitr-infra project.
     #[error("{0}")]
     Project(String),

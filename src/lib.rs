@@ -13,6 +13,8 @@ pub mod constructs;
 pub mod deploy;
 pub mod diff;
 pub mod error;
+pub mod init;
 pub mod partition;
+pub mod pki;
 pub mod stage;
 pub mod synth;

@@ -264,3 +264,83 @@ fn confirm_destroy(stack: &str, yes: bool, console: &Console) -> Result<(), Erro
     }
     Ok(())
 }
+
+/// `init`: `{"dir", "stage": "dev", "stackName", "region", "regionSource", "created":
+/// [{"path", "mode"}], "caCertificate", "caKey"}` (paths relative to `dir`; modes octal).
+pub fn init(args: &Args, dir: &Path, name: Option<&str>, console: &Console) -> Result<i32, Error> {
+    let report = crate::init::init(&crate::init::Options {
+        dir: dir.to_path_buf(),
+        name: name.map(str::to_string),
+        region: args.region.clone(),
+    })?;
+    let created: Vec<_> = report
+        .created
+        .iter()
+        .map(|(path, mode)| json!({"path": path, "mode": format!("{mode:04o}")}))
+        .collect();
+    console.result(
+        &json!({
+            "dir": report.dir.display().to_string(),
+            "stage": crate::init::STAGE,
+            "stackName": report.stack_name,
+            "region": report.region,
+            "regionSource": report.region_source.describe(),
+            "created": created,
+            "caCertificate": crate::init::CA_CERTIFICATE,
+            "caKey": crate::init::CA_KEY,
+        }),
+        || init_text(&report, dir),
+    );
+    Ok(exit::OK)
+}
+
+fn init_text(r: &crate::init::Report, dir: &Path) -> String {
+    use crate::init::{CA_CERTIFICATE, CA_DAYS, CA_KEY, STAGE};
+    let mut text = format!(
+        "initialized project {} in {}\n  stage {STAGE}: stack {}, region {} ({})\n",
+        r.name,
+        r.dir.display(),
+        r.stack_name,
+        r.region,
+        r.region_source.describe()
+    );
+    for (path, mode) in &r.created {
+        let what = match path.as_str() {
+            CA_CERTIFICATE => format!(
+                "development CA `{} development CA`, EC P-256, {} days",
+                r.name, CA_DAYS
+            ),
+            CA_KEY => "its private key: secret, never committed".to_string(),
+            _ => String::new(),
+        };
+        let line = format!("  created {path:<36} {mode:04o}  {what}");
+        text.push_str(line.trim_end());
+        text.push('\n');
+    }
+    let shown = display(dir);
+    let cd = if shown.is_empty() || shown == "." {
+        String::new()
+    } else {
+        format!("  cd {}\n", shell_word(&shown))
+    };
+    text.push_str(&format!(
+        "\nnext steps:\n{cd}  jitr-infra validate     check the stage, write nothing\n  \
+         jitr-infra synth        the CloudFormation template and Lambda zips, in jitr.out/{STAGE}\n  \
+         jitr-infra deploy       deploy the stack (AWS credentials for {})\n\
+         Keep {CA_KEY} out of git (.gitignore lists *.key): it signs your device certificates.\n\
+         For CI, set JITR_INFRA_GIT in .github/workflows/jitr-infra.yml and the repository \
+         variable JITR_DEPLOY_ROLE_ARN.\n",
+        r.region
+    ));
+    text
+}
+
+/// `word` as one shell word: quoted when it holds anything but safe characters.
+fn shell_word(word: &str) -> String {
+    let safe = |c: char| c.is_ascii_alphanumeric() || "/._-+:@%,=".contains(c);
+    if !word.is_empty() && word.chars().all(safe) {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}

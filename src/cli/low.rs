@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 const EXAMPLES: &str = "\
 Examples:
+  jitr-infra init my-iot-infra          a new project: dev stage, development CA, CI workflow
   jitr-infra synth                      synthesize the default stage (dev) into jitr.out/dev
   jitr-infra synth --stage prod --out cdk.out/prod
   jitr-infra validate --all             check every stage file, write nothing
@@ -36,7 +37,8 @@ pub struct Cli {
     /// AWS profile (else AWS_PROFILE or the default chain: env, SSO, role profiles)
     #[arg(long, global = true, value_name = "NAME")]
     pub profile: Option<String>,
-    /// AWS region [default: the stage's region]
+    /// AWS region [default: the stage's region; for init: AWS_REGION, AWS_DEFAULT_REGION, else
+    /// us-east-1]
     #[arg(long, global = true, value_name = "REGION")]
     pub region: Option<String>,
     /// Machine-readable JSON on stdout; no progress on stderr
@@ -57,6 +59,21 @@ pub enum Command {
         /// Output directory [default: jitr.out/<STAGE>]
         #[arg(long, short, value_name = "DIR")]
         out: Option<PathBuf>,
+    },
+    /// Start a project in an empty directory: the dev stage (SNI_ONLY), a fresh development
+    /// CA (its key with mode 0600), the device policy template, a .gitignore and a CI
+    /// workflow. Refuses a directory holding anything but .git, and changes nothing then.
+    #[command(after_help = "Examples:
+  jitr-infra init                       in the current directory (named after it)
+  jitr-infra init factory --name acme-factory --region eu-central-1")]
+    Init {
+        /// The directory to make the project in (created when missing) [default: --project,
+        /// else the current directory]
+        dir: Option<PathBuf>,
+        /// Project name for the stack (<NAME>-dev), tags and CA [default: the directory's
+        /// name, made a valid stack name]
+        #[arg(long, value_name = "NAME")]
+        name: Option<String>,
     },
     /// List the stages and their stacks.
     List,

@@ -29,7 +29,8 @@ pub enum OutputMode {
 /// The command line, resolved: everything a command needs, decided once.
 #[derive(Debug, Clone)]
 pub struct Args {
-    /// The project root (holding `stacks/`); unchecked for `schema`, which needs none.
+    /// The project root (holding `stacks/`); unchecked for `schema`, which needs none, and
+    /// `init`'s directory, which it makes.
     pub root: PathBuf,
     /// The stage the command is about (`dev` unless `--stage`).
     pub stage: String,
@@ -45,6 +46,7 @@ pub struct Args {
 #[derive(Debug, Clone)]
 pub enum Action {
     Schema,
+    Init { dir: PathBuf, name: Option<String> },
     List,
     Synth { out: Option<PathBuf> },
     Validate { all: bool },
@@ -66,6 +68,15 @@ impl Args {
     pub fn resolve(cli: Cli) -> Result<Args, Error> {
         let (stage, action) = match cli.command {
             Command::Schema => (DEFAULT_STAGE.to_string(), Action::Schema),
+            Command::Init { dir, name } => (
+                crate::init::STAGE.to_string(),
+                Action::Init {
+                    dir: dir
+                        .or_else(|| cli.project.clone())
+                        .unwrap_or_else(|| PathBuf::from(".")),
+                    name,
+                },
+            ),
             Command::List => (DEFAULT_STAGE.to_string(), Action::List),
             Command::Synth { stage, out } => (stage, Action::Synth { out }),
             Command::Validate { stage, all } => (stage, Action::Validate { all }),
@@ -95,8 +106,10 @@ impl Args {
                 },
             ),
         };
-        let root = match action {
+        let root = match &action {
             Action::Schema => cli.project.unwrap_or_default(),
+            // init makes the project; it needs none.
+            Action::Init { dir, .. } => dir.clone(),
             _ => project_root(cli.project.as_deref())?,
         };
         Ok(Args {
@@ -164,6 +177,7 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<i32, Er
     let console = Console::new(out, err, args.json());
     match &args.action {
         Action::Schema => commands::schema(&console),
+        Action::Init { dir, name } => commands::init(&args, dir, name.as_deref(), &console),
         Action::List => commands::list(&args, &console),
         Action::Synth { out } => commands::synth(&args, out.as_deref(), &console),
         Action::Validate { all } => commands::validate(&args, *all, &console),
@@ -242,6 +256,14 @@ mod tests {
         // schema needs no project.
         let schema = Args::resolve(cli(&["schema", "--project", "/nonexistent"])).unwrap();
         assert!(matches!(schema.action, Action::Schema));
+        // Nor does init: it makes one (in DIR, else --project, else here).
+        let init = Args::resolve(cli(&["init", "--project", "/nonexistent"])).unwrap();
+        assert!(
+            matches!(&init.action, Action::Init { dir, name: None } if dir == Path::new("/nonexistent"))
+        );
+        let init = Args::resolve(cli(&["init", "new", "--name", "acme"])).unwrap();
+        assert!(matches!(&init.action, Action::Init { dir, name: Some(n) }
+            if dir == Path::new("new") && n == "acme"));
         assert!(Args::resolve(cli(&["list", "--project", "/nonexistent"])).is_err());
     }
 

@@ -18,6 +18,18 @@ impl TestCa {
         Self::build(cn, false)
     }
 
+    /// A CA made elsewhere (e.g. by `jitr-infra init`), from its certificate and its
+    /// private key (PEM), to issue device certificates with.
+    pub fn from_pem(cert_pem: &str, key_pem: &str) -> TestCa {
+        let key = KeyPair::from_pem(key_pem).expect("the CA key (PEM)");
+        let issuer = Issuer::from_ca_cert_pem(cert_pem, key).expect("the CA certificate (PEM)");
+        TestCa {
+            pem: cert_pem.to_string(),
+            key_pem: key_pem.to_string(),
+            issuer,
+        }
+    }
+
     /// A CA whose validity ended in 2001.
     pub fn expired(cn: &str) -> TestCa {
         Self::build(cn, true)
