@@ -1,6 +1,7 @@
 //! The repository itself: what is tracked, the size limits the house keeps, and one feature
 //! set for the CLI's dependencies.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::Command;
 
@@ -50,7 +51,7 @@ fn no_function_over_80_lines_and_no_file_over_600_outside_tests() {
 }
 
 /// Every package and feature set `cargo tree` reports for `args`: "name vX" -> features.
-fn feature_sets(args: &[&str]) -> std::collections::BTreeMap<String, Vec<String>> {
+fn feature_sets(args: &[&str]) -> BTreeMap<String, BTreeSet<String>> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let output = Command::new(cargo)
         .args(["tree", "--locked", "--offline", "--prefix", "none"])
@@ -64,7 +65,7 @@ fn feature_sets(args: &[&str]) -> std::collections::BTreeMap<String, Vec<String>
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let mut sets = std::collections::BTreeMap::<String, Vec<String>>::new();
+    let mut sets = BTreeMap::<String, BTreeSet<String>>::new();
     for line in String::from_utf8_lossy(&output.stdout).lines() {
         let Some((package, features)) = line.split_once('|') else {
             continue;
@@ -72,10 +73,7 @@ fn feature_sets(args: &[&str]) -> std::collections::BTreeMap<String, Vec<String>
         // "name v1.2.3 (/path) (*)" -> "name v1.2.3"
         let id: Vec<&str> = package.split_whitespace().take(2).collect();
         let features = features.trim_end_matches(" (*)").to_string();
-        let entry = sets.entry(id.join(" ")).or_default();
-        if !entry.contains(&features) {
-            entry.push(features);
-        }
+        sets.entry(id.join(" ")).or_default().insert(features);
     }
     sets
 }
