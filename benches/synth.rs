@@ -1,5 +1,7 @@
-//! Whole-process `jitr-infra synth` time and peak memory, Lambdas already built.
-//! Run with `scripts/bench-synth` (it builds the release binary first).
+//! Whole-process `jitr-infra synth` time and peak memory (the Lambdas are embedded in the
+//! binary), in the checkout and, as a user gets it, with the binary copied outside the
+//! checkout into a fresh `init` project with no Rust toolchain on PATH.
+//! Run with `scripts/bench-synth`.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -70,4 +72,40 @@ fn main() {
         20
     );
     println!("speed-up over cdk synth: {:.0}x", 7340.0 / at(0.5));
+    fresh_project(&bin);
+}
+
+/// The binary alone in a fresh directory: `init`, then the first `synth` and more.
+fn fresh_project(bin: &std::path::Path) {
+    let home = std::env::temp_dir().join(format!("jitr-bench-fresh-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&home);
+    std::fs::create_dir_all(home.join("bin")).unwrap();
+    let copy = home.join("bin/jitr-infra");
+    std::fs::copy(bin, &copy).expect("copy the binary");
+    let run = |dir: &std::path::Path, args: &[&str]| {
+        let start = Instant::now();
+        let status = std::process::Command::new(&copy)
+            .args(args)
+            .current_dir(dir)
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("HOME", &home)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("start jitr-infra");
+        assert!(status.success(), "jitr-infra {args:?} failed");
+        start.elapsed().as_secs_f64() * 1000.0
+    };
+    let init = run(&home, &["init", "project", "--region", "eu-west-1"]);
+    let project = home.join("project");
+    let first = run(&project, &["synth"]);
+    let mut later: Vec<f64> = (0..20).map(|_| run(&project, &["synth"])).collect();
+    later.sort_by(f64::total_cmp);
+    let _ = std::fs::remove_dir_all(&home);
+    println!();
+    println!("the binary alone, outside the checkout, PATH=/usr/bin:/bin, a fresh init project");
+    println!("{:<28} {:>6.1} ms", "init (makes the CA)", init);
+    println!("{:<28} {:>6.1} ms", "first synth", first);
+    println!("{:<28} {:>6.1} ms", "synth, median of 20", later[10]);
 }

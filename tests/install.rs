@@ -59,8 +59,28 @@ fn version_of(binary: &Path) -> String {
     String::from_utf8(o.stdout).unwrap()
 }
 
+/// The suite's own binary. `cargo install` of a git source *moves* the binary it built out of
+/// the target directory, and with the suite's target directory that is the very file the
+/// other tests run; [`keeping_ours`] puts it back, and both hold this lock.
 fn ours() -> String {
+    let _guard = lock();
     version_of(Path::new(env!("CARGO_BIN_EXE_jitr-infra")))
+}
+
+fn lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Runs `f` and then restores the suite's `jitr-infra` binary, whatever `f` did to it.
+fn keeping_ours<T>(f: impl FnOnce() -> T) -> T {
+    let _guard = lock();
+    let bin = Path::new(env!("CARGO_BIN_EXE_jitr-infra"));
+    let saved = bin.with_file_name(format!("jitr-infra.saved-{}", std::process::id()));
+    std::fs::copy(bin, &saved).unwrap();
+    let result = f();
+    std::fs::rename(&saved, bin).unwrap();
+    result
 }
 
 #[test]
@@ -81,13 +101,15 @@ fn version_names_the_embedded_lambdas() {
 #[test]
 fn cargo_install_from_the_checkout() {
     let dir = scratch("path");
-    let o = cargo()
-        .args(["install", "--locked", "--debug", "--path"])
-        .arg(root())
-        .arg("--root")
-        .arg(&dir)
-        .output()
-        .unwrap();
+    let o = keeping_ours(|| {
+        cargo()
+            .args(["install", "--locked", "--debug", "--path"])
+            .arg(root())
+            .arg("--root")
+            .arg(&dir)
+            .output()
+            .unwrap()
+    });
     assert!(o.status.success(), "{}", text(&o));
     assert_eq!(version_of(&dir.join("bin/jitr-infra")), ours());
     let _ = std::fs::remove_dir_all(&dir);
@@ -118,19 +140,21 @@ fn cargo_install_from_a_git_clone() {
         .unwrap();
     assert!(o.status.success(), "{}", text(&o));
     let url = format!("file://{}", clone.display());
-    let o = cargo()
-        .args([
-            "install",
-            "--locked",
-            "--debug",
-            "--git",
-            &url,
-            "jitr-infra",
-        ])
-        .arg("--root")
-        .arg(dir.join("root"))
-        .output()
-        .unwrap();
+    let o = keeping_ours(|| {
+        cargo()
+            .args([
+                "install",
+                "--locked",
+                "--debug",
+                "--git",
+                &url,
+                "jitr-infra",
+            ])
+            .arg("--root")
+            .arg(dir.join("root"))
+            .output()
+            .unwrap()
+    });
     assert!(o.status.success(), "{}", text(&o));
     let installed = version_of(&dir.join("root/bin/jitr-infra"));
     if checkout_is_clean() {
