@@ -327,3 +327,16 @@ fn two_inits_make_two_different_cas() {
     };
     assert_ne!(serial(&a), serial(&b));
 }
+
+/// The README's CI recipe is the workflow `init` writes, word for word.
+#[test]
+fn the_readme_ci_recipe_is_the_workflow_init_writes() {
+    let p = fresh("jitr-init-readme");
+    init(&p, &["--name", "my-iot-infra", "--region", "eu-west-1"]).success();
+    let workflow = read(&p, ".github/workflows/jitr-infra.yml");
+    let readme = include_str!("../README.md");
+    assert!(
+        readme.contains(&format!("```yaml\n{workflow}```\n")),
+        "README.md's CI section must show the workflow init writes (for --region eu-west-1):\n{workflow}"
+    );
+}

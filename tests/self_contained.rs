@@ -27,7 +27,11 @@ impl Machine {
         let home = std::env::temp_dir().join(unique("jitr-user"));
         assert!(!home.starts_with(checkout()), "outside the checkout");
         std::fs::create_dir_all(home.join("bin")).unwrap();
-        std::fs::copy(env!("CARGO_BIN_EXE_jitr-infra"), home.join("bin/jitr-infra")).unwrap();
+        std::fs::copy(
+            env!("CARGO_BIN_EXE_jitr-infra"),
+            home.join("bin/jitr-infra"),
+        )
+        .unwrap();
         let path = format!(
             "{}:{}",
             home.join("bin").display(),
@@ -131,7 +135,14 @@ async fn the_binary_alone_starts_a_project_deploys_it_and_onboards_a_device() {
     let name = unique("sc").replace('-', "");
     let o = machine.run(
         &machine.home,
-        &["init", "project", "--name", &name, "--region", testkit::REGION],
+        &[
+            "init",
+            "project",
+            "--name",
+            &name,
+            "--region",
+            testkit::REGION,
+        ],
     );
     let said = String::from_utf8_lossy(&o.stdout);
     assert!(said.contains("certs/dev-ca.key"), "{said}");
@@ -140,7 +151,12 @@ async fn the_binary_alone_starts_a_project_deploys_it_and_onboards_a_device() {
     machine.run(&project, &["validate"]);
     machine.run(&project, &["synth"]);
     let ours = tree(&project.join("jitr.out/dev"));
-    assert_eq!(ours.len(), 4, "template, manifest, two zips: {:?}", ours.keys());
+    assert_eq!(
+        ours.len(),
+        4,
+        "template, manifest, two zips: {:?}",
+        ours.keys()
+    );
     assert!(
         ours == checkout_synth(&project),
         "the synth outside the checkout differs from the checkout's"
@@ -212,7 +228,11 @@ async fn activate(stack: &str, cert_id: &str, ca_id: &str) -> Value {
         .region(aws_config::Region::new(testkit::REGION))
         .endpoint_url(moto().endpoint())
         .credentials_provider(aws_sdk_lambda::config::Credentials::new(
-            "testing", "testing", None, None, "self-contained",
+            "testing",
+            "testing",
+            None,
+            None,
+            "self-contained",
         ))
         .load()
         .await;
