@@ -11,9 +11,11 @@
 //! machine and in every checkout: the asset hash changes exactly when the code does.
 
 mod binary;
+mod sources;
 
 pub use binary::{check_lambda_binary, max_glibc};
 use sha2::{Digest, Sha256};
+pub use sources::{digest as source_digest, DIGEST_ENV, INPUTS};
 use std::fmt;
 use std::io::{Cursor, Write};
 use std::path::{Path, PathBuf};
@@ -107,16 +109,6 @@ pub const CA_PROVIDER: LambdaCrate = LambdaCrate {
 };
 
 pub const ALL: [LambdaCrate; 2] = [ACTIVATOR, CA_PROVIDER];
-
-/// What the Lambda build reads from the workspace, relative to its root: a build script
-/// reruns it when one of these changes (cargo decides what then recompiles).
-pub const INPUTS: &[&str] = &[
-    "lambdas",
-    "Cargo.toml",
-    "Cargo.lock",
-    "rust-toolchain.toml",
-    ".cargo/config.toml",
-];
 
 #[derive(Debug)]
 pub enum BundleError {
@@ -317,6 +309,7 @@ pub fn build_all(opts: &BuildOptions, lambdas: &[LambdaCrate]) -> Result<(), Bun
         .map(|home| format!("--remap-path-prefix={}=/cargo", home.display()))
         .into_iter()
         .collect();
+    let digest = source_digest(&opts.workspace_root)?;
     let mut cmd = Command::new(&opts.cargo);
     cmd.current_dir(&opts.workspace_root)
         .args([subcommand, "--locked", "--profile", PROFILE])
@@ -331,6 +324,9 @@ pub fn build_all(opts: &BuildOptions, lambdas: &[LambdaCrate]) -> Result<(), Bun
         .env_remove("RUSTFLAGS")
         // Set by `cargo clippy` for the outer build: the Lambdas are compiled, not linted.
         .env_remove("RUSTC_WORKSPACE_WRAPPER")
+        // The Lambda crates are rebuilt whenever their sources' contents change, whatever
+        // the files' times say (see sources.rs).
+        .env(DIGEST_ENV, digest)
         .stdin(Stdio::null());
     run(cmd, opts, packages)
 }
@@ -404,10 +400,11 @@ pub fn unzip_bootstrap(zip: &[u8]) -> Result<(Vec<u8>, u32), BundleError> {
 
 /// Hex SHA-256.
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex(&Sha256::digest(bytes))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

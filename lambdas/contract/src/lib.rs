@@ -12,6 +12,13 @@ pub mod activator;
 pub mod ca_registration;
 pub mod event;
 
+// The digest of the Lambda sources jitr-infra's build hands the Lambda build
+// (`jitr_bundle::DIGEST_ENV`). Reading it makes it an input of this crate, and so of every
+// Lambda crate above it: cargo rebuilds them when the sources change even where it does not
+// look at file times (a workspace under cargo's home, as `cargo install --git` makes). The
+// value itself is not used and never reaches a binary.
+const _SOURCE_DIGEST: Option<&str> = option_env!("JITR_LAMBDA_SOURCE_DIGEST");
+
 /// A boolean as CloudFormation delivers it to a custom resource.
 ///
 /// CloudFormation turns every scalar property of a custom resource into a string, so a
