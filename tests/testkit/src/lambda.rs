@@ -19,7 +19,10 @@ pub fn unpack(package: &str, zip: &[u8]) -> PathBuf {
         return path;
     }
     std::fs::create_dir_all(&dir).unwrap();
-    let tmp = dir.join(format!("bootstrap.tmp-{}", std::process::id()));
+    // Unique per process and call: tests of one process unpack at once too.
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = dir.join(format!("bootstrap.tmp-{}-{n}", std::process::id()));
     std::fs::write(&tmp, &binary).unwrap();
     std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).unwrap();
     std::fs::rename(&tmp, &path).unwrap();
