@@ -31,7 +31,7 @@ pub fn digest(root: &Path) -> Result<String, BundleError> {
     for input in INPUTS {
         let path = root.join(input);
         if path.is_dir() {
-            collect_files(root, &path, &mut files)?;
+            collect_files(&path, &mut files)?;
         } else if path.is_file() {
             files.push(path);
         }
@@ -49,7 +49,7 @@ pub fn digest(root: &Path) -> Result<String, BundleError> {
     Ok(super::hex(&hasher.finalize()))
 }
 
-fn collect_files(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), BundleError> {
+fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), BundleError> {
     for entry in std::fs::read_dir(dir).map_err(io(dir))? {
         let entry = entry.map_err(io(dir))?;
         let path = entry.path();
@@ -62,7 +62,7 @@ fn collect_files(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), 
             if name == "tests" {
                 continue;
             }
-            collect_files(root, &path, out)?;
+            collect_files(&path, out)?;
         } else if kind.is_file() {
             out.push(path);
         }
