@@ -17,14 +17,13 @@ Starts tests/moto_server.py on a free loopback port and, with boto3, checks that
     certificate's own notBefore/notAfter (for DescribeCACertificate too);
   - every other patch module of tests/moto_jitr holds (section 7), and every module in
     `moto_jitr.PATCHES` was checked by at least one section.
-Exits non-zero on any failure. The bundles come from target/lambda/bundles (built by
-`cargo run -q -- synth` if missing).
+Exits non-zero on any failure. The bundles are the zips the jitr-infra binary embeds, as
+`cargo run -q -- synth` writes them.
 """
 from __future__ import annotations
 
 import base64
 import datetime
-import glob
 import hashlib
 import io
 import json
@@ -73,19 +72,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def newest(pattern: str) -> str | None:
-    found = [p for p in glob.glob(os.path.join(ROOT, "target/lambda/bundles", pattern)) if p.endswith(".zip")]
-    return max(found, key=os.path.getmtime) if found else None
-
-
 def bundles() -> tuple[str, str]:
-    activator, provider = newest("jitr-activator-*.zip"), newest("jitr-ca-provider-*.zip")
-    if not (activator and provider):
-        print("building the Lambda bundles: cargo run -q -- synth (minutes, the first time)")
-        subprocess.run(["cargo", "run", "-q", "--", "synth"], cwd=ROOT, check=True)
-        activator, provider = newest("jitr-activator-*.zip"), newest("jitr-ca-provider-*.zip")
-    assert activator and provider, "no bundles in target/lambda/bundles after synth"
-    return activator, provider
+    """The Lambda zips the jitr-infra binary embeds, as its synth writes them."""
+    out = tempfile.mkdtemp(prefix="jitr-selfcheck-synth-")
+    result = subprocess.run(
+        ["cargo", "run", "-q", "--locked", "--", "synth", "--json", "--out", out],
+        cwd=ROOT, check=True, capture_output=True, text=True,
+    )
+    files = {a["package"]: os.path.join(out, a["file"]) for a in json.loads(result.stdout)["assets"]}
+    return files["jitr-activator"], files["jitr-ca-provider"]
 
 
 def ca_pem(name: str) -> str:
