@@ -11,6 +11,7 @@
 pub mod activator;
 pub mod ca_registration;
 pub mod event;
+pub mod rates;
 
 // The digest of the Lambda sources jitr-infra's build hands the Lambda build
 // (`jitr_bundle::DIGEST_ENV`). Reading it makes it an input of this crate, and so of every

@@ -15,6 +15,7 @@ pub mod openssl;
 pub mod pki;
 pub mod project;
 pub mod runtime;
+pub mod throttle;
 
 use http::{Handler, HttpRequest, HttpResponse, HttpServer};
 use std::net::TcpListener;
