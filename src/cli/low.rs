@@ -31,7 +31,7 @@ Exit codes: 0 success, 1 error, 2 usage error, 3 changes found (diff),
     after_help = EXAMPLES
 )]
 pub struct Cli {
-    /// Project root holding stacks/, templates/ and lambdas/ [default: current directory]
+    /// Project root holding stacks/ and templates/ [default: current directory]
     #[arg(long, global = true, value_name = "DIR")]
     pub project: Option<PathBuf>,
     /// AWS profile (else AWS_PROFILE or the default chain: env, SSO, role profiles)
@@ -78,7 +78,7 @@ pub enum Command {
     /// List the stages and their stacks.
     List,
     /// Run every check of a stage (stage file, certificates, device policy, template)
-    /// without building or writing anything.
+    /// without writing anything.
     #[command(after_help = "Example: jitr-infra validate --all")]
     Validate {
         /// Stage name: stacks/<STAGE>.yaml
