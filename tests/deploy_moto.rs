@@ -2,12 +2,13 @@
 //! moto server (with `tests/moto_server.py` running our real `bootstrap` binaries for Lambda
 //! invocations and the CA registration custom resource).
 
-use aws_sdk_iot::types::{CaCertificateStatus, CertificateStatus};
+use aws_sdk_iot::types::CaCertificateStatus;
 use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::sync::{Arc, Mutex};
 use testkit::http::{HttpRequest, HttpResponse};
+use testkit::jitr::{output_text as text, registered_event};
 use testkit::pki::TestCa;
 use testkit::{moto, unique, Recorder};
 
@@ -81,15 +82,6 @@ impl Project {
         cmd.write_stdin("");
         cmd.output().unwrap()
     }
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 async fn cfn() -> aws_sdk_cloudformation::Client {
@@ -271,40 +263,14 @@ async fn dev_stage_lifecycle_end_to_end() {
     // The JITR flow on the deployed stack: a pending device certificate, the registered
     // event through the Lambda Invoke API, and the certificate is active with its Thing.
     let cn = unique("e2e-device");
-    let cert = iot
-        .register_certificate()
-        .certificate_pem(p.ca.issue(&cn))
-        .ca_certificate_pem(&p.ca.pem)
-        .status(CertificateStatus::PendingActivation)
-        .send()
-        .await
-        .unwrap();
-    let cert_id = cert.certificate_id().unwrap().to_string();
-    let cert_arn = cert.certificate_arn().unwrap().to_string();
+    let (cert_id, cert_arn) = testkit::jitr::register_pending(&iot, &p.ca, &cn).await;
     let (status, body) = invoke(
         &format!("{}-activator", p.stack),
-        &json!({"certificateId": cert_id, "caCertificateId": ca_id, "timestamp": 1764000000000u64,
-                "certificateStatus": "PENDING_ACTIVATION", "awsAccountId": testkit::ACCOUNT}),
+        &registered_event(&cert_id, &ca_id),
     );
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["outcome"], "activated", "{body}");
-    let d = iot
-        .describe_certificate()
-        .certificate_id(&cert_id)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        d.certificate_description().unwrap().status(),
-        Some(&CertificateStatus::Active)
-    );
-    let principals = iot
-        .list_thing_principals()
-        .thing_name(&cn)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(principals.principals(), std::slice::from_ref(&cert_arn));
+    testkit::jitr::assert_onboarded(&iot, &cert_id, &cn, &cert_arn).await;
     let policies = iot
         .list_attached_policies()
         .target(&cert_arn)
@@ -736,25 +702,7 @@ fn deploy(p: &Project) -> String {
 
 /// A device certificate of `p`'s CA, registered PENDING_ACTIVATION: (id, ARN).
 async fn pending_device(p: &Project) -> (String, String) {
-    let cert = moto()
-        .iot()
-        .await
-        .register_certificate()
-        .certificate_pem(p.ca.issue(&unique("e2e-device")))
-        .ca_certificate_pem(&p.ca.pem)
-        .status(CertificateStatus::PendingActivation)
-        .send()
-        .await
-        .unwrap();
-    (
-        cert.certificate_id().unwrap().to_string(),
-        cert.certificate_arn().unwrap().to_string(),
-    )
-}
-
-fn registered_event(cert_id: &str, ca_id: &str) -> Value {
-    json!({"certificateId": cert_id, "caCertificateId": ca_id, "timestamp": 1764000000000u64,
-           "certificateStatus": "PENDING_ACTIVATION", "awsAccountId": testkit::ACCOUNT})
+    testkit::jitr::register_pending(&moto().iot().await, &p.ca, &unique("e2e-device")).await
 }
 
 #[tokio::test(flavor = "multi_thread")]

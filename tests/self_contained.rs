@@ -3,11 +3,11 @@
 //! `validate`, `synth` (byte-identical to the checkout's synth of the same stage), `deploy` to
 //! moto, the JITR flow with a device certificate signed by the CA `init` made, `destroy`.
 
-use aws_sdk_iot::types::CertificateStatus;
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use testkit::jitr::{assert_onboarded, output_text as text, register_pending, registered_event};
 use testkit::pki::TestCa;
 use testkit::{moto, unique};
 
@@ -61,15 +61,6 @@ impl Drop for Machine {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.home);
     }
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 /// Every file under `dir`, by relative path, with its bytes.
@@ -190,34 +181,10 @@ async fn the_binary_alone_starts_a_project_deploys_it_and_onboards_a_device() {
     );
     let device = unique("sc-device");
     let iot = moto().iot().await;
-    let cert = iot
-        .register_certificate()
-        .certificate_pem(ca.issue(&device))
-        .ca_certificate_pem(&ca.pem)
-        .status(CertificateStatus::PendingActivation)
-        .send()
-        .await
-        .unwrap();
-    let cert_id = cert.certificate_id().unwrap();
-    let report = activate(&stack, cert_id, &ca_id).await;
+    let (cert_id, cert_arn) = register_pending(&iot, &ca, &device).await;
+    let report = activate(&stack, &cert_id, &ca_id).await;
     assert_eq!(report["outcome"], "activated", "{report}");
-    let d = iot
-        .describe_certificate()
-        .certificate_id(cert_id)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        d.certificate_description().unwrap().status(),
-        Some(&CertificateStatus::Active)
-    );
-    let principals = iot
-        .list_thing_principals()
-        .thing_name(&device)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(principals.principals(), [cert.certificate_arn().unwrap()]);
+    assert_onboarded(&iot, &cert_id, &device, &cert_arn).await;
 
     machine.run(&project, &["destroy", "--yes", "--detach-devices"]);
 }
@@ -236,13 +203,7 @@ async fn activate(stack: &str, cert_id: &str, ca_id: &str) -> Value {
         ))
         .load()
         .await;
-    let event = json!({
-        "certificateId": cert_id,
-        "caCertificateId": ca_id,
-        "timestamp": 1764000000000u64,
-        "certificateStatus": "PENDING_ACTIVATION",
-        "awsAccountId": testkit::ACCOUNT,
-    });
+    let event = registered_event(cert_id, ca_id);
     let out = aws_sdk_lambda::Client::new(&conf)
         .invoke()
         .function_name(format!("{stack}-activator"))

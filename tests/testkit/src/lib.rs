@@ -10,6 +10,7 @@
 //! - [`project::Project`]: the temporary project directory the CLI tests run in.
 
 pub mod http;
+pub mod jitr;
 pub mod lambda;
 pub mod openssl;
 pub mod pki;
