@@ -11,7 +11,9 @@
 pub mod activator;
 pub mod ca_registration;
 pub mod event;
+pub mod metrics;
 pub mod rates;
+pub mod sweep;
 
 // The digest of the Lambda sources jitr-infra's build hands the Lambda build
 // (`jitr_bundle::DIGEST_ENV`). Reading it makes it an input of this crate, and so of every

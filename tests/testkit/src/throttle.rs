@@ -28,6 +28,7 @@ pub fn iot_operation(method: &str, path: &str) -> Option<IotApi> {
         ("PUT", ["things", _, "principals"]) => IotApi::AttachThingPrincipal,
         ("PUT", ["thing-groups", "addThingToThingGroup"]) => IotApi::AddThingToThingGroup,
         ("GET", ["certificates-by-ca", _]) => IotApi::ListCertificatesByCA,
+        ("GET", ["cacertificate", _]) => IotApi::DescribeCACertificate,
         _ => return None,
     };
     Some(op)
