@@ -33,6 +33,18 @@ pub const REGISTRATION_RULE: LogicalId = LogicalId("RegistrationRule");
 pub const RULE_ERROR_LOG_GROUP: LogicalId = LogicalId("RegistrationRuleErrorLogGroup");
 pub const RULE_ERROR_ROLE: LogicalId = LogicalId("RegistrationRuleErrorRole");
 pub const ACTIVATOR_INVOKE_PERMISSION: LogicalId = LogicalId("ActivatorInvokePermission");
+// The reconciler (issue 10): a schedule that invokes the activator's sweep.
+pub const SWEEP_SCHEDULE: LogicalId = LogicalId("SweepSchedule");
+pub const SWEEP_INVOKE_PERMISSION: LogicalId = LogicalId("SweepInvokePermission");
+pub const SWEEP_MARKER_PARAMETER: LogicalId = LogicalId("SweepMarkerParameter");
+// Alarms (issue 10), and the optional topic they notify.
+pub const ALARM_TOPIC: LogicalId = LogicalId("AlarmTopic");
+pub const ALARM_FAILURE_QUEUE: LogicalId = LogicalId("AlarmFailureQueueNotEmpty");
+pub const ALARM_ACTIVATOR_ERRORS: LogicalId = LogicalId("AlarmActivatorErrors");
+pub const ALARM_IOT_THROTTLING: LogicalId = LogicalId("AlarmIotThrottlingSustained");
+pub const ALARM_RULE_FAILURES: LogicalId = LogicalId("AlarmRuleFailures");
+pub const ALARM_PENDING_OVER_GRACE: LogicalId = LogicalId("AlarmPendingOverGrace");
+pub const ALARM_MALFORMED_EVENTS: LogicalId = LogicalId("AlarmMalformedEvents");
 
 /// The template parameter carrying the `DEFAULT`-mode verification certificate, which
 /// deploy makes (it needs the account's registration code and the operator's CA key).
@@ -83,6 +95,12 @@ pub struct Names {
     pub device_policy: String,
     pub rule: String,
     pub failure_queue: String,
+    /// The EventBridge rule that schedules the sweep.
+    pub sweep_schedule: String,
+    /// The SSM parameter that keeps where an unfinished sweep stopped.
+    pub sweep_marker: String,
+    /// Every alarm's name starts with this (`<stack>-alarm-`), then a kebab-case name.
+    pub alarm_prefix: String,
 }
 
 impl Names {
@@ -94,6 +112,9 @@ impl Names {
             // Rule names allow only letters, digits and underscores.
             rule: format!("{}_registered", stack_name.replace('-', "_")),
             failure_queue: format!("{stack_name}-activator-failures"),
+            sweep_schedule: format!("{stack_name}-sweep"),
+            sweep_marker: format!("/{stack_name}/sweep-marker"),
+            alarm_prefix: format!("{stack_name}-alarm-"),
         }
     }
 }
