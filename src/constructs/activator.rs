@@ -6,12 +6,14 @@ use super::{
     function, log_group, logs_statement, scanner, AssetRef, Names, ACTIVATOR_FAILURE_QUEUE,
     ACTIVATOR_FUNCTION, ACTIVATOR_INVOKE_CONFIG, ACTIVATOR_LOG_GROUP, ACTIVATOR_ROLE,
     CA_REGISTRATION, DEVICE_POLICY, DEVICE_THING_GROUP, NO_RESERVATION_CONDITION,
-    RESERVED_CONCURRENCY_PARAMETER,
+    RESERVED_CONCURRENCY_PARAMETER, SWEEP_MARKER_PARAMETER,
 };
 use crate::cfn::{Condition, Parameter, Pseudo, Resource, Template, Value};
 use crate::stage::Stage;
 use jitr_contract::activator::ActivatorConfig;
 use jitr_contract::ca_registration::ATTR_CA_CERTIFICATE_ID;
+use jitr_contract::rates::{ENV_API_RATES, ENV_API_SHARE, ENV_CONCURRENCY};
+use jitr_contract::sweep::{SweepConfig, ENV_MARKER_PARAMETER};
 
 pub(super) fn activator(t: &mut Template, stage: &Stage, names: &Names, asset: &AssetRef) {
     t.add(log_group(
@@ -25,7 +27,7 @@ pub(super) fn activator(t: &mut Template, stage: &Stage, names: &Names, asset: &
         "Activates JITR device certificates signed by the stage's CA",
         "lambda.amazonaws.com",
         None,
-        &statements(stage),
+        &statements(stage, names),
     ));
     let reserved = reserved_concurrency(t);
     t.add(lambda(stage, names, asset, reserved));
@@ -59,7 +61,7 @@ fn failure_queue(stage: &Stage, names: &Names) -> Resource {
 }
 
 /// The activator role's statements: what activating one certificate needs, nothing more.
-fn statements(stage: &Stage) -> Vec<Statement> {
+fn statements(stage: &Stage, names: &Names) -> Vec<Statement> {
     let mut statements = vec![
         Statement::new(
             "ReadAndActivateCertificates",
@@ -83,6 +85,7 @@ fn statements(stage: &Stage) -> Vec<Statement> {
     if stage.activator.create_thing {
         statements.extend(thing_statements(stage.activator.thing_group.as_deref()));
     }
+    statements.extend(sweep_statements(stage, names));
     statements.push(Statement::new(
         "ReportFailedEvents",
         &["sqs:SendMessage"],
@@ -95,6 +98,27 @@ fn statements(stage: &Stage) -> Vec<Statement> {
             "UseStageKey",
             &["kms:Decrypt", "kms:GenerateDataKey"],
             vec![Value::str(key.as_str())],
+        ));
+    }
+    statements
+}
+
+/// The sweep lists our CA's certificates (the IAM reference gives ListCertificatesByCA no
+/// resource type, so `*`) and keeps its marker in the stack's parameter, when scheduled.
+fn sweep_statements(stage: &Stage, names: &Names) -> Vec<Statement> {
+    let mut statements = vec![Statement::unscoped(
+        "ListCaCertificates",
+        &["iot:ListCertificatesByCA"],
+    )];
+    if stage.reconciler.enabled {
+        statements.push(Statement::new(
+            "KeepSweepMarker",
+            &["ssm:GetParameter", "ssm:PutParameter"],
+            vec![arn(
+                "ssm",
+                // A hierarchical name's ARN drops its leading slash.
+                &format!("parameter{}", names.sweep_marker),
+            )],
         ));
     }
     statements
@@ -150,6 +174,7 @@ fn lambda(stage: &Stage, names: &Names, asset: &AssetRef, reserved: Value) -> Re
         };
         (k, value)
     });
+    let env: Vec<(&str, Value)> = env.chain(pacing_env(stage)).collect();
     let f = function(
         ACTIVATOR_FUNCTION,
         &names.activator_function,
@@ -175,6 +200,39 @@ fn lambda(stage: &Stage, names: &Names, asset: &AssetRef, reserved: Value) -> Re
         f
     }
 }
+/// How the activator paces its AWS IoT calls (jitr-contract's `RateConfig`) and bounds its
+/// sweep (`SweepConfig`). The reservation comes from the deploy-time parameter, so the
+/// template stays the same for every account (0: none).
+fn pacing_env(stage: &Stage) -> Vec<(&'static str, Value)> {
+    let a = &stage.activator;
+    let r = &stage.reconciler;
+    let sweep = SweepConfig {
+        grace_seconds: u64::from(r.grace_minutes) * 60,
+        horizon_seconds: u64::from(r.horizon_days) * 86_400,
+        max_pages: r.max_pages,
+        // Named by a `Ref` of the marker parameter below.
+        marker_parameter: r.enabled.then(String::new),
+        ..SweepConfig::default()
+    };
+    let mut env = vec![
+        (ENV_API_RATES, Value::Str(a.api_rates.rates().to_env())),
+        (ENV_API_SHARE, Value::Str(a.api_share.to_string())),
+        (
+            ENV_CONCURRENCY,
+            Value::Ref(RESERVED_CONCURRENCY_PARAMETER.into()),
+        ),
+    ];
+    env.extend(sweep.to_env().into_iter().map(|(k, v)| {
+        let value = if k == ENV_MARKER_PARAMETER {
+            SWEEP_MARKER_PARAMETER.r#ref()
+        } else {
+            Value::Str(v)
+        };
+        (k, value)
+    }));
+    env
+}
+
 /// The activator's `ReservedConcurrentExecutions`: the deploy-time parameter, or no property
 /// at all when it is 0 (a reservation of 0 would stop the function). What the account can
 /// give is only known at deploy; the template stays the same for every account.

@@ -5,17 +5,21 @@
 //! the resource, and replacing the CA registration breaks the fleet's onboarding.
 
 mod activator;
+mod alarms;
 mod ca;
 pub mod device_policy;
 pub mod iam;
+pub mod reconciler;
 mod rule;
 
 use crate::cfn::{LogicalId, Output, Resource, Template, Value};
 use crate::stage::Stage;
 use activator::activator;
+use alarms::alarms;
 use ca::ca_registration;
 use iam::Statement;
 use jitr_contract::ca_registration::{ATTR_CA_CERTIFICATE_ARN, ATTR_CA_CERTIFICATE_ID};
+use reconciler::reconciler;
 use rule::registration_rule;
 
 pub const CA_PROVIDER_ROLE: LogicalId = LogicalId("CaProviderRole");
@@ -165,6 +169,8 @@ pub fn jitr_stack(stage: &Stage, assets: &Assets) -> Result<Template, ComposeErr
     }
     activator(&mut t, stage, &names, &assets.activator);
     registration_rule(&mut t, stage, &names);
+    reconciler(&mut t, stage, &names);
+    alarms(&mut t, stage, &names);
     t.outputs = vec![
         Output {
             name: "CaCertificateId",
@@ -197,6 +203,20 @@ pub fn jitr_stack(stage: &Stage, assets: &Assets) -> Result<Template, ComposeErr
             value: ACTIVATOR_FAILURE_QUEUE.r#ref(),
         },
     ];
+    if stage.reconciler.enabled {
+        t.outputs.push(Output {
+            name: "SweepMarkerParameterName",
+            description: "Where an unfinished sweep resumes (- = the newest certificate)",
+            value: SWEEP_MARKER_PARAMETER.r#ref(),
+        });
+    }
+    if stage.alarms.email.is_some() {
+        t.outputs.push(Output {
+            name: "AlarmTopicArn",
+            description: "The SNS topic the stack's alarms notify",
+            value: ALARM_TOPIC.r#ref(),
+        });
+    }
     let problems = t.validate();
     if !problems.is_empty() {
         return Err(ComposeError::Template(

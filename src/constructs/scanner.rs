@@ -20,3 +20,7 @@ pub const PROVIDER_NO_RESERVATION: &str = "Runs once per CA registration change;
 pub const ACTIVATOR_DESTINATION: &str = "Failed events go to the on-failure destination \
     (ActivatorInvokeConfig -> ActivatorFailureQueue), which supersedes a dead-letter queue \
     and keeps the request and the error";
+pub const ALARM_TOPIC_UNENCRYPTED: &str = "Carries only alarm state changes (names, \
+    thresholds, no device data); CloudWatch cannot publish to a topic under the AWS-managed \
+    alias/aws/sns key, whose policy cannot grant it; set encryption.kms_key_arn to encrypt the \
+    topic with a customer-managed key";

@@ -5,6 +5,7 @@
 use super::DEFAULT_POLICY_TEMPLATE;
 use jitr_contract::activator::{RejectAction, ThingNameSource};
 use jitr_contract::ca_registration::{CaStatus, CertificateMode};
+use jitr_contract::rates::{ApiRates, IotApi};
 use schemars::JsonSchema;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -48,6 +49,12 @@ pub struct StageFile {
     /// Encryption at rest with a customer-managed KMS key (default: AWS-managed keys).
     #[serde(default)]
     pub encryption: EncryptionSection,
+    /// The scheduled sweep that activates certificates whose events were lost (on by default).
+    #[serde(default)]
+    pub reconciler: ReconcilerSection,
+    /// Where the stack's alarms notify (they exist either way).
+    #[serde(default)]
+    pub alarms: AlarmsSection,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
@@ -128,17 +135,30 @@ pub struct ActivatorSection {
     #[serde(default = "default_timeout")]
     pub timeout_seconds: u32,
     /// Reserved concurrency (1 to 1000): caps how hard a registration storm can hit the IoT
-    /// API. Set, deploy refuses an account whose Lambda concurrency cannot give it (Lambda
-    /// keeps 100 units, or the whole limit when it is lower, unreserved). Unset, deploy
-    /// reserves 10 when the account can spare them and otherwise deploys without a
-    /// reservation, saying so.
+    /// API; each unit takes `rate × api_share / reserved_concurrency` of every operation. Set,
+    /// deploy refuses an account whose Lambda concurrency cannot give it (Lambda keeps 100
+    /// units, or the whole limit when it is lower, unreserved). Unset, deploy reserves what
+    /// the stage's rates need (twice the activations in flight at the quota-bound rate, plus
+    /// one for the sweep, within 2..=50: 7 at AWS's default quotas) when the account can spare
+    /// it, and otherwise deploys without a reservation, saying so.
     #[serde(default)]
     pub reserved_concurrency: Option<u32>,
+    /// The account's AWS IoT rate quotas the activator paces itself by, requests per second
+    /// per operation (0.1 to 10000). Operations left out keep AWS's default quota.
+    #[serde(default)]
+    pub api_rates: ApiRatesSection,
+    /// The share of each quota the activator may use (0.05 to 1): lower it to leave room for
+    /// other callers in the account and Region.
+    #[serde(default = "default_share")]
+    pub api_share: f64,
     /// Days CloudWatch Logs keeps the Lambdas' logs (one of CloudWatch's allowed values).
     #[serde(default = "default_retention")]
     pub log_retention_days: u32,
 }
 
+fn default_share() -> f64 {
+    1.0
+}
 fn default_memory() -> u32 {
     128
 }
@@ -160,6 +180,8 @@ impl Default for ActivatorSection {
             memory_mb: default_memory(),
             timeout_seconds: default_timeout(),
             reserved_concurrency: None,
+            api_rates: ApiRatesSection::default(),
+            api_share: default_share(),
             log_retention_days: default_retention(),
         }
     }
@@ -200,4 +222,114 @@ pub struct ProtectionSection {
     /// also refuses, before executing anything, a change that would replace or remove it.
     #[serde(default)]
     pub ca_registration: bool,
+}
+
+/// AWS IoT's rate quotas as the account has them, keyed by the operation's AWS name. Unset:
+/// AWS's default (in parentheses).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApiRatesSection {
+    /// DescribeCertificate, requests/s (10).
+    #[serde(rename = "DescribeCertificate", default)]
+    pub describe_certificate: Option<f64>,
+    /// UpdateCertificate, requests/s (10).
+    #[serde(rename = "UpdateCertificate", default)]
+    pub update_certificate: Option<f64>,
+    /// AttachPolicy, requests/s (15).
+    #[serde(rename = "AttachPolicy", default)]
+    pub attach_policy: Option<f64>,
+    /// CreateThing, requests/s (100).
+    #[serde(rename = "CreateThing", default)]
+    pub create_thing: Option<f64>,
+    /// AttachThingPrincipal, requests/s (100).
+    #[serde(rename = "AttachThingPrincipal", default)]
+    pub attach_thing_principal: Option<f64>,
+    /// AddThingToThingGroup, requests/s (100).
+    #[serde(rename = "AddThingToThingGroup", default)]
+    pub add_thing_to_thing_group: Option<f64>,
+    /// ListCertificatesByCA (the sweep), requests/s (10).
+    #[serde(rename = "ListCertificatesByCA", default)]
+    pub list_certificates_by_ca: Option<f64>,
+    /// DescribeCACertificate (once per container), requests/s (10).
+    #[serde(rename = "DescribeCACertificate", default)]
+    pub describe_ca_certificate: Option<f64>,
+}
+
+impl ApiRatesSection {
+    /// What the stage sets, by operation (`None`: AWS's default).
+    pub fn get(&self, op: IotApi) -> Option<f64> {
+        match op {
+            IotApi::DescribeCertificate => self.describe_certificate,
+            IotApi::UpdateCertificate => self.update_certificate,
+            IotApi::AttachPolicy => self.attach_policy,
+            IotApi::CreateThing => self.create_thing,
+            IotApi::AttachThingPrincipal => self.attach_thing_principal,
+            IotApi::AddThingToThingGroup => self.add_thing_to_thing_group,
+            IotApi::ListCertificatesByCA => self.list_certificates_by_ca,
+            IotApi::DescribeCACertificate => self.describe_ca_certificate,
+        }
+    }
+
+    /// Every operation's rate: the stage's where set, AWS's default elsewhere.
+    pub fn rates(&self) -> ApiRates {
+        IotApi::ALL.into_iter().fold(ApiRates::default(), |r, op| match self.get(op) {
+            Some(rate) => r.with(op, rate),
+            None => r,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReconcilerSection {
+    /// Run the sweep on a schedule (an EventBridge rule invoking the activator).
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Minutes between runs (1 to 1440).
+    #[serde(default = "default_every")]
+    pub every_minutes: u32,
+    /// Pending certificates younger than this are left to their event (0 to 1440 minutes).
+    #[serde(default = "default_grace")]
+    pub grace_minutes: u32,
+    /// Certificates older than this are not listed (1 to 400 days).
+    #[serde(default = "default_horizon")]
+    pub horizon_days: u32,
+    /// At most this many ListCertificatesByCA pages (250 certificates each) per run (1 to
+    /// 10000); a run that stops early leaves a marker where the next one resumes.
+    #[serde(default = "default_max_pages")]
+    pub max_pages: u32,
+}
+
+fn default_every() -> u32 {
+    5
+}
+fn default_grace() -> u32 {
+    15
+}
+fn default_horizon() -> u32 {
+    7
+}
+fn default_max_pages() -> u32 {
+    20
+}
+
+impl Default for ReconcilerSection {
+    fn default() -> Self {
+        ReconcilerSection {
+            enabled: true,
+            every_minutes: default_every(),
+            grace_minutes: default_grace(),
+            horizon_days: default_horizon(),
+            max_pages: default_max_pages(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AlarmsSection {
+    /// An address the alarms mail (an SNS topic with an email subscription, which AWS asks the
+    /// recipient to confirm). Unset: the alarms exist but notify no one.
+    #[serde(default)]
+    pub email: Option<String>,
 }

@@ -12,10 +12,12 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+mod capacity;
 mod file;
 mod locate;
 mod validate;
 
+pub use capacity::{CapacityReport, Repeated, ReservationSource, DUPLICATE_EVENTS, EXAMPLE_BATCH};
 pub use file::*;
 pub use locate::locate;
 use validate::Validator;
@@ -55,6 +57,8 @@ pub struct Stage {
     /// A customer-managed KMS key (validated ARN in the stage's partition and region).
     pub kms_key_arn: Option<String>,
     pub protection: ProtectionSection,
+    pub reconciler: ReconcilerSection,
+    pub alarms: AlarmsSection,
 }
 
 #[derive(Debug, Clone)]

@@ -2,6 +2,7 @@
 //! and (found by walking the YAML's keys) its line.
 
 use super::*;
+use jitr_contract::rates::{IotApi, RATE_RANGE, SHARE_RANGE};
 
 pub(super) struct Validator<'a> {
     pub(super) root: &'a Path,
@@ -85,6 +86,11 @@ impl Validator<'_> {
         }
         let ca = self.ca(raw.ca);
         self.activator(&raw.activator);
+        self.rates(&raw.activator);
+        self.reconciler(&raw.reconciler);
+        if let Some(email) = &raw.alarms.email {
+            self.email(email);
+        }
         let device_policy = self.device_policy(raw.device_policy);
         if let (Some(arn), Some(partition)) = (&raw.encryption.kms_key_arn, partition) {
             self.kms_key_arn(arn, partition, &raw.region);
@@ -102,7 +108,90 @@ impl Validator<'_> {
             device_policy: device_policy?,
             kms_key_arn: raw.encryption.kms_key_arn,
             protection: raw.protection,
+            reconciler: raw.reconciler,
+            alarms: raw.alarms,
         })
+    }
+
+    /// Each rate within [`RATE_RANGE`], the share within [`SHARE_RANGE`].
+    fn rates(&mut self, a: &ActivatorSection) {
+        for op in IotApi::ALL {
+            let Some(rate) = a.api_rates.get(op) else {
+                continue;
+            };
+            if !RATE_RANGE.contains(&rate) {
+                self.problem(
+                    &format!("activator.api_rates.{}", op.name()),
+                    format!(
+                        "{rate} is outside {}..{} requests per second (AWS's default is {})",
+                        RATE_RANGE.start(),
+                        RATE_RANGE.end(),
+                        op.default_rate()
+                    ),
+                );
+            }
+        }
+        if !SHARE_RANGE.contains(&a.api_share) {
+            self.problem(
+                "activator.api_share",
+                format!(
+                    "{} is outside {}..{} (the share of each quota the activator may use)",
+                    a.api_share,
+                    SHARE_RANGE.start(),
+                    SHARE_RANGE.end()
+                ),
+            );
+        }
+    }
+
+    fn reconciler(&mut self, r: &ReconcilerSection) {
+        let bounds: [(&str, u32, std::ops::RangeInclusive<u32>); 4] = [
+            ("every_minutes", r.every_minutes, 1..=1440),
+            ("grace_minutes", r.grace_minutes, 0..=1440),
+            ("horizon_days", r.horizon_days, 1..=400),
+            ("max_pages", r.max_pages, 1..=10_000),
+        ];
+        for (name, value, range) in bounds {
+            if !range.contains(&value) {
+                self.problem(
+                    &format!("reconciler.{name}"),
+                    format!("{value} is outside {}..{}", range.start(), range.end()),
+                );
+            }
+        }
+        if r.horizon_days >= 1 && u64::from(r.horizon_days) * 1440 <= u64::from(r.grace_minutes) {
+            self.problem(
+                "reconciler.horizon_days",
+                format!(
+                    "{} day(s) is not longer than grace_minutes ({}): the sweep would list \
+                     nothing old enough to activate",
+                    r.horizon_days, r.grace_minutes
+                ),
+            );
+        }
+    }
+
+    /// An address SNS can subscribe: `local@domain.tld`, no spaces, at most 254 characters.
+    fn email(&mut self, email: &str) {
+        let shaped = email.len() <= 254
+            && !email.chars().any(|c| c.is_whitespace() || c.is_control())
+            && email.split_once('@').is_some_and(|(local, domain)| {
+                !local.is_empty()
+                    && !domain.contains('@')
+                    && domain.contains('.')
+                    && domain.split('.').all(|label| {
+                        !label.is_empty()
+                            && label
+                                .bytes()
+                                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                    })
+            });
+        if !shaped {
+            self.problem(
+                "alarms.email",
+                format!("{email:?} is not an email address (like ops@example.com)"),
+            );
+        }
     }
 
     /// CloudWatch Logs and Lambda take only a key ARN (not an alias), in the stage's region.
