@@ -119,9 +119,11 @@ fn manifest(s: &Synthesized) -> String {
             "activator.reserved_concurrency ({n}); deploy refuses an account whose Lambda \
              concurrency cannot give it"
         ),
-        None => "set at deploy: 10 where the account's Lambda concurrency can spare them, \
-                 else 0 (no reservation)"
-            .to_string(),
+        None => format!(
+            "set at deploy: {} (what the stage's API rates need) where the account's Lambda \
+             concurrency can spare them, else 0 (no reservation)",
+            stage.default_reservation()
+        ),
     };
     let parameters: Vec<_> =
         std::iter::once(json!({ "name": RESERVED_CONCURRENCY_PARAMETER, "source": reservation }))

@@ -432,6 +432,8 @@ def run_checks(endpoint: str, activator_zip: str, provider_zip: str) -> None:
     check_describe_certificate(iot)
     print("7. the other patches, one each")
     check_patches(s3, lam, cfn, iot)
+    print("8. CloudFormation alarms")
+    check_alarms(cfn, client("cloudwatch"))
 
 
 def check_patches(s3, lam, cfn, iot) -> None:
@@ -497,6 +499,56 @@ def check_patches(s3, lam, cfn, iot) -> None:
     check("CloudFormation: termination protection refuses DeleteStack", code == "ValidationError", code)
     cfn.update_termination_protection(StackName="patches", EnableTerminationProtection=False)
     cfn.delete_stack(StackName="patches")
+
+
+def check_alarms(cfn, cw) -> None:
+    """AWS::CloudWatch::Alarm exists in CloudWatch after CreateStack (a metric alarm and a
+    Metrics Insights one), is updated in place, replaced on a new name, and deleted."""
+    covers("cloudwatch_alarm_cfn")
+
+    def template(name: str, threshold: int) -> str:
+        return json.dumps({
+            "Resources": {
+                "Metric": {"Type": "AWS::CloudWatch::Alarm", "Properties": {
+                    "AlarmName": name, "Namespace": "AWS/SQS", "MetricName": "ApproximateNumberOfMessagesVisible",
+                    "Dimensions": [{"Name": "QueueName", "Value": "q"}], "Statistic": "Maximum", "Period": 300,
+                    "EvaluationPeriods": 1, "Threshold": threshold, "ComparisonOperator": "GreaterThanOrEqualToThreshold",
+                    "TreatMissingData": "notBreaching", "AlarmActions": ["arn:aws:sns:eu-west-1:123456789012:t"],
+                }},
+                "Query": {"Type": "AWS::CloudWatch::Alarm", "Properties": {
+                    "AlarmName": "selfcheck-query", "EvaluationPeriods": 1, "Threshold": 1,
+                    "ComparisonOperator": "GreaterThanOrEqualToThreshold",
+                    "Metrics": [{"Id": "q1", "Period": 300, "ReturnData": True,
+                                 "Expression": "SELECT SUM(Failure) FROM SCHEMA(\"AWS/IoT\", ActionType, RuleName)"}],
+                }},
+            },
+            "Outputs": {"Name": {"Value": {"Ref": "Metric"}}, "Arn": {"Value": {"Fn::GetAtt": ["Metric", "Arn"]}}},
+        })
+
+    def alarms() -> dict[str, dict]:
+        return {a["AlarmName"]: a for a in cw.describe_alarms(AlarmNamePrefix="selfcheck-")["MetricAlarms"]}
+
+    cfn.create_stack(StackName="alarms", TemplateBody=template("selfcheck-metric", 1))
+    status, _ = wait_stack(cfn, "alarms")
+    check("CloudFormation: the alarm stack reaches CREATE_COMPLETE", status == "CREATE_COMPLETE", (status, events(cfn, "alarms")))
+    found = alarms()
+    metric = found.get("selfcheck-metric", {})
+    check("CloudWatch: the stack's metric alarm exists with its dimension and missing-data rule",
+          metric.get("Dimensions") == [{"Name": "QueueName", "Value": "q"}] and metric.get("TreatMissingData") == "notBreaching", found)
+    query = found.get("selfcheck-query", {})
+    check("CloudWatch: the stack's Metrics Insights alarm exists with its query",
+          "SCHEMA" in str(query.get("Metrics")), found)
+    out = outputs(cfn, "alarms")
+    check("CloudFormation: Ref of an alarm is its name, GetAtt Arn its ARN",
+          out.get("Name") == "selfcheck-metric" and out.get("Arn", "").endswith(":alarm:selfcheck-metric"), out)
+    cfn.update_stack(StackName="alarms", TemplateBody=template("selfcheck-metric", 5))
+    wait_stack(cfn, "alarms")
+    check("CloudFormation: an alarm's update reaches CloudWatch", alarms().get("selfcheck-metric", {}).get("Threshold") == 5.0, alarms())
+    cfn.update_stack(StackName="alarms", TemplateBody=template("selfcheck-renamed", 5))
+    wait_stack(cfn, "alarms")
+    check("CloudFormation: a new AlarmName replaces the alarm", sorted(alarms()) == ["selfcheck-query", "selfcheck-renamed"], sorted(alarms()))
+    cfn.delete_stack(StackName="alarms")
+    check("CloudFormation: deleting the stack deletes its alarms", not alarms(), sorted(alarms()))
 
 
 def check_describe_certificate(iot) -> None:

@@ -6,7 +6,7 @@ use super::{Args, DeployArgs};
 use crate::aws::Clients;
 use crate::deploy::{self, destroy, Outcome, Reporter as _};
 use crate::error::{exit, Error};
-use crate::stage::{self, StageFile};
+use crate::stage::{self, CapacityReport, StageFile};
 use crate::synth::{self, Synthesized};
 use serde_json::json;
 use std::path::Path;
@@ -166,12 +166,32 @@ fn synthesize_for_aws(
     Ok((s, clients))
 }
 
-/// `diff`: the `StackDiff` itself; exit 3 when anything would change.
+/// A command's JSON result with the stage's `capacity` object beside its own fields.
+#[derive(serde::Serialize)]
+struct WithCapacity<'a, T: serde::Serialize> {
+    #[serde(flatten)]
+    result: &'a T,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    capacity: Option<CapacityReport>,
+}
+
+/// `diff`: the `StackDiff` and the stage's `capacity`; exit 3 when anything would change.
 pub fn diff(args: &Args, console: &Console) -> Result<i32, Error> {
     let rt = runtime()?;
     let (s, clients) = synthesize_for_aws(&rt, args)?;
     let d = rt.block_on(deploy::diff_stack(&clients, &s))?;
-    console.result(&d, || crate::diff::render_text(&d, console::color(false)));
+    let capacity = CapacityReport::of(&s.stage, None);
+    let result = WithCapacity {
+        result: &d,
+        capacity: Some(capacity.clone()),
+    };
+    console.result(&result, || {
+        format!(
+            "{}{}\n",
+            crate::diff::render_text(&d, console::color(false)),
+            capacity.line()
+        )
+    });
     console::step_summary(&crate::diff::render_markdown(
         &d,
         &format!("jitr-infra diff: {}", s.stage.stack_name),
@@ -184,7 +204,8 @@ pub fn diff(args: &Args, console: &Console) -> Result<i32, Error> {
 }
 
 /// `deploy`: the `Outcome` (`{"outcome": "noChanges" | "deployed" | "changeSetCreated",
-/// ...}`; a deployed one carries the stack's `events`).
+/// ...}`; a deployed one carries the stack's `events`) and the `capacity` with the
+/// reservation deploy decided.
 pub fn deploy(args: &Args, d: &DeployArgs, console: &Console) -> Result<i32, Error> {
     let rt = runtime()?;
     let (s, clients) = synthesize_for_aws(&rt, args)?;
@@ -200,7 +221,11 @@ pub fn deploy(args: &Args, d: &DeployArgs, console: &Console) -> Result<i32, Err
         let text = serde_json::to_string_pretty(outputs).expect("outputs serialize") + "\n";
         std::fs::write(path, text).map_err(crate::error::io(path))?;
     }
-    console.result(&outcome, || describe_outcome(&outcome));
+    let result = WithCapacity {
+        result: &outcome,
+        capacity: console.last_capacity(),
+    };
+    console.result(&result, || describe_outcome(&outcome));
     Ok(exit::OK)
 }
 

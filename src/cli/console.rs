@@ -4,6 +4,7 @@
 
 use crate::deploy::{destroy::DestroyPlan, Outcome, Reporter, StackEvent};
 use crate::diff::StackDiff;
+use crate::stage::CapacityReport;
 use std::cell::RefCell;
 use std::io::{IsTerminal, Write};
 use std::path::Path;
@@ -15,6 +16,7 @@ pub struct Console<'a> {
     /// Colour the diff on stderr (a terminal, no NO_COLOR, not CI).
     color: bool,
     last_diff: RefCell<Option<StackDiff>>,
+    last_capacity: RefCell<Option<CapacityReport>>,
 }
 
 impl<'a> Console<'a> {
@@ -25,6 +27,7 @@ impl<'a> Console<'a> {
             json,
             color: color(true),
             last_diff: RefCell::new(None),
+            last_capacity: RefCell::new(None),
         }
     }
 
@@ -59,6 +62,11 @@ impl<'a> Console<'a> {
         let _ = err.write_all(text.as_bytes()).and_then(|_| err.flush());
     }
 
+    /// The capacity the reporter was last shown (for `deploy --json`).
+    pub fn last_capacity(&self) -> Option<CapacityReport> {
+        self.last_capacity.borrow().clone()
+    }
+
     /// The diff the reporter was last shown (for the job summary).
     pub fn last_diff(&self) -> Option<StackDiff> {
         self.last_diff.borrow().clone()
@@ -84,6 +92,11 @@ impl Reporter for Console<'_> {
         if !self.json {
             self.note(&crate::diff::render_text(d, self.color));
         }
+    }
+
+    fn capacity(&self, report: &CapacityReport) {
+        *self.last_capacity.borrow_mut() = Some(report.clone());
+        self.progress(&report.line());
     }
 
     fn confirm(&self, question: &str) -> bool {

@@ -171,7 +171,22 @@ pub fn jitr_stack(stage: &Stage, assets: &Assets) -> Result<Template, ComposeErr
     registration_rule(&mut t, stage, &names);
     reconciler(&mut t, stage, &names);
     alarms(&mut t, stage, &names);
-    t.outputs = vec![
+    t.outputs = outputs(stage, &names);
+    let problems = t.validate();
+    if !problems.is_empty() {
+        return Err(ComposeError::Template(
+            problems
+                .into_iter()
+                .map(|p| format!("template: {p}"))
+                .collect(),
+        ));
+    }
+    Ok(t)
+}
+
+/// The stack's outputs (deploy prints them; `status` and `redrive` read some).
+fn outputs(stage: &Stage, names: &Names) -> Vec<Output> {
+    let mut outputs = vec![
         Output {
             name: "CaCertificateId",
             description: "AWS IoT id of the registered device CA",
@@ -204,29 +219,20 @@ pub fn jitr_stack(stage: &Stage, assets: &Assets) -> Result<Template, ComposeErr
         },
     ];
     if stage.reconciler.enabled {
-        t.outputs.push(Output {
+        outputs.push(Output {
             name: "SweepMarkerParameterName",
             description: "Where an unfinished sweep resumes (- = the newest certificate)",
             value: SWEEP_MARKER_PARAMETER.r#ref(),
         });
     }
     if stage.alarms.email.is_some() {
-        t.outputs.push(Output {
+        outputs.push(Output {
             name: "AlarmTopicArn",
             description: "The SNS topic the stack's alarms notify",
             value: ALARM_TOPIC.r#ref(),
         });
     }
-    let problems = t.validate();
-    if !problems.is_empty() {
-        return Err(ComposeError::Template(
-            problems
-                .into_iter()
-                .map(|p| format!("template: {p}"))
-                .collect(),
-        ));
-    }
-    Ok(t)
+    outputs
 }
 
 /// With `create_thing: false` no certificate is ever attached to a Thing, so a policy that

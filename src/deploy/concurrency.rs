@@ -7,8 +7,11 @@
 //!
 //! - a value the stage sets (`activator.reserved_concurrency`) is reserved when the account can
 //!   give it, and refused before anything is created when it cannot;
-//! - without one, [`DEFAULT_RESERVATION`] is reserved when the account can spare it, and none
-//!   otherwise (said in the progress output).
+//! - without one, what the stage's rates need is reserved (`Stage::default_reservation`: twice
+//!   the activations in flight at the quota-bound rate, plus one for the sweep; 7 at AWS's
+//!   default quotas) when the account can spare it, and none otherwise (said in the progress
+//!   output; the activator's containers then share the rates undivided and back off when
+//!   throttled).
 //!
 //! The decision reaches the template through its parameter (0 = no reservation), so synth
 //! stays offline and the same template serves every account.
@@ -21,8 +24,6 @@ use crate::stage::{self, Problem, Stage, StageError};
 use aws_sdk_cloudformation::types::Parameter;
 use std::path::Path;
 
-/// Reserved for the activator when the stage does not say, and the account can spare it.
-pub const DEFAULT_RESERVATION: u32 = 10;
 /// The concurrency Lambda keeps unreserved in an account (or its whole limit, when lower).
 pub const KEPT_UNRESERVED: u32 = 100;
 /// Service Quotas' code for Lambda's "Concurrent executions" quota.
@@ -58,9 +59,9 @@ impl AccountConcurrency {
 pub enum Reservation {
     /// `n` units, as the stage asks.
     Requested(u32),
-    /// [`DEFAULT_RESERVATION`] units: the stage does not say, and the account can spare them.
-    Default,
-    /// None: the stage does not say, and the account cannot spare [`DEFAULT_RESERVATION`].
+    /// The formula's units: the stage does not say, and the account can spare them.
+    Default(u32),
+    /// None: the stage does not say, and the account cannot spare the formula's units.
     None,
 }
 
@@ -69,7 +70,7 @@ impl Reservation {
     pub fn units(self) -> u32 {
         match self {
             Reservation::Requested(n) => n,
-            Reservation::Default => DEFAULT_RESERVATION,
+            Reservation::Default(n) => n,
             Reservation::None => 0,
         }
     }
@@ -82,13 +83,18 @@ impl Reservation {
     }
 }
 
-/// The rule. `Err(available)` when the stage asks for more than the account can give.
-pub fn decide(requested: Option<u32>, account: AccountConcurrency) -> Result<Reservation, u32> {
+/// The rule, with `default` the formula's reservation. `Err(available)` when the stage asks
+/// for more than the account can give.
+pub fn decide(
+    requested: Option<u32>,
+    default: u32,
+    account: AccountConcurrency,
+) -> Result<Reservation, u32> {
     let available = account.available();
     match requested {
         Some(n) if n <= available => Ok(Reservation::Requested(n)),
         Some(_) => Err(available),
-        None if DEFAULT_RESERVATION <= available => Ok(Reservation::Default),
+        None if default <= available => Ok(Reservation::Default(default)),
         None => Ok(Reservation::None),
     }
 }
@@ -119,7 +125,8 @@ pub async fn reserve(
         account.kept()
     );
     let requested = stage.activator.reserved_concurrency;
-    let reservation = match decide(requested, account) {
+    let default = stage.default_reservation();
+    let reservation = match decide(requested, default, account) {
         Ok(r) => r,
         Err(available) => {
             let n = requested.unwrap_or_default();
@@ -137,13 +144,13 @@ pub async fn reserve(
         Reservation::Requested(n) => {
             format!("activator: reserving {n} concurrent executions ({FIELD})")
         }
-        Reservation::Default => format!(
-            "activator: reserving {DEFAULT_RESERVATION} concurrent executions (the default; set \
-             {FIELD} to change it)"
+        Reservation::Default(n) => format!(
+            "activator: reserving {n} concurrent executions (what the stage's API rates need; \
+             set {FIELD} to change it)"
         ),
         Reservation::None => format!(
             "activator: deploying without reserved concurrency: {numbers}, so at most {} could \
-             be reserved (the default is {DEFAULT_RESERVATION}). The activator shares the \
+             be reserved (the stage's API rates need {default}). The activator shares the \
              account's unreserved concurrency; after a quota increase, set {FIELD} to cap it",
             account.available()
         ),
@@ -228,6 +235,11 @@ fn refusal(
 mod tests {
     use super::*;
 
+    /// [`decide`] with the default stage's formula reservation (7).
+    fn decide7(requested: Option<u32>, account: AccountConcurrency) -> Result<Reservation, u32> {
+        decide(requested, 7, account)
+    }
+
     fn account(limit: u32, unreserved: u32, ours: u32) -> AccountConcurrency {
         AccountConcurrency {
             limit,
@@ -240,11 +252,11 @@ mod tests {
     fn a_big_account_gives_what_is_asked_and_the_default() {
         let big = account(1000, 1000, 0);
         assert_eq!(big.available(), 900);
-        assert_eq!(decide(Some(50), big), Ok(Reservation::Requested(50)));
-        assert_eq!(decide(Some(900), big), Ok(Reservation::Requested(900)));
-        assert_eq!(decide(Some(901), big), Err(900));
-        assert_eq!(decide(None, big), Ok(Reservation::Default));
-        assert_eq!(Reservation::Default.units(), 10);
+        assert_eq!(decide7(Some(50), big), Ok(Reservation::Requested(50)));
+        assert_eq!(decide7(Some(900), big), Ok(Reservation::Requested(900)));
+        assert_eq!(decide7(Some(901), big), Err(900));
+        assert_eq!(decide7(None, big), Ok(Reservation::Default(7)));
+        assert_eq!(Reservation::Default(7).units(), 7);
     }
 
     #[test]
@@ -252,8 +264,8 @@ mod tests {
         for limit in [10, 50, 100] {
             let new = account(limit, limit, 0);
             assert_eq!(new.available(), 0, "limit {limit}");
-            assert_eq!(decide(Some(1), new), Err(0));
-            assert_eq!(decide(None, new), Ok(Reservation::None));
+            assert_eq!(decide7(Some(1), new), Err(0));
+            assert_eq!(decide7(None, new), Ok(Reservation::None));
             assert_eq!(Reservation::None.units(), 0);
         }
     }
@@ -262,16 +274,16 @@ mod tests {
     fn our_own_reservation_counts_as_available_on_a_redeploy() {
         // Limit 110: the activator holds 10, leaving 100 unreserved (all kept).
         let redeploy = account(110, 100, 10);
-        assert_eq!(decide(Some(10), redeploy), Ok(Reservation::Requested(10)));
-        assert_eq!(decide(None, redeploy), Ok(Reservation::Default));
-        assert_eq!(decide(Some(11), redeploy), Err(10));
+        assert_eq!(decide7(Some(10), redeploy), Ok(Reservation::Requested(10)));
+        assert_eq!(decide7(None, redeploy), Ok(Reservation::Default(7)));
+        assert_eq!(decide7(Some(11), redeploy), Err(10));
     }
 
     #[test]
     fn other_reservations_are_not_ours_to_take() {
         let busy = account(1000, 105, 0);
-        assert_eq!(decide(None, busy), Ok(Reservation::None));
-        assert_eq!(decide(Some(5), busy), Ok(Reservation::Requested(5)));
-        assert_eq!(decide(Some(6), busy), Err(5));
+        assert_eq!(decide7(None, busy), Ok(Reservation::None));
+        assert_eq!(decide7(Some(5), busy), Ok(Reservation::Requested(5)));
+        assert_eq!(decide7(Some(6), busy), Err(5));
     }
 }

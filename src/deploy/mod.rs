@@ -28,7 +28,7 @@ pub use verification::creates_registration;
 use crate::aws::{self, Clients};
 use crate::diff::{self, ChangeSetChange, StackDiff};
 use crate::error::Error;
-use crate::stage::Stage;
+use crate::stage::{CapacityReport, Stage};
 use crate::synth::Synthesized;
 use change_set::{ChangeSet, ChangeSetRequest};
 use events::EventWatcher;
@@ -100,6 +100,11 @@ pub trait Reporter {
     fn diff(&self, diff: &StackDiff);
     /// Asks a yes/no question; only called when [`Options::interactive`] is set.
     fn confirm(&self, question: &str) -> bool;
+    /// How fast the stage onboards with the reservation deploy decided; a progress line unless
+    /// the reporter does otherwise.
+    fn capacity(&self, report: &CapacityReport) {
+        self.progress(&report.line());
+    }
 }
 
 /// What `deploy` did.
@@ -136,6 +141,7 @@ pub async fn deploy(
     let account = account::check(clients, stage).await?;
     let existing = stack::prepare(clients, &stage.stack_name, opts, reporter).await?;
     let reservation = concurrency::reserve(clients, root, stage, &account, reporter).await?;
+    reporter.capacity(&CapacityReport::of(stage, Some(reservation.units())));
     let deployed =
         stack::deployed_template_of(clients, existing.as_ref(), &stage.stack_name).await?;
     diff::check_ca_mode(&stage.name, deployed.as_ref(), &s.template_json)?;
