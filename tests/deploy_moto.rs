@@ -182,6 +182,98 @@ fn moto_get(service: &str, path: &str) -> (u16, String) {
     )
 }
 
+/// A JSON-protocol call (`x-amz-target`) to moto.
+fn moto_target(service: &str, target: &str, body: &Value) -> Value {
+    let resp = moto_request(
+        Some(service),
+        "POST",
+        "/",
+        &[
+            ("content-type", "application/x-amz-json-1.1"),
+            ("x-amz-target", target),
+        ],
+        body.to_string().into_bytes(),
+    );
+    let text = String::from_utf8_lossy(&resp.body).into_owned();
+    assert_eq!(resp.status, 200, "{target}: {text}");
+    serde_json::from_str(&text).unwrap()
+}
+
+/// The reconciler's schedule (every minute, the sweep payload, allowed to invoke), its marker
+/// parameter and the alarms (wired to the stage's topic) exist after deploy.
+fn assert_reconciler_and_alarms(stack: &str, outputs: &Value) {
+    let rule = moto_target(
+        "events",
+        "AWSEvents.DescribeRule",
+        &json!({"Name": format!("{stack}-sweep")}),
+    );
+    assert_eq!(rule["ScheduleExpression"], "rate(1 minute)", "{rule}");
+    assert_eq!(rule["State"], "ENABLED", "{rule}");
+    let targets = moto_target(
+        "events",
+        "AWSEvents.ListTargetsByRule",
+        &json!({"Rule": format!("{stack}-sweep")}),
+    );
+    let target = &targets["Targets"][0];
+    assert!(
+        target["Arn"]
+            .as_str()
+            .unwrap_or_default()
+            .ends_with(&format!(":function:{stack}-activator")),
+        "{targets}"
+    );
+    let input: Value = serde_json::from_str(target["Input"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        input,
+        json!({"kind": "jitr-sweep", "version": 1, "trigger": "schedule"})
+    );
+    let (status, policy) = moto_get(
+        "lambda",
+        &format!("/2015-03-31/functions/{stack}-activator/policy"),
+    );
+    assert_eq!(status, 200, "{policy}");
+    assert!(
+        policy.contains("events.amazonaws.com") && policy.contains(&format!(":rule/{stack}-sweep")),
+        "{policy}"
+    );
+    let marker = format!("/{stack}/sweep-marker");
+    let parameter = moto_target("ssm", "AmazonSSM.GetParameter", &json!({"Name": marker}));
+    assert_eq!(parameter["Parameter"]["Value"], "-", "{parameter}");
+    assert_eq!(outputs["SweepMarkerParameterName"], marker.as_str());
+    let topic = outputs["AlarmTopicArn"]
+        .as_str()
+        .expect("AlarmTopicArn output");
+    let resp = moto_request(
+        Some("monitoring"),
+        "POST",
+        "/",
+        &[("content-type", "application/x-www-form-urlencoded")],
+        format!("Action=DescribeAlarms&Version=2010-08-01&AlarmNamePrefix={stack}-alarm-")
+            .into_bytes(),
+    );
+    let xml = String::from_utf8_lossy(&resp.body).into_owned();
+    assert_eq!(resp.status, 200, "{xml}");
+    for name in [
+        "failure-queue-not-empty",
+        "activator-errors",
+        "iot-throttling-sustained",
+        "rule-failures",
+        "pending-over-grace",
+        "malformed-events",
+    ] {
+        assert!(
+            xml.contains(&format!("<AlarmName>{stack}-alarm-{name}</AlarmName>")),
+            "{name}: {xml}"
+        );
+    }
+    assert_eq!(xml.matches("<AlarmName>").count(), 6, "{xml}");
+    assert_eq!(
+        xml.matches(topic).count(),
+        12,
+        "AlarmActions and OKActions: {xml}"
+    );
+}
+
 /// Invokes a function through the Lambda Invoke API (moto does not check signatures).
 fn invoke(function: &str, payload: &Value) -> (u16, Value) {
     let resp = moto_request(
@@ -203,6 +295,9 @@ fn invoke(function: &str, payload: &Value) -> (u16, Value) {
 #[tokio::test(flavor = "multi_thread")]
 async fn dev_stage_lifecycle_end_to_end() {
     let p = Project::new("  mode: SNI_ONLY\n", None);
+    p.edit_stage(|y| {
+        format!("{y}reconciler:\n  every_minutes: 1\nalarms:\n  email: ops@example.com\n")
+    });
     let endpoint = moto().endpoint().to_string();
     let outputs_file = p.dir.join("outputs.json");
 
@@ -259,6 +354,16 @@ async fn dev_stage_lifecycle_end_to_end() {
         "events streamed: {}",
         text(&o)
     );
+    assert!(
+        stderr.contains(
+            "capacity: onboards about 10 devices/s (bound: UpdateCertificate 10/s; 3.3/s if each \
+             device's event arrives 3 times: DescribeCertificate); 10,000 devices take about 17 \
+             min; reserved concurrency 2\n"
+        ),
+        "{}",
+        text(&o)
+    );
+    assert_reconciler_and_alarms(&p.stack, &outputs);
 
     // The JITR flow on the deployed stack: a pending device certificate, the registered
     // event through the Lambda Invoke API, and the certificate is active with its Thing.
@@ -310,6 +415,9 @@ async fn dev_stage_lifecycle_end_to_end() {
     let o = p.run(&["diff", "--stage", "e2e", "--json"], &endpoint, &[]);
     assert_eq!(o.status.code(), Some(3), "{}", text(&o));
     let d: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(d["capacity"]["bound"], "UpdateCertificate", "{d:#}");
+    assert_eq!(d["capacity"]["devicesPerSecond"], 10.0, "{d:#}");
+    assert_eq!(d["capacity"]["reservedConcurrency"], 2, "{d:#}");
     let security = d["security"].as_array().unwrap();
     assert!(
         security

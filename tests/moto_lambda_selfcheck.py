@@ -432,8 +432,9 @@ def run_checks(endpoint: str, activator_zip: str, provider_zip: str) -> None:
     check_describe_certificate(iot)
     print("7. the other patches, one each")
     check_patches(s3, lam, cfn, iot)
-    print("8. CloudFormation alarms")
+    print("8. CloudFormation alarms, a Number parameter in a function's environment")
     check_alarms(cfn, client("cloudwatch"))
+    check_environment_strings(cfn, lam)
 
 
 def check_patches(s3, lam, cfn, iot) -> None:
@@ -549,6 +550,25 @@ def check_alarms(cfn, cw) -> None:
     check("CloudFormation: a new AlarmName replaces the alarm", sorted(alarms()) == ["selfcheck-query", "selfcheck-renamed"], sorted(alarms()))
     cfn.delete_stack(StackName="alarms")
     check("CloudFormation: deleting the stack deletes its alarms", not alarms(), sorted(alarms()))
+
+
+def check_environment_strings(cfn, lam) -> None:
+    """The Ref of a Number parameter in a function's environment is a string."""
+    covers("lambda_environment_strings")
+    body = json.dumps({
+        "Parameters": {"Units": {"Type": "Number"}},
+        "Resources": {"Fn": {"Type": "AWS::Lambda::Function", "Properties": {
+            "FunctionName": "selfcheck-env", "Runtime": "provided.al2023", "Handler": "bootstrap", "Role": ROLE,
+            "Code": {"S3Bucket": "assets", "S3Key": "activator.zip"},
+            "Environment": {"Variables": {"UNITS": {"Ref": "Units"}, "TEXT": "x"}},
+        }}},
+    })
+    cfn.create_stack(StackName="env", TemplateBody=body, Parameters=[{"ParameterKey": "Units", "ParameterValue": "7"}])
+    status, _ = wait_stack(cfn, "env")
+    check("CloudFormation: the function stack reaches CREATE_COMPLETE", status == "CREATE_COMPLETE", (status, events(cfn, "env")))
+    variables = lam.get_function_configuration(FunctionName="selfcheck-env")["Environment"]["Variables"]
+    check("Lambda: a Number parameter's Ref in the environment is the string \"7\"", variables == {"UNITS": "7", "TEXT": "x"}, variables)
+    cfn.delete_stack(StackName="env")
 
 
 def check_describe_certificate(iot) -> None:

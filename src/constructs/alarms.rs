@@ -24,7 +24,12 @@ const MAX_EVALUATED_SECONDS: u32 = 86_400;
 /// The metric an alarm watches.
 enum Watched {
     /// One metric: namespace, name, dimensions, statistic.
-    Metric(&'static str, &'static str, Vec<(&'static str, Value)>, &'static str),
+    Metric(
+        &'static str,
+        &'static str,
+        Vec<(&'static str, Value)>,
+        &'static str,
+    ),
     /// A CloudWatch Metrics Insights query returning one series.
     Query(String),
 }
@@ -53,7 +58,12 @@ pub(super) fn alarms(t: &mut Template, stage: &Stage, names: &Names) {
 }
 
 fn definitions(stage: &Stage, names: &Names) -> Vec<Alarm> {
-    let function = || vec![("FunctionName", Value::str(names.activator_function.as_str()))];
+    let function = || {
+        vec![(
+            "FunctionName",
+            Value::str(names.activator_function.as_str()),
+        )]
+    };
     let ours = |metric| Watched::Metric(metrics::NAMESPACE, metric, function(), "Sum");
     let alarm = |id, name, description: &str, watched, threshold| Alarm {
         id,
@@ -159,10 +169,7 @@ impl Alarm {
             "GreaterThanOrEqualToThreshold"
         };
         let r = Resource::new(self.id, "AWS::CloudWatch::Alarm")
-            .prop(
-                "AlarmName",
-                format!("{}{}", names.alarm_prefix, self.name),
-            )
+            .prop("AlarmName", format!("{}{}", names.alarm_prefix, self.name))
             .prop("AlarmDescription", self.description.as_str())
             .prop("ComparisonOperator", operator)
             .prop("Threshold", self.threshold)

@@ -117,10 +117,8 @@ impl CapacityReport {
     /// reserved concurrency 7`.
     pub fn line(&self) -> String {
         let reservation = match (self.reserved_concurrency, self.reservation) {
-            (0, _) => {
-                "no reservation: rates are not split, containers back off when throttled"
-                    .to_string()
-            }
+            (0, _) => "no reservation: rates are not split, containers back off when throttled"
+                .to_string(),
             (n, ReservationSource::Formula) => {
                 format!("reserved concurrency {n} (where the account can spare it)")
             }
@@ -237,7 +235,9 @@ mod tests {
             .ends_with("reserved concurrency 7 (where the account can spare it)"));
         let none = CapacityReport::of(&s, Some(0)).line();
         assert!(
-            none.ends_with("no reservation: rates are not split, containers back off when throttled"),
+            none.ends_with(
+                "no reservation: rates are not split, containers back off when throttled"
+            ),
             "{none}"
         );
     }

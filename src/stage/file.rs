@@ -272,10 +272,12 @@ impl ApiRatesSection {
 
     /// Every operation's rate: the stage's where set, AWS's default elsewhere.
     pub fn rates(&self) -> ApiRates {
-        IotApi::ALL.into_iter().fold(ApiRates::default(), |r, op| match self.get(op) {
-            Some(rate) => r.with(op, rate),
-            None => r,
-        })
+        IotApi::ALL
+            .into_iter()
+            .fold(ApiRates::default(), |r, op| match self.get(op) {
+                Some(rate) => r.with(op, rate),
+                None => r,
+            })
     }
 }
 

@@ -46,8 +46,10 @@ it restores and where AWS documents it:
    GetAccountSettings, the unreserved minimum enforced on reservations, and a test hook to set
    an account's limit.
 
-10. CloudFormation creates AWS::CloudWatch::Alarm (moto has no model for it and skips it
-    silently), through moto's cloudwatch backend, so the stack's alarms exist for `status`.
+10. Onboarding at scale (issue 10): CloudFormation creates AWS::CloudWatch::Alarm (moto has no
+    model for it and skips it silently), through moto's cloudwatch backend, so the stack's
+    alarms exist for `status`; a function's environment variables stay strings when one is the
+    `Ref` of a Number parameter (moto stores the number, which the SDKs cannot parse).
 
 Everything here patches moto 5.2.x internals (pinned in scripts/requirements-test.txt); each
 patch says what moto does and why we differ. `tests/moto_lambda_selfcheck.py` checks every
@@ -56,7 +58,8 @@ module (scripts/test runs it).
 Modules: 1 iot_certificate_ids; 2 lambda_executor; 3, 4 custom_resources; 5 iot_policy;
 6 iot_ca_registration; 7 iot_certificate_description; 8 topic_rule,
 reserved_concurrency_throttle, stack_deletion, stack_policy; 9 s3_expected_owner,
-lambda_account_concurrency; 10 cloudwatch_alarm_cfn. `_base` holds the server's address and the shared moto imports.
+lambda_account_concurrency; 10 cloudwatch_alarm_cfn,
+lambda_environment_strings. `_base` holds the server's address and the shared moto imports.
 """
 from __future__ import annotations
 
@@ -77,6 +80,7 @@ PATCHES = (
     "s3_expected_owner",
     "lambda_account_concurrency",
     "cloudwatch_alarm_cfn",
+    "lambda_environment_strings",
 )
 
 
