@@ -1796,10 +1796,18 @@ async fn an_unset_reservation_deploys_in_a_new_account_without_one_and_says_so()
         stderr.contains(&format!(
             "activator: deploying without reserved concurrency: account {account} has a Lambda \
              concurrency limit of 10 in eu-west-1 with 10 unreserved, and Lambda keeps 10 \
-             unreserved, so at most 0 could be reserved (the default is 10). The activator \
-             shares the account's unreserved concurrency; after a quota increase, set \
+             unreserved, so at most 0 could be reserved (the stage's API rates need 7). The \
+             activator shares the account's unreserved concurrency; after a quota increase, set \
              activator.reserved_concurrency to cap it"
         )),
+        "{}",
+        text(&o)
+    );
+    assert!(
+        stderr.contains(
+            "10,000 devices take about 17 min; no reservation: rates are not split, containers \
+             back off when throttled\n"
+        ),
         "{}",
         text(&o)
     );
@@ -1817,7 +1825,7 @@ async fn an_unset_reservation_deploys_in_a_new_account_without_one_and_says_so()
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn an_unset_reservation_in_a_big_account_reserves_the_default() {
+async fn an_unset_reservation_in_a_big_account_reserves_what_the_rates_need() {
     let endpoint = moto().endpoint().to_string();
     let as_big = credentials_for(&fresh_account()).await;
     let p = Project::with_activator("  mode: SNI_ONLY\n", None, "  log_retention_days: 1\n");
@@ -1829,12 +1837,36 @@ async fn an_unset_reservation_in_a_big_account_reserves_the_default() {
     assert!(o.status.success(), "{}", text(&o));
     assert!(
         String::from_utf8_lossy(&o.stderr).contains(
-            "activator: reserving 10 concurrent executions (the default; set \
-             activator.reserved_concurrency to change it)"
+            "activator: reserving 7 concurrent executions (what the stage's API rates need; \
+             set activator.reserved_concurrency to change it)"
         ),
         "{}",
         text(&o)
     );
     let function = format!("{}-activator", p.stack);
-    assert_eq!(reserved_concurrency(&as_big, &function).await, Some(10));
+    assert_eq!(reserved_concurrency(&as_big, &function).await, Some(7));
+
+    // Redeployed with --json: no changes, and the capacity with the reservation deploy kept.
+    let o = p.run(
+        &["deploy", "--stage", "e2e", "--json"],
+        &endpoint,
+        &env_refs(&as_big),
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let result: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(result["outcome"], "noChanges", "{result:#}");
+    assert_eq!(
+        result["capacity"],
+        json!({
+            "devicesPerSecond": 10.0,
+            "bound": "UpdateCertificate",
+            "boundRate": 10.0,
+            "repeated": {"eventsPerDevice": 3.0, "devicesPerSecond": 10.0 / 3.0, "bound": "DescribeCertificate"},
+            "batchDevices": 10000,
+            "batchSeconds": 1000.0,
+            "reservedConcurrency": 7,
+            "reservation": "deployed",
+        }),
+        "{result:#}"
+    );
 }

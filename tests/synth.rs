@@ -112,11 +112,22 @@ fn logical_ids_are_pinned() {
             "RegistrationRuleErrorRole",
             "ActivatorInvokePermission",
             "RegistrationRule",
+            "SweepMarkerParameter",
+            "SweepInvokePermission",
+            "SweepSchedule",
+            "AlarmTopic",
+            "AlarmFailureQueueNotEmpty",
+            "AlarmActivatorErrors",
+            "AlarmIotThrottlingSustained",
+            "AlarmRuleFailures",
+            "AlarmMalformedEvents",
+            "AlarmPendingOverGrace",
         ]
     );
     let (t, _) = template_of("dev");
     assert!(t.resource(constructs::DEVICE_THING_GROUP).is_none());
-    assert_eq!(t.resources.len(), 14);
+    assert!(t.resource(constructs::ALARM_TOPIC).is_none());
+    assert_eq!(t.resources.len(), 23);
 }
 
 fn statements(template: &Value) -> Vec<(String, Value)> {
@@ -155,7 +166,11 @@ fn iam_is_least_privilege() {
             for resource in as_list(&s["Resource"]) {
                 if resource == json!("*") {
                     // Only actions the IAM reference lists without a resource type.
-                    let allowed = ["iot:RegisterCACertificate", "iot:ListCACertificates"];
+                    let allowed = [
+                        "iot:RegisterCACertificate",
+                        "iot:ListCACertificates",
+                        "iot:ListCertificatesByCA",
+                    ];
                     for action in as_list(&s["Action"]) {
                         assert!(
                             allowed.contains(&action.as_str().unwrap()),
@@ -290,6 +305,182 @@ fn topic_rule_permission_and_lambdas() {
     }
 }
 
+/// The activator's pacing and sweep environment, the schedule, its permission and marker
+/// parameter, and the alarms: present, absent or wired as the stage says.
+#[test]
+fn reconciler_alarms_and_pacing_follow_the_stage() {
+    let (t, dev) = template_of("dev");
+    let r = &dev["Resources"];
+    let env = &r["ActivatorFunction"]["Properties"]["Environment"]["Variables"];
+    assert_eq!(
+        env["JITR_API_RATES"],
+        "DescribeCertificate=10,UpdateCertificate=10,AttachPolicy=15,CreateThing=100,\
+         AttachThingPrincipal=100,AddThingToThingGroup=100,ListCertificatesByCA=10,\
+         DescribeCACertificate=10"
+    );
+    assert_eq!(env["JITR_API_SHARE"], "1");
+    assert_eq!(
+        env["JITR_CONCURRENCY"],
+        json!({"Ref": "ActivatorReservedConcurrency"})
+    );
+    assert_eq!(env["JITR_SWEEP_GRACE_SECONDS"], "900");
+    assert_eq!(env["JITR_SWEEP_HORIZON_SECONDS"], "604800");
+    assert_eq!(env["JITR_SWEEP_MAX_PAGES"], "20");
+    assert_eq!(
+        env["JITR_SWEEP_MARKER_PARAMETER"],
+        json!({"Ref": "SweepMarkerParameter"})
+    );
+    let schedule = &r["SweepSchedule"]["Properties"];
+    assert_eq!(schedule["Name"], "jitr-dev-sweep");
+    assert_eq!(schedule["ScheduleExpression"], "rate(5 minutes)");
+    assert_eq!(schedule["State"], "ENABLED");
+    let input: Value =
+        serde_json::from_str(schedule["Targets"][0]["Input"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        input,
+        json!({"kind": "jitr-sweep", "version": 1, "trigger": "schedule"})
+    );
+    assert_eq!(
+        r["SweepSchedule"]["DependsOn"],
+        json!(["SweepInvokePermission"])
+    );
+    let permission = &r["SweepInvokePermission"]["Properties"];
+    assert_eq!(permission["Principal"], "events.amazonaws.com");
+    assert_eq!(
+        permission["SourceArn"],
+        json!({"Fn::Sub": "arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:rule/jitr-dev-sweep"})
+    );
+    let marker = &r["SweepMarkerParameter"]["Properties"];
+    assert_eq!(
+        (&marker["Name"], &marker["Value"]),
+        (&json!("/jitr-dev/sweep-marker"), &json!("-"))
+    );
+    let all = statements(&dev);
+    let keep = all
+        .iter()
+        .find(|(_, s)| s["Sid"] == "KeepSweepMarker")
+        .expect("KeepSweepMarker");
+    assert_eq!(
+        keep.1["Resource"],
+        json!({"Fn::Sub": "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter/jitr-dev/sweep-marker"})
+    );
+    let list = all
+        .iter()
+        .find(|(_, s)| s["Sid"] == "ListCaCertificates")
+        .expect("ListCaCertificates");
+    assert_eq!(list.1["Action"], "iot:ListCertificatesByCA");
+    let alarms: Vec<&str> = t
+        .resources
+        .iter()
+        .filter(|r| r.kind == "AWS::CloudWatch::Alarm")
+        .map(|r| r.id.as_str())
+        .collect();
+    assert_eq!(alarms.len(), 6);
+    for id in alarms {
+        assert!(
+            r[id]["Properties"].get("AlarmActions").is_none(),
+            "{id}: no topic, no actions"
+        );
+    }
+    let pending = &r["AlarmPendingOverGrace"]["Properties"];
+    assert_eq!(pending["AlarmName"], "jitr-dev-alarm-pending-over-grace");
+    assert_eq!(
+        (&pending["Period"], &pending["TreatMissingData"]),
+        (&json!(600), &json!("breaching"))
+    );
+    let rule = &r["AlarmRuleFailures"]["Properties"]["Metrics"][0]["Expression"];
+    assert!(
+        rule.as_str()
+            .unwrap()
+            .ends_with("WHERE RuleName = 'jitr_dev_registered'"),
+        "{rule}"
+    );
+    let outputs = dev["Outputs"].as_object().unwrap();
+    assert!(
+        outputs.contains_key("SweepMarkerParameterName") && !outputs.contains_key("AlarmTopicArn")
+    );
+
+    let p = project(&[(
+        "quiet",
+        "stack_name: jitr-quiet\nregion: eu-west-1\nca:\n  certificate: certs/dev-ca.pem\n  mode: SNI_ONLY\n\
+         activator:\n  api_rates:\n    UpdateCertificate: 20\n  api_share: 0.5\n\
+         reconciler:\n  enabled: false\nalarms:\n  email: ops@example.com\nencryption:\n  \
+         kms_key_arn: arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab\n",
+    ), (
+        "often",
+        "stack_name: jitr-often\nregion: eu-west-1\nca:\n  certificate: certs/dev-ca.pem\n  mode: SNI_ONLY\n\
+         reconciler:\n  every_minutes: 1\n",
+    ), (
+        "daily",
+        "stack_name: jitr-daily\nregion: eu-west-1\nca:\n  certificate: certs/dev-ca.pem\n  mode: SNI_ONLY\n\
+         reconciler:\n  every_minutes: 1440\n",
+    )]);
+    let quiet: Value = serde_json::from_str(&p.synth("quiet").template_json).unwrap();
+    let r = &quiet["Resources"];
+    for id in [
+        "SweepSchedule",
+        "SweepInvokePermission",
+        "SweepMarkerParameter",
+        "AlarmPendingOverGrace",
+    ] {
+        assert!(r.get(id).is_none(), "{id} without the reconciler");
+    }
+    let env = &r["ActivatorFunction"]["Properties"]["Environment"]["Variables"];
+    assert!(env.get("JITR_SWEEP_MARKER_PARAMETER").is_none());
+    assert!(env["JITR_API_RATES"]
+        .as_str()
+        .unwrap()
+        .contains("UpdateCertificate=20,"));
+    assert_eq!(env["JITR_API_SHARE"], "0.5");
+    assert!(!statements(&quiet)
+        .iter()
+        .any(|(_, s)| s["Sid"] == "KeepSweepMarker"));
+    let topic = &r["AlarmTopic"]["Properties"];
+    assert_eq!(
+        topic["Subscription"],
+        json!([{"Endpoint": "ops@example.com", "Protocol": "email"}])
+    );
+    assert_eq!(
+        topic["KmsMasterKeyId"],
+        "arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+    );
+    let wired = r
+        .as_object()
+        .unwrap()
+        .values()
+        .filter(|v| v["Type"] == "AWS::CloudWatch::Alarm")
+        .inspect(|a| {
+            assert_eq!(
+                a["Properties"]["AlarmActions"],
+                json!([{"Ref": "AlarmTopic"}])
+            );
+            assert_eq!(a["Properties"]["OKActions"], json!([{"Ref": "AlarmTopic"}]));
+        })
+        .count();
+    assert_eq!(wired, 5);
+    assert_eq!(
+        quiet["Outputs"]["AlarmTopicArn"]["Value"],
+        json!({"Ref": "AlarmTopic"})
+    );
+    assert!(quiet["Outputs"].get("SweepMarkerParameterName").is_none());
+
+    let often: Value = serde_json::from_str(&p.synth("often").template_json).unwrap();
+    let r = &often["Resources"];
+    assert_eq!(
+        r["SweepSchedule"]["Properties"]["ScheduleExpression"],
+        "rate(1 minute)"
+    );
+    assert_eq!(r["AlarmPendingOverGrace"]["Properties"]["Period"], 120);
+    let daily: Value = serde_json::from_str(&p.synth("daily").template_json).unwrap();
+    let r = &daily["Resources"];
+    assert_eq!(
+        r["SweepSchedule"]["Properties"]["ScheduleExpression"],
+        "rate(1440 minutes)"
+    );
+    // CloudWatch evaluates at most a day.
+    assert_eq!(r["AlarmPendingOverGrace"]["Properties"]["Period"], 86_400);
+}
+
 #[test]
 fn device_policy_keeps_iot_variables_and_grants_no_wildcard() {
     let (_, t) = template_of("dev");
@@ -355,7 +546,10 @@ fn write_template_variants(p: &Project, ca: &TestCa) -> Vec<PathBuf> {
         ("default-file", "stack_name: jitr-lint-a\nregion: us-east-1\naccount: \"111122223333\"\nca:\n  certificate: certs/lint.pem\n  mode: DEFAULT\n  verification:\n    certificate_file: certs/verification.pem\n  status: INACTIVE\n  auto_registration: false\n  retain_on_delete: true\n"),
         ("no-things", "stack_name: jitr-lint-b\nregion: cn-north-1\nca:\n  certificate: certs/lint.pem\n  mode: SNI_ONLY\nactivator:\n  create_thing: false\n  subject_pattern: \"dev-[0-9]+\"\n  on_reject: revoke\n  memory_mb: 10240\n  timeout_seconds: 900\n  reserved_concurrency: 1000\n  log_retention_days: 3653\ndevice_policy:\n  template: templates/no-things.json.hbs\n"),
         ("group", "stack_name: jitr-lint-c\nregion: us-gov-west-1\nca:\n  certificate: certs/lint.pem\n  mode: SNI_ONLY\nactivator:\n  thing_group: fleet-a\n  thing_name: certificate-id\n"),
-        ("kms", "stack_name: jitr-lint-d\nregion: eu-west-1\nca:\n  certificate: certs/lint.pem\n  mode: SNI_ONLY\nencryption:\n  kms_key_arn: arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab\n"),
+        ("kms", "stack_name: jitr-lint-d\nregion: eu-west-1\nca:\n  certificate: certs/lint.pem\n  mode: SNI_ONLY\nencryption:\n  kms_key_arn: arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab\nalarms:\n  email: ops@example.com\n"),
+        ("alarms-no-sweep", "stack_name: jitr-lint-e\nregion: us-east-1\nca:\n  certificate: certs/lint.pem\n  mode: SNI_ONLY\nactivator:\n  api_rates:\n    DescribeCertificate: 0.1\n    UpdateCertificate: 10000\n  api_share: 0.05\nreconciler:\n  enabled: false\nalarms:\n  email: ops@example.com\n"),
+        ("sweep-bounds", "stack_name: jitr-lint-f\nregion: ap-southeast-2\nca:\n  certificate: certs/lint.pem\n  mode: SNI_ONLY\nreconciler:\n  every_minutes: 1\n  grace_minutes: 0\n  horizon_days: 400\n  max_pages: 10000\n"),
+        ("sweep-daily", "stack_name: jitr-lint-g\nregion: eu-central-1\nca:\n  certificate: certs/lint.pem\n  mode: SNI_ONLY\nreconciler:\n  every_minutes: 1440\n  grace_minutes: 1440\n  horizon_days: 2\n"),
     ];
     for (name, text) in variants {
         p.write(&format!("stacks/{name}.yaml"), text);
