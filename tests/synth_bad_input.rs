@@ -764,3 +764,111 @@ fn ca_the_activator_could_not_verify_is_refused() {
     }
     assert_all(failures);
 }
+
+/// Onboarding at scale (issue 10): the activator's rates and share, the reconciler's bounds
+/// and the alarm address, each named with its field and line.
+#[test]
+fn rates_reconciler_and_alarms_out_of_range() {
+    let mut failures = Vec::new();
+    let with_activator = |extra: &str| {
+        edit(
+            &dev_yaml(),
+            "  log_retention_days: 14\n",
+            &format!("  log_retention_days: 14\n{extra}"),
+        )
+    };
+    let with_reconciler = |extra: &str| {
+        edit(
+            &dev_yaml(),
+            "reconciler:\n  enabled: true\n",
+            &format!("reconciler:\n  enabled: true\n{extra}"),
+        )
+    };
+    let cases: Vec<(&str, &str, String, &str, String)> = vec![
+        (
+            "20a an operation AWS IoT's activator does not call",
+            "ratesname",
+            with_activator("  api_rates:\n    DescribeThing: 350\n"),
+            "DescribeThing: 350",
+            "unknown field `DescribeThing`".into(),
+        ),
+        (
+            "20b a rate of zero",
+            "ratezero",
+            with_activator("  api_rates:\n    UpdateCertificate: 0\n"),
+            "UpdateCertificate: 0",
+            "activator.api_rates.UpdateCertificate: 0 is outside 0.1..10000 requests per second \
+             (AWS's default is 10)"
+                .into(),
+        ),
+        (
+            "20c a share above one",
+            "share",
+            with_activator("  api_share: 1.5\n"),
+            "api_share: 1.5",
+            "activator.api_share: 1.5 is outside 0.05..1".into(),
+        ),
+        (
+            "20d a schedule of zero minutes",
+            "every",
+            with_reconciler("  every_minutes: 0\n"),
+            "every_minutes: 0",
+            "reconciler.every_minutes: 0 is outside 1..1440".into(),
+        ),
+        (
+            "20e a grace period over a day",
+            "grace",
+            with_reconciler("  grace_minutes: 1441\n"),
+            "grace_minutes: 1441",
+            "reconciler.grace_minutes: 1441 is outside 0..1440".into(),
+        ),
+        (
+            "20f a horizon of zero days",
+            "horizon",
+            with_reconciler("  horizon_days: 0\n"),
+            "horizon_days: 0",
+            "reconciler.horizon_days: 0 is outside 1..400".into(),
+        ),
+        (
+            "20g a horizon no longer than the grace period",
+            "horizongrace",
+            with_reconciler("  grace_minutes: 1440\n  horizon_days: 1\n"),
+            "horizon_days: 1",
+            "reconciler.horizon_days: 1 day(s) is not longer than grace_minutes (1440)".into(),
+        ),
+        (
+            "20h no pages",
+            "pages",
+            with_reconciler("  max_pages: 0\n"),
+            "max_pages: 0",
+            "reconciler.max_pages: 0 is outside 1..10000".into(),
+        ),
+        (
+            "20i a switch that is not a boolean",
+            "enabled",
+            edit(&dev_yaml(), "  enabled: true\n", "  enabled: sometimes\n"),
+            "enabled: sometimes",
+            "reconciler.enabled".into(),
+        ),
+        (
+            "20j an address that is not one",
+            "email",
+            format!("{}alarms:\n  email: ops at example\n", dev_yaml()),
+            "email: ops at example",
+            "alarms.email: \"ops at example\" is not an email address (like ops@example.com)"
+                .into(),
+        ),
+        (
+            "20k an address without a domain",
+            "emaildomain",
+            format!("{}alarms:\n  email: ops@localhost\n", dev_yaml()),
+            "email: ops@localhost",
+            "alarms.email: \"ops@localhost\" is not an email address".into(),
+        ),
+    ];
+    for (case, name, yaml, at, says) in cases {
+        let expect = Expect::new(name).line(line_of(&yaml, at)).has(says);
+        failures.extend(bad_stage(case, name, &yaml, expect));
+    }
+    assert_all(failures);
+}
