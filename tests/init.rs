@@ -77,6 +77,10 @@ fn init_makes_a_project_that_validates() {
         "mode: SNI_ONLY",
         "auto_registration: true",
         "retain_on_delete: false",
+        "# api_rates:",
+        "# api_share: 1.0",
+        "reconciler:\n  enabled: true\n",
+        "#   email: ops@example.com",
     ] {
         assert!(stage.contains(field), "{field}");
     }
@@ -84,6 +88,22 @@ fn init_makes_a_project_that_validates() {
     git_ignores_the_key(&p);
 
     // Right after init, validate works there (it needs no Lambdas).
+    cli()
+        .arg("validate")
+        .current_dir(&p.dir)
+        .assert()
+        .success()
+        .stdout(contains("dev: ok"));
+
+    // The commented examples are valid once uncommented.
+    let uncommented = stage
+        .replace("  # api_rates:\n  #   Describe", "  api_rates:\n    Describe")
+        .replace("  # api_share:", "  api_share:")
+        .replace("  # reserved_concurrency:", "  reserved_concurrency:")
+        .replace("# alarms:\n#   email:", "alarms:\n  email:");
+    assert_eq!(uncommented.matches("\n  api_rates:\n").count(), 1);
+    assert!(uncommented.contains("\nalarms:\n  email: ops@example.com\n"));
+    std::fs::write(p.path("stacks/dev.yaml"), uncommented).unwrap();
     cli()
         .arg("validate")
         .current_dir(&p.dir)
