@@ -97,7 +97,10 @@ fn init_makes_a_project_that_validates() {
 
     // The commented examples are valid once uncommented.
     let uncommented = stage
-        .replace("  # api_rates:\n  #   Describe", "  api_rates:\n    Describe")
+        .replace(
+            "  # api_rates:\n  #   Describe",
+            "  api_rates:\n    Describe",
+        )
         .replace("  # api_share:", "  api_share:")
         .replace("  # reserved_concurrency:", "  reserved_concurrency:")
         .replace("# alarms:\n#   email:", "alarms:\n  email:");

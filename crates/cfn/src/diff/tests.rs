@@ -114,16 +114,17 @@ fn new_stack_is_all_added_and_broadens() {
         .iter()
         .all(|r| r.kind == ChangeKind::Added && r.impact == Impact::Create));
     assert_eq!(d.resources[0].logical_id, "CaProviderLogGroup");
-    assert_eq!(d.outputs.len(), 6);
+    assert_eq!(d.outputs.len(), 7);
     assert!(d.outputs.iter().all(|o| o.kind == ChangeKind::Added));
     assert!(d.broadens_security());
     assert!(d.security.iter().all(|s| s.change == ChangeKind::Added));
     let count = |k: SecurityKind| d.security.iter().filter(|s| s.kind == k).count();
-    // 3 + 7 + 1 role statements; 3 trust statements; 3 device statements; 1 permission.
-    assert_eq!(count(SecurityKind::IamStatement), 11);
+    // 3 + 9 + 1 role statements; 3 trust statements; 3 device statements; 2 permissions
+    // (the topic rule's and the sweep schedule's).
+    assert_eq!(count(SecurityKind::IamStatement), 13);
     assert_eq!(count(SecurityKind::TrustPolicy), 3);
     assert_eq!(count(SecurityKind::DevicePolicyStatement), 3);
-    assert_eq!(count(SecurityKind::LambdaPermission), 1);
+    assert_eq!(count(SecurityKind::LambdaPermission), 2);
     assert!(
         d.fleet_breaking().is_empty(),
         "a new CA registration breaks nothing"
@@ -565,7 +566,7 @@ fn rule_rename_replaces_and_type_change_replaces() {
 #[test]
 fn unknown_type_name_property_may_replace() {
     let old = template(
-        json!({ "T": { "Type": "AWS::SNS::Topic", "Properties": { "TopicName": "a", "DisplayName": "x", "Other": 1 } } }),
+        json!({ "T": { "Type": "AWS::ECR::Repository", "Properties": { "RepositoryName": "a", "DisplayName": "x", "Other": 1 } } }),
     );
     let mut new = old.clone();
     new["Resources"]["T"]["Properties"]["Other"] = json!(2);
@@ -573,13 +574,13 @@ fn unknown_type_name_property_may_replace() {
         diff(Some(&old), &new, None).resources[0].replacement,
         Replacement::No
     );
-    new["Resources"]["T"]["Properties"]["TopicName"] = json!("b");
+    new["Resources"]["T"]["Properties"]["RepositoryName"] = json!("b");
     let d = diff(Some(&old), &new, None);
     assert_eq!(
         (d.resources[0].replacement, d.resources[0].impact),
         (Replacement::Conditional, Impact::MayReplace)
     );
-    assert!(render_text(&d, false).contains("[~] AWS::SNS::Topic T (may replace)"));
+    assert!(render_text(&d, false).contains("[~] AWS::ECR::Repository T (may replace)"));
 }
 
 #[test]
@@ -838,7 +839,7 @@ fn create_only_lists_come_from_the_vendored_schemas() {
     let props = |t: &str| create_only_properties(t).unwrap().to_vec();
     assert!(props("AWS::Lambda::Function").contains(&"/properties/FunctionName".to_string()));
     assert!(props("AWS::IoT::ThingGroup").contains(&"/properties/ParentGroupName".to_string()));
-    assert!(create_only_properties("AWS::SNS::Topic").is_none());
+    assert!(create_only_properties("AWS::ECR::Repository").is_none());
     // A property the hand table never had: the function's package type.
     let old = dev();
     let mut new = dev();
@@ -972,7 +973,7 @@ fn replacement_through_a_cycle_ends() {
 fn a_possible_replacement_spreads_as_possible() {
     let with = |name: Value| {
         template(json!({
-            "T": { "Type": "AWS::SNS::Topic", "Properties": { "TopicName": name } },
+            "T": { "Type": "AWS::ECR::Repository", "Properties": { "RepositoryName": name } },
             "P": { "Type": "AWS::Lambda::Permission", "Properties": {
                 "Action": "lambda:InvokeFunction", "Principal": "sns.amazonaws.com",
                 "FunctionName": "f", "SourceArn": { "Ref": "T" } } }
