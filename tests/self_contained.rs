@@ -42,16 +42,18 @@ impl Machine {
 
     /// `jitr-infra ARGS` in `dir`, with nothing of the developer's environment but moto.
     fn run(&self, dir: &Path, args: &[&str]) -> Output {
-        let out = Command::new("jitr-infra")
-            .args(args)
-            .current_dir(dir)
-            .env_clear()
-            .env("PATH", &self.path)
-            .env("HOME", &self.home)
-            .env("CI", "true")
-            .envs(testkit::aws_env(moto().endpoint()))
-            .output()
-            .unwrap();
+        // The binary was just copied: see testkit::output_of.
+        let out = testkit::output_of(
+            Command::new("jitr-infra")
+                .args(args)
+                .current_dir(dir)
+                .env_clear()
+                .env("PATH", &self.path)
+                .env("HOME", &self.home)
+                .env("CI", "true")
+                .envs(testkit::aws_env(moto().endpoint())),
+        )
+        .unwrap();
         assert!(out.status.success(), "jitr-infra {args:?}: {}", text(&out));
         out
     }

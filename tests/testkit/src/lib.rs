@@ -50,6 +50,31 @@ pub fn die_with_parent(cmd: &mut Command) {
     }
 }
 
+/// `cmd.spawn()`, tried again while the executable is "busy" (ETXTBSY).
+///
+/// A test that writes an executable and runs it races with every other thread of the test
+/// process that forks meanwhile: a child forked while the file was open for writing holds that
+/// descriptor until it execs, and Linux refuses to run a file open for writing. The window is
+/// short, so a few retries close it.
+pub fn spawn_executable(cmd: &mut Command) -> std::io::Result<std::process::Child> {
+    let mut tries = 0;
+    loop {
+        match cmd.spawn() {
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && tries < 50 => {
+                tries += 1;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// `cmd.output()`, tried again while the executable is busy (see [`spawn_executable`]).
+pub fn output_of(cmd: &mut Command) -> std::io::Result<std::process::Output> {
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    spawn_executable(cmd)?.wait_with_output()
+}
+
 pub struct Moto {
     endpoint: String,
     _child: Option<Mutex<Child>>,

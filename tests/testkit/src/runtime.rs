@@ -120,7 +120,7 @@ impl RuntimeHost {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         crate::die_with_parent(&mut cmd);
-        cmd.spawn()
+        crate::spawn_executable(&mut cmd)
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", bootstrap.display()))
     }
 }
