@@ -15,7 +15,8 @@ Starts tests/moto_server.py on a free loopback port and, with boto3, checks that
     set; a failing custom resource rolls its stack back; Update and Delete reach the provider;
   - IoT's DescribeCertificate answers as AWS does: `caCertificateId` present, and `validity` the
     certificate's own notBefore/notAfter (for DescribeCACertificate too);
-  - every other patch module of tests/moto_jitr holds (section 7), and every module in
+  - every other patch module of tests/moto_jitr holds (section 7; CloudWatch's RPC v2 CBOR
+    front end in section 9), and every module in
     `moto_jitr.PATCHES` was checked by at least one section.
 Exits non-zero on any failure. The bundles are the zips the jitr-infra binary embeds, as
 `cargo run -q -- synth` writes them.
@@ -381,7 +382,6 @@ def run_checks(endpoint: str, activator_zip: str, provider_zip: str) -> None:
     check("Ref: the physical id the provider answered", out.get("Physical") == ca_id, out)
     if ca_id:
         ca = iot.describe_ca_certificate(certificateId=ca_id)["certificateDescription"]
-        # moto's description has no certificateMode nor autoRegistrationStatus.
         check("IoT: the CA is ACTIVE", ca.get("status") == "ACTIVE", ca)
     dependent = ssm.get_parameter(Name=out.get("DependentName", "?"))["Parameter"]["Value"] if out.get("DependentName") else None
     check("a resource depending on Fn::GetAtt of the custom resource got its value", dependent == ca_id, dependent)
@@ -435,6 +435,47 @@ def run_checks(endpoint: str, activator_zip: str, provider_zip: str) -> None:
     print("8. CloudFormation alarms, a Number parameter in a function's environment")
     check_alarms(cfn, client("cloudwatch"))
     check_environment_strings(cfn, lam)
+    print("9. CloudWatch over Smithy RPC v2 CBOR")
+    check_cloudwatch_cbor(endpoint, client("cloudwatch"))
+
+
+def check_cloudwatch_cbor(endpoint: str, cloudwatch) -> None:
+    """CloudWatch answers RPC v2 CBOR requests (what current AWS SDKs send) from the same
+    state as the query protocol, timestamps tagged, errors as `__type`."""
+    covers("cloudwatch_rpc_v2_cbor")
+    sys.path.insert(0, os.path.join(ROOT, "tests"))
+    from moto_jitr.cloudwatch_rpc_v2_cbor import decode, encode
+
+    def call(operation: str, body: dict) -> tuple[int, dict, dict]:
+        request = urllib.request.Request(
+            f"{endpoint}/service/GraniteServiceVersion20100801/operation/{operation}",
+            data=encode(body), method="POST",
+            headers={"smithy-protocol": "rpc-v2-cbor", "Content-Type": "application/cbor",
+                     "Authorization": f"AWS4-HMAC-SHA256 Credential=testing/20260101/{REGION}/monitoring/aws4_request, SignedHeaders=host, Signature=0"},
+        )
+        try:
+            with urllib.request.urlopen(request) as r:
+                return r.status, dict(r.headers), decode(r.read())
+        except urllib.error.HTTPError as e:
+            return e.code, dict(e.headers), decode(e.read())
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    status, headers, _ = call("PutMetricData", {"Namespace": "Selfcheck", "MetricData": [
+        {"MetricName": "Count", "Value": 4.0, "Timestamp": now}]})
+    check("CBOR PutMetricData: 200, smithy-protocol answered", status == 200 and headers.get("smithy-protocol") == "rpc-v2-cbor", (status, headers))
+    status, _, body = call("GetMetricData", {
+        "MetricDataQueries": [{"Id": "m0", "MetricStat": {"Metric": {"Namespace": "Selfcheck", "MetricName": "Count"}, "Period": 60, "Stat": "Sum"}}],
+        "StartTime": now - datetime.timedelta(minutes=5), "EndTime": now + datetime.timedelta(minutes=1)})
+    result = (body.get("MetricDataResults") or [{}])[0]
+    check("CBOR GetMetricData: the value, timestamps as datetimes (tag 1)",
+          status == 200 and result.get("Values") == [4.0] and all(isinstance(t, datetime.datetime) for t in result.get("Timestamps", [None])), body)
+    cloudwatch.put_metric_alarm(AlarmName="selfcheck-alarm", Namespace="Selfcheck", MetricName="Count", Statistic="Sum",
+                                Period=60, EvaluationPeriods=1, Threshold=1.0, ComparisonOperator="GreaterThanThreshold")
+    status, _, _ = call("SetAlarmState", {"AlarmName": "selfcheck-alarm", "StateValue": "ALARM", "StateReason": "selfcheck"})
+    alarm = cloudwatch.describe_alarms(AlarmNames=["selfcheck-alarm"])["MetricAlarms"][0]
+    check("CBOR SetAlarmState changes what the query protocol reads", status == 200 and alarm["StateValue"] == "ALARM", alarm)
+    status, _, body = call("SetAlarmState", {"AlarmName": "no-such-alarm", "StateValue": "OK", "StateReason": "x"})
+    check("CBOR errors: the status and __type", status == 404 and str(body.get("__type", "")).endswith("#ResourceNotFound"), (status, body))
 
 
 def check_patches(s3, lam, cfn, iot) -> None:
@@ -589,6 +630,12 @@ def check_describe_certificate(iot) -> None:
     check("RegisterCACertificate twice: ResourceAlreadyExists", again == "ResourceAlreadyExists", again)
     mode = iot.describe_ca_certificate(certificateId=ca_id)["certificateDescription"].get("certificateMode")
     check("DescribeCACertificate: certificateMode as registered", mode == "SNI_ONLY", mode)
+    auto = iot.describe_ca_certificate(certificateId=ca_id)["certificateDescription"].get("autoRegistrationStatus")
+    check("DescribeCACertificate: autoRegistrationStatus as registered", auto == "ENABLE", auto)
+    iot.update_ca_certificate(certificateId=ca_id, newAutoRegistrationStatus="DISABLE")
+    auto = iot.describe_ca_certificate(certificateId=ca_id)["certificateDescription"].get("autoRegistrationStatus")
+    check("UpdateCACertificate: newAutoRegistrationStatus DISABLE", auto == "DISABLE", auto)
+    iot.update_ca_certificate(certificateId=ca_id, newAutoRegistrationStatus="ENABLE")
     device = device_pem(key, subject, "selfcheck-device", dev_from, dev_to)
     cert_id = iot.register_certificate(certificatePem=device, caCertificatePem=pem, status="PENDING_ACTIVATION")["certificateId"]
     der = x509.load_pem_x509_certificate(device.encode()).public_bytes(serialization.Encoding.DER)

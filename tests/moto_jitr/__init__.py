@@ -32,7 +32,7 @@ it restores and where AWS documents it:
 
 6. Registering a CA certificate that is already registered answers ResourceAlreadyExists, as
    on AWS (moto silently registers it again), and DescribeCACertificate reports the CA's
-   certificateMode.
+   certificateMode and autoRegistrationStatus.
 
 7. IoT DescribeCertificate carries `caCertificateId` and the certificate's own validity, as on
    AWS (moto omits the one and invents the other).
@@ -51,6 +51,9 @@ it restores and where AWS documents it:
     alarms exist for `status`; a function's environment variables stay strings when one is the
     `Ref` of a Number parameter (moto stores the number, which the SDKs cannot parse).
 
+11. CloudWatch answers the Smithy RPC v2 CBOR protocol (what current AWS SDKs send it), as AWS
+    does; moto speaks only the query protocol to CloudWatch (`status` reads alarms and metrics).
+
 Everything here patches moto 5.2.x internals (pinned in scripts/requirements-test.txt); each
 patch says what moto does and why we differ. `tests/moto_lambda_selfcheck.py` checks every
 module (scripts/test runs it).
@@ -59,7 +62,7 @@ Modules: 1 iot_certificate_ids; 2 lambda_executor; 3, 4 custom_resources; 5 iot_
 6 iot_ca_registration; 7 iot_certificate_description; 8 topic_rule,
 reserved_concurrency_throttle, stack_deletion, stack_policy; 9 s3_expected_owner,
 lambda_account_concurrency; 10 cloudwatch_alarm_cfn,
-lambda_environment_strings. `_base` holds the server's address and the shared moto imports.
+lambda_environment_strings; 11 cloudwatch_rpc_v2_cbor. `_base` holds the server's address and the shared moto imports.
 """
 from __future__ import annotations
 
@@ -81,6 +84,7 @@ PATCHES = (
     "lambda_account_concurrency",
     "cloudwatch_alarm_cfn",
     "lambda_environment_strings",
+    "cloudwatch_rpc_v2_cbor",
 )
 
 

@@ -1,8 +1,12 @@
-"""RegisterCACertificate of a registered CA fails; DescribeCACertificate reports its mode.
+"""RegisterCACertificate of a registered CA fails; DescribeCACertificate reports its mode and
+its auto-registration.
 
 AWS IoT API Reference, "RegisterCACertificate": ResourceAlreadyExistsException when the CA
 certificate is already registered in the account and region (moto registers it again); and
-"CACertificateDescription": certificateMode (moto drops the mode it was registered with).
+"CACertificateDescription": certificateMode (moto drops the mode it was registered with) and
+autoRegistrationStatus, ENABLE or DISABLE, as RegisterCACertificate's allowAutoRegistration
+(default false) and UpdateCACertificate's newAutoRegistrationStatus set it (moto ignores both
+and never reports it).
 """
 from __future__ import annotations
 
@@ -55,14 +59,30 @@ def _register_ca_response(self: IoTResponse) -> Any:
     ca_id = FakeCaCertificate(pem, "INACTIVE", backend.account_id, backend.region_name, {}).certificate_id
     # AWS's default when the request names no mode.
     backend.ca_certificates[ca_id].certificate_mode = self._get_param("certificateMode") or "DEFAULT"
+    allow = (self.querystring.get("allowAutoRegistration") or ["false"])[0]
+    backend.ca_certificates[ca_id].auto_registration_status = "ENABLE" if str(allow).lower() == "true" else "DISABLE"
+    return result
+
+
+_moto_update_ca_response = IoTResponse.update_ca_certificate
+
+
+def _update_ca_response(self: IoTResponse) -> Any:
+    result = _moto_update_ca_response(self)
+    status = (self.querystring.get("newAutoRegistrationStatus") or [None])[0]
+    if status in ("ENABLE", "DISABLE"):
+        ca_id = self.path.split("/")[-1]
+        self.iot_backend.ca_certificates[ca_id].auto_registration_status = status
     return result
 
 
 def _ca_description(self: FakeCaCertificate) -> dict[str, Any]:
     description = _moto_ca_description(self)
     description["certificateMode"] = getattr(self, "certificate_mode", "DEFAULT")
+    description["autoRegistrationStatus"] = getattr(self, "auto_registration_status", "DISABLE")
     return description
 
 
 IoTResponse.register_ca_certificate = _register_ca_response
+IoTResponse.update_ca_certificate = _update_ca_response
 FakeCaCertificate.to_description_dict = _ca_description
