@@ -1,4 +1,4 @@
-//! AWS clients for deploy, diff and destroy, built once from the standard AWS configuration
+//! AWS clients for deploy, diff, destroy, status and redrive, built once from the standard AWS configuration
 //! chain (environment, `AWS_PROFILE` or `--profile`, SSO and role profiles, `AWS_ENDPOINT_URL`),
 //! with retries and timeouts so no call can hang a CI job.
 
@@ -24,6 +24,8 @@ pub struct Clients {
     pub sts: aws_sdk_sts::Client,
     pub iot: aws_sdk_iot::Client,
     pub lambda: aws_sdk_lambda::Client,
+    pub sqs: aws_sdk_sqs::Client,
+    pub cloudwatch: aws_sdk_cloudwatch::Client,
     pub region: String,
 }
 
@@ -63,6 +65,8 @@ impl Clients {
             sts: aws_sdk_sts::Client::new(conf),
             iot: aws_sdk_iot::Client::new(conf),
             lambda: aws_sdk_lambda::Client::new(conf),
+            sqs: aws_sdk_sqs::Client::new(conf),
+            cloudwatch: aws_sdk_cloudwatch::Client::new(conf),
             region: conf.region().map(|r| r.to_string()).unwrap_or_default(),
         }
     }

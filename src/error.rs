@@ -19,6 +19,9 @@ pub mod exit {
     /// A deploy or destroy needed approval that was not given (no terminal to ask on, or
     /// the answer was no). Nothing was changed.
     pub const NOT_APPROVED: i32 = 4;
+    /// `status` found something that needs attention, or `redrive` left messages in the
+    /// failure queue or its sweep did not finish. The command itself worked.
+    pub const ATTENTION: i32 = 5;
 }
 
 /// Everything a command can fail with. Each variant's text is what the user reads after
@@ -80,6 +83,21 @@ pub enum Error {
         actual: String,
         arn: String,
     },
+    /// `status` or `redrive` was asked about a stage whose stack is not deployed.
+    #[error(
+        "stack {stack} does not exist in {region}: nothing to {what}; deploy it first \
+         (jitr-infra deploy --stage {stage})"
+    )]
+    NoStack {
+        stack: String,
+        region: String,
+        stage: String,
+        what: &'static str,
+    },
+    /// The deployed stack lacks what a command needs (e.g. a stack deployed by an older
+    /// jitr-infra): the resource and what to do.
+    #[error("stack {stack}: {problem}")]
+    Deployed { stack: String, problem: String },
     /// The stack is in a state a deploy cannot proceed from.
     #[error("stack {stack} is {status}: {advice}")]
     StackState {

@@ -14,6 +14,7 @@ pub mod deploy;
 pub mod diff;
 pub mod error;
 pub mod init;
+pub mod ops;
 pub mod partition;
 pub mod pki;
 pub mod stage;

@@ -274,6 +274,40 @@ pub fn destroy(
     Ok(exit::OK)
 }
 
+/// `status`: the `Status` itself (README "status"); exit 5 when anything needs attention.
+pub fn status(args: &Args, max_pages: u32, console: &Console) -> Result<i32, Error> {
+    let rt = runtime()?;
+    let st = stage::load(&args.root, &args.stage)?;
+    let clients = rt.block_on(Clients::new(&args.target(&st.region)));
+    let deployed = rt.block_on(crate::ops::deployed(&clients, &st, "report"))?;
+    let s = rt.block_on(crate::ops::status::status(&clients, &deployed, max_pages))?;
+    console.result(&s, || crate::ops::status::text(&s));
+    Ok(if s.healthy { exit::OK } else { exit::ATTENTION })
+}
+
+/// `redrive`: the `Redrive` itself (README "redrive"); exit 5 when messages remain or the
+/// sweep did not complete.
+pub fn redrive(
+    args: &Args,
+    opts: &crate::ops::redrive::Options,
+    console: &Console,
+) -> Result<i32, Error> {
+    let rt = runtime()?;
+    let st = stage::load(&args.root, &args.stage)?;
+    let clients = rt.block_on(Clients::new(&args.target(&st.region)));
+    rt.block_on(deploy::account::check(&clients, &st))?;
+    let deployed = rt.block_on(crate::ops::deployed(&clients, &st, "redrive"))?;
+    let r = rt.block_on(crate::ops::redrive::redrive(
+        &clients, &deployed, opts, console,
+    ))?;
+    console.result(&r, || crate::ops::redrive::text(&r));
+    Ok(if r.complete(opts) {
+        exit::OK
+    } else {
+        exit::ATTENTION
+    })
+}
+
 /// `--yes`, or the operator's answer on a terminal.
 fn confirm_destroy(stack: &str, yes: bool, console: &Console) -> Result<(), Error> {
     if yes {

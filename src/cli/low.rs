@@ -19,8 +19,11 @@ Examples:
   jitr-infra deploy --stage prod --require-approval never   (CI, after a reviewed diff)
   jitr-infra destroy --stage dev --yes
 
+  jitr-infra status --stage prod         the deployed front door; exit 5 if it needs attention
+  jitr-infra redrive --stage prod        the failure queue through the activator, then a sweep
+
 Exit codes: 0 success, 1 error, 2 usage error, 3 changes found (diff),
-4 approval required but not given (deploy, destroy).";
+4 approval required but not given (deploy, destroy), 5 needs attention (status, redrive).";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -132,5 +135,40 @@ pub enum Command {
         /// AWS will not delete an attached policy and the deletion would fail halfway.
         #[arg(long)]
         detach_devices: bool,
+    },
+    /// The deployed stage at a glance: the CA (status, auto-registration, expiry), the topic
+    /// rule, our CA's pending certificates, the failure queue, the last hour's activations,
+    /// rejections, errors and throttles, the alarms, and the capacity. Exit 0 when healthy,
+    /// 5 when something needs attention (each item is listed).
+    #[command(after_help = "Example: jitr-infra status --stage prod --json")]
+    Status {
+        /// Stage name: stacks/<STAGE>.yaml
+        #[arg(long, short, default_value = DEFAULT_STAGE)]
+        stage: String,
+        /// ListCertificatesByCA pages (250 certificates each, newest first) to read at most
+        #[arg(long, value_name = "N", default_value_t = crate::ops::status::DEFAULT_MAX_PAGES,
+              value_parser = clap::value_parser!(u32).range(1..=1000))]
+        max_pages: u32,
+    },
+    /// Re-deliver the failure queue's events to the activator (synchronously; a message is
+    /// deleted only when its event was handled without error), then run a sweep. Exit 0
+    /// when every message was redriven and the sweep completed, 5 when messages remain or the
+    /// sweep did not complete.
+    #[command(after_help = "Examples:
+  jitr-infra redrive --stage prod --dry-run     what would be redriven; changes nothing
+  jitr-infra redrive --stage prod --max 100 --no-sweep")]
+    Redrive {
+        /// Stage name: stacks/<STAGE>.yaml
+        #[arg(long, short, default_value = DEFAULT_STAGE)]
+        stage: String,
+        /// List the messages and what would be done; invoke nothing, delete nothing
+        #[arg(long)]
+        dry_run: bool,
+        /// Handle at most N messages
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+        max: Option<u32>,
+        /// Do not run a sweep after the messages
+        #[arg(long)]
+        no_sweep: bool,
     },
 }

@@ -53,6 +53,8 @@ pub enum Action {
     Diff,
     Deploy(DeployArgs),
     Destroy { yes: bool, detach_devices: bool },
+    Status { max_pages: u32 },
+    Redrive(crate::ops::redrive::Options),
 }
 
 #[derive(Debug, Clone)]
@@ -104,6 +106,20 @@ impl Args {
                     yes,
                     detach_devices,
                 },
+            ),
+            Command::Status { stage, max_pages } => (stage, Action::Status { max_pages }),
+            Command::Redrive {
+                stage,
+                dry_run,
+                max,
+                no_sweep,
+            } => (
+                stage,
+                Action::Redrive(crate::ops::redrive::Options {
+                    dry_run,
+                    max,
+                    sweep: !no_sweep,
+                }),
             ),
         };
         let root = match &action {
@@ -187,6 +203,8 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<i32, Er
             yes,
             detach_devices,
         } => commands::destroy(&args, *yes, *detach_devices, &console),
+        Action::Status { max_pages } => commands::status(&args, *max_pages, &console),
+        Action::Redrive(opts) => commands::redrive(&args, opts, &console),
     }
 }
 
