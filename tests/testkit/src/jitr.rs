@@ -64,3 +64,32 @@ pub async fn assert_onboarded(iot: &aws_sdk_iot::Client, cert_id: &str, thing: &
         .unwrap();
     assert_eq!(principals.principals(), [arn.to_string()]);
 }
+
+/// The record Lambda sends to an asynchronous invocation's on-failure destination after the
+/// last attempt failed in the function (AWS Lambda Developer Guide, "Capturing records of
+/// Lambda asynchronous invocations"): `event` is the `requestPayload`, the error document
+/// (`errorType`, `errorMessage`) the `responsePayload`.
+pub fn invocation_record(
+    function_arn: &str,
+    event: &Value,
+    error_type: &str,
+    error_message: &str,
+) -> Value {
+    json!({
+        "version": "1.0",
+        "timestamp": "2026-11-29T10:00:00.000Z",
+        "requestContext": {
+            "requestId": crate::unique("request"),
+            "functionArn": format!("{function_arn}:$LATEST"),
+            "condition": "RetriesExhausted",
+            "approximateInvokeCount": 3
+        },
+        "requestPayload": event,
+        "responseContext": {
+            "statusCode": 200,
+            "executedVersion": "$LATEST",
+            "functionError": "Unhandled"
+        },
+        "responsePayload": {"errorType": error_type, "errorMessage": error_message}
+    })
+}

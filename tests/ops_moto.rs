@@ -1,0 +1,535 @@
+//! `status` and `redrive` end to end: the real `jitr-infra` binary against moto (with
+//! `tests/moto_server.py` running the real activator `bootstrap` for Lambda invocations).
+
+use aws_sdk_cloudwatch::types::{
+    ComparisonOperator, Dimension, MetricDatum, StateValue, Statistic,
+};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Output;
+use std::sync::Arc;
+use testkit::http::{forward, HttpRequest, HttpResponse, HttpServer};
+use testkit::jitr::{invocation_record, output_text as text, registered_event};
+use testkit::pki::TestCa;
+use testkit::{moto, unique};
+
+/// A throwaway project with one deployed stage (`e2e`) whose CA the test owns.
+struct Deployed {
+    fixture: testkit::project::Project,
+    dir: PathBuf,
+    ca: TestCa,
+    stack: String,
+    ca_id: String,
+    conf: aws_config::SdkConfig,
+}
+
+impl Deployed {
+    fn new() -> Deployed {
+        let fixture = testkit::project::Project::new("jitr-ops");
+        let ca = TestCa::new(&unique("Ops CA"));
+        fixture.write("certs/ca.pem", &ca.pem);
+        let stack: String = unique("jitr-ops")
+            .replace(|c: char| !c.is_ascii_alphanumeric(), "-")
+            .chars()
+            .take(40)
+            .collect::<String>()
+            .trim_end_matches('-')
+            .to_string();
+        fixture.stage(
+            "e2e",
+            &format!(
+                "stack_name: {stack}\nregion: {}\nca:\n  certificate: certs/ca.pem\n  mode: SNI_ONLY\n\
+                 activator:\n  reserved_concurrency: 2\n  log_retention_days: 1\n  timeout_seconds: 10\n",
+                testkit::REGION
+            ),
+        );
+        let dir = fixture.dir.clone();
+        let conf = testkit_conf();
+        let mut d = Deployed {
+            fixture,
+            dir,
+            ca,
+            stack,
+            ca_id: String::new(),
+            conf,
+        };
+        let o = d.run(&[
+            "deploy",
+            "--stage",
+            "e2e",
+            "--require-approval",
+            "never",
+            "--json",
+        ]);
+        assert!(o.status.success(), "{}", text(&o));
+        let outcome: Value = serde_json::from_slice(&o.stdout).unwrap();
+        d.ca_id = outcome["outputs"]["CaCertificateId"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        d
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        let mut cmd = self.fixture.cli(env!("CARGO_BIN_EXE_jitr-infra"));
+        cmd.arg("--project").arg(&self.dir).args(args);
+        cmd.env_clear()
+            .envs(testkit::cli_env())
+            .env("HOME", &self.dir)
+            .env("CI", "true");
+        for (k, v) in testkit::aws_env(moto().endpoint()) {
+            cmd.env(k, v);
+        }
+        cmd.write_stdin("");
+        cmd.output().unwrap()
+    }
+
+    /// Runs `args` with `--json`: (exit code, the JSON document on stdout).
+    fn json(&self, args: &[&str]) -> (i32, Value, Output) {
+        let mut all = args.to_vec();
+        all.push("--json");
+        let o = self.run(&all);
+        let v = serde_json::from_slice(&o.stdout)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(&o)));
+        (o.status.code().unwrap_or(-1), v, o)
+    }
+
+    fn function(&self) -> String {
+        format!("{}-activator", self.stack)
+    }
+
+    fn function_arn(&self) -> String {
+        format!(
+            "arn:aws:lambda:{}:{}:function:{}",
+            testkit::REGION,
+            testkit::ACCOUNT,
+            self.function()
+        )
+    }
+
+    async fn queue_url(&self) -> String {
+        sqs(&self.conf)
+            .get_queue_url()
+            .queue_name(format!("{}-activator-failures", self.stack))
+            .send()
+            .await
+            .unwrap()
+            .queue_url()
+            .unwrap()
+            .to_string()
+    }
+
+    async fn send(&self, body: &str) {
+        sqs(&self.conf)
+            .send_message()
+            .queue_url(self.queue_url().await)
+            .message_body(body)
+            .send()
+            .await
+            .unwrap();
+    }
+
+    /// Messages in the failure queue, visible and in flight.
+    async fn queue_depth(&self) -> (u64, u64) {
+        let out = sqs(&self.conf)
+            .get_queue_attributes()
+            .queue_url(self.queue_url().await)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::All)
+            .send()
+            .await
+            .unwrap();
+        let n = |k: &str| {
+            out.attributes()
+                .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::from(k)))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        };
+        (
+            n("ApproximateNumberOfMessages"),
+            n("ApproximateNumberOfMessagesNotVisible"),
+        )
+    }
+
+    /// Adds (or, with `None`, removes) variables of the activator's environment.
+    async fn set_env(&self, vars: &[(&str, Option<&str>)]) {
+        let lambda = aws_sdk_lambda::Client::new(&self.conf);
+        let conf = lambda
+            .get_function_configuration()
+            .function_name(self.function())
+            .send()
+            .await
+            .unwrap();
+        let mut env: BTreeMap<String, String> = conf
+            .environment()
+            .and_then(|e| e.variables())
+            .map(|v| v.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default();
+        for (k, v) in vars {
+            match v {
+                Some(v) => env.insert(k.to_string(), v.to_string()),
+                None => env.remove(*k),
+            };
+        }
+        lambda
+            .update_function_configuration()
+            .function_name(self.function())
+            .environment(
+                aws_sdk_lambda::types::Environment::builder()
+                    .set_variables(Some(env.into_iter().collect()))
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+    }
+}
+
+fn testkit_conf() -> aws_config::SdkConfig {
+    let creds = aws_sdk_sqs::config::Credentials::new("testing", "testing", None, None, "ops");
+    tokio::task::block_in_place(|| {
+        tokio::runtime::Handle::current().block_on(
+            aws_config::defaults(aws_config::BehaviorVersion::latest())
+                .region(aws_config::Region::new(testkit::REGION))
+                .endpoint_url(moto().endpoint())
+                .credentials_provider(creds)
+                .load(),
+        )
+    })
+}
+
+fn sqs(conf: &aws_config::SdkConfig) -> aws_sdk_sqs::Client {
+    aws_sdk_sqs::Client::new(conf)
+}
+
+fn attention(v: &Value) -> Vec<String> {
+    v["attention"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn status_is_healthy_then_names_each_thing_that_needs_attention() {
+    let d = Deployed::new();
+    let cw = aws_sdk_cloudwatch::Client::new(&d.conf);
+
+    // Healthy: exit 0, every area in the documented shape.
+    let (code, v, o) = d.json(&["status", "--stage", "e2e"]);
+    assert_eq!(code, 0, "{}", text(&o));
+    assert_eq!(v["healthy"], true, "{v:#}");
+    assert_eq!(v["attention"], json!([]));
+    assert_eq!(v["stack"], d.stack.as_str());
+    assert_eq!(v["ca"]["id"], d.ca_id.as_str());
+    assert_eq!(v["ca"]["status"], "ACTIVE");
+    assert_eq!(v["ca"]["autoRegistration"], true);
+    assert!(v["ca"]["expiresInDays"].as_i64().unwrap() > 30, "{v:#}");
+    assert_eq!(v["rule"]["enabled"], true);
+    assert_eq!(v["pending"]["count"], 0);
+    assert_eq!(v["pending"]["truncated"], false);
+    assert_eq!(v["pending"]["graceSeconds"], 900, "the activator's default");
+    assert_eq!(v["failureQueue"]["visible"], 0);
+    assert_eq!(v["failureQueue"]["inFlight"], 0);
+    assert_eq!(v["capacity"]["bound"], "UpdateCertificate");
+    assert_eq!(v["capacity"]["devicesPerSecond"], 10.0);
+    assert_eq!(v["capacity"]["recommendedReservation"], 7);
+    assert_eq!(
+        v["capacity"]["reservedConcurrency"], 2,
+        "the stage's reservation"
+    );
+    for k in [
+        "activated",
+        "alreadyActive",
+        "rejected",
+        "errors",
+        "lambdaThrottles",
+    ] {
+        assert_eq!(v["lastHour"][k], 0.0, "{k}: {v:#}");
+    }
+
+    // The last hour's figures come from CloudWatch: the activator's metrics, by function.
+    let datum = |name: &str, value: f64| {
+        MetricDatum::builder()
+            .metric_name(name)
+            .dimensions(
+                Dimension::builder()
+                    .name("FunctionName")
+                    .value(d.function())
+                    .build(),
+            )
+            .value(value)
+            .build()
+    };
+    cw.put_metric_data()
+        .namespace(jitr_contract::metrics::NAMESPACE)
+        .metric_data(datum(jitr_contract::metrics::ACTIVATED, 3.0))
+        .metric_data(datum(jitr_contract::metrics::IOT_THROTTLED, 2.0))
+        .send()
+        .await
+        .unwrap();
+    let (code, v, o) = d.json(&["status", "--stage", "e2e"]);
+    assert_eq!(code, 0, "{}", text(&o));
+    assert_eq!(v["lastHour"]["activated"], 3.0, "{v:#}");
+    assert_eq!(v["lastHour"]["iotThrottled"], 2.0, "{v:#}");
+
+    // A pending certificate older than the grace period (the deployed activator's, here 0 s).
+    d.set_env(&[(jitr_contract::sweep::ENV_GRACE_SECONDS, Some("0"))])
+        .await;
+    let iot = moto().iot().await;
+    let (cert_id, _) = testkit::jitr::register_pending(&iot, &d.ca, &unique("ops-device")).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let (code, v, o) = d.json(&["status", "--stage", "e2e"]);
+    assert_eq!(code, 5, "{}", text(&o));
+    assert_eq!(v["healthy"], false);
+    assert_eq!(v["pending"]["count"], 1, "{v:#}");
+    assert_eq!(v["pending"]["overGrace"], 1, "{v:#}");
+    assert_eq!(
+        attention(&v),
+        ["1 pending certificate is older than the 0-minute grace period"]
+    );
+    d.set_env(&[(jitr_contract::sweep::ENV_GRACE_SECONDS, None)])
+        .await;
+
+    // A message in the failure queue.
+    let record = invocation_record(
+        &d.function_arn(),
+        &registered_event(&cert_id, &d.ca_id),
+        "AwsIotError",
+        "test",
+    );
+    d.send(&record.to_string()).await;
+    let (code, v, o) = d.json(&["status", "--stage", "e2e"]);
+    assert_eq!(code, 5, "{}", text(&o));
+    assert_eq!(v["failureQueue"]["visible"], 1, "{v:#}");
+    assert_eq!(
+        attention(&v),
+        ["failure queue has 1 message: run jitr-infra redrive --stage e2e"]
+    );
+
+    // An alarm of the stack in ALARM (the stack's prefix; SetAlarmState as AWS allows).
+    let alarm = format!("{}-alarm-test-errors", d.stack);
+    cw.put_metric_alarm()
+        .alarm_name(&alarm)
+        .namespace("AWS/Lambda")
+        .metric_name("Errors")
+        .dimensions(
+            Dimension::builder()
+                .name("FunctionName")
+                .value(d.function())
+                .build(),
+        )
+        .statistic(Statistic::Sum)
+        .period(300)
+        .evaluation_periods(1)
+        .threshold(1.0)
+        .comparison_operator(ComparisonOperator::GreaterThanOrEqualToThreshold)
+        .send()
+        .await
+        .unwrap();
+    cw.set_alarm_state()
+        .alarm_name(&alarm)
+        .state_value(StateValue::Alarm)
+        .state_reason("test")
+        .send()
+        .await
+        .unwrap();
+    let (code, v, o) = d.json(&["status", "--stage", "e2e"]);
+    assert_eq!(code, 5, "{}", text(&o));
+    assert!(
+        v["alarms"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["name"] == alarm.as_str() && a["state"] == "ALARM"),
+        "{v:#}"
+    );
+    assert!(
+        attention(&v).contains(&format!("alarm {alarm} is in ALARM")),
+        "{v:#}"
+    );
+
+    // Text: one line per area, and the attention items.
+    let o = d.run(&["status", "--stage", "e2e"]);
+    assert_eq!(o.status.code(), Some(5), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    for want in [
+        "CA ",
+        "ACTIVE, auto-registration on",
+        "failure queue 1",
+        "last hour: 3 activated",
+        "alarms: ",
+        "capacity ~10.0 devices/s (bound UpdateCertificate",
+        "needs attention:",
+        &format!("alarm {alarm} is in ALARM"),
+    ] {
+        assert!(out.contains(want), "{want:?} in {}", text(&o));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stage_without_a_stack_is_an_error() {
+    let fixture = testkit::project::Project::new("jitr-ops-none");
+    let ca = TestCa::new(&unique("Ops CA"));
+    fixture.write("certs/ca.pem", &ca.pem);
+    fixture.stage(
+        "e2e",
+        &format!(
+            "stack_name: {}\nregion: {}\nca:\n  certificate: certs/ca.pem\n  mode: SNI_ONLY\n",
+            unique("never").replace('_', "-"),
+            testkit::REGION
+        ),
+    );
+    for cmd in ["status", "redrive"] {
+        let mut c = fixture.cli(env!("CARGO_BIN_EXE_jitr-infra"));
+        c.arg("--project")
+            .arg(&fixture.dir)
+            .args([cmd, "--stage", "e2e"]);
+        c.env_clear().envs(testkit::cli_env()).env("CI", "true");
+        for (k, v) in testkit::aws_env(moto().endpoint()) {
+            c.env(k, v);
+        }
+        let o = c.output().unwrap();
+        assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            err.contains("does not exist") && err.contains("jitr-infra deploy --stage e2e"),
+            "{}",
+            text(&o)
+        );
+    }
+}
+
+/// A stand-in for AWS IoT in front of moto that fails every call about one certificate with
+/// AWS's `InternalFailureException` (HTTP 500) and forwards everything else.
+fn failing_iot_for(cert_id: &str) -> HttpServer {
+    let upstream = moto().host_port().to_string();
+    let cert = cert_id.to_string();
+    HttpServer::start(Arc::new(move |req: HttpRequest| {
+        if req.path().contains(&cert) {
+            return HttpResponse::json(
+                500,
+                &json!({"message": "Internal failure (test stand-in)"}),
+            )
+            .with_header("x-amzn-ErrorType", "InternalFailureException");
+        }
+        forward(&upstream, &req).unwrap_or_else(|e| HttpResponse::new(502, e.to_string()))
+    }))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn redrive_redelivers_the_failure_queue_and_keeps_what_still_fails() {
+    let d = Deployed::new();
+    let iot = moto().iot().await;
+    let mut devices = Vec::new();
+    for _ in 0..3 {
+        let cn = unique("ops-device");
+        let (id, arn) = testkit::jitr::register_pending(&iot, &d.ca, &cn).await;
+        devices.push((cn, id, arn));
+    }
+    let (bad_id, _) = testkit::jitr::register_pending(&iot, &d.ca, &unique("ops-bad")).await;
+    for (_, id, _) in &devices {
+        let event = registered_event(id, &d.ca_id);
+        let record = invocation_record(&d.function_arn(), &event, "AwsIotError", "throttled");
+        d.send(&record.to_string()).await;
+    }
+    let event = registered_event(&bad_id, &d.ca_id);
+    let record = invocation_record(&d.function_arn(), &event, "AwsIotError", "failed");
+    d.send(&record.to_string()).await;
+    d.send("not an invocation record").await;
+
+    // The dry run lists and changes nothing: every message is visible again afterwards.
+    let (code, v, o) = d.json(&["redrive", "--stage", "e2e", "--dry-run", "--no-sweep"]);
+    assert_eq!(code, 5, "an unparsable message: {}", text(&o));
+    assert_eq!(v["received"], 5, "{v:#}");
+    assert_eq!(v["deleted"], 0);
+    assert_eq!(v["results"].as_array().unwrap().len(), 4, "{v:#}");
+    assert!(v["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|r| r["outcome"] == "would-redrive"));
+    assert_eq!(d.queue_depth().await, (5, 0));
+
+    // AWS IoT fails every call about one certificate (the activator retries, then fails).
+    let failing = failing_iot_for(&bad_id);
+    d.set_env(&[("AWS_ENDPOINT_URL_IOT", Some(&failing.url()))])
+        .await;
+    let (code, v, o) = d.json(&["redrive", "--stage", "e2e", "--no-sweep"]);
+    assert_eq!(code, 5, "{}", text(&o));
+    assert_eq!(v["received"], 5, "{v:#}");
+    assert_eq!(v["redriven"], 3, "{v:#}");
+    assert_eq!(v["deleted"], 3, "{v:#}");
+    assert_eq!(v["remaining"], 2, "{v:#}");
+    let outcomes: Vec<(&str, &str)> = v["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["certificateId"].as_str().unwrap(),
+                r["outcome"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    for (_, id, _) in &devices {
+        assert!(outcomes.contains(&(id.as_str(), "activated")), "{v:#}");
+    }
+    let failed = v["failed"].as_array().unwrap();
+    assert_eq!(failed.len(), 1, "{v:#}");
+    assert_eq!(failed[0]["certificateId"], bad_id.as_str());
+    // The activator's own error (a function error), not a failed Invoke call.
+    let error_type = failed[0]["errorType"].as_str().unwrap();
+    assert!(
+        !error_type.is_empty() && error_type != "InvokeFailed",
+        "{v:#}"
+    );
+    let skipped = v["skipped"].as_array().unwrap();
+    assert_eq!(skipped.len(), 1, "{v:#}");
+    assert!(skipped[0]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("not an invocation record"));
+    assert_eq!(v["sweep"], Value::Null);
+    for (cn, id, arn) in &devices {
+        testkit::jitr::assert_onboarded(&iot, id, cn, arn).await;
+        let policies = iot
+            .list_attached_policies()
+            .target(arn)
+            .send()
+            .await
+            .unwrap();
+        let names: Vec<&str> = policies
+            .policies()
+            .iter()
+            .filter_map(|p| p.policy_name())
+            .collect();
+        assert_eq!(names, [format!("{}-device", d.stack).as_str()]);
+    }
+    // The two kept messages are visible again at once, for the next run or the operator.
+    assert_eq!(d.queue_depth().await, (2, 0));
+    let bad = iot
+        .describe_certificate()
+        .certificate_id(&bad_id)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        bad.certificate_description()
+            .unwrap()
+            .status()
+            .map(|s| s.as_str()),
+        Some("PENDING_ACTIVATION")
+    );
+
+    // IoT answers again: the record is redriven; the unparsable message stays (exit 5).
+    d.set_env(&[("AWS_ENDPOINT_URL_IOT", None)]).await;
+    let (code, v, o) = d.json(&["redrive", "--stage", "e2e", "--no-sweep"]);
+    assert_eq!(code, 5, "{}", text(&o));
+    assert_eq!(v["deleted"], 1, "{v:#}");
+    assert_eq!(v["failed"], json!([]));
+    assert_eq!(v["remaining"], 1);
+    assert_eq!(d.queue_depth().await, (1, 0));
+    drop(failing);
+}
