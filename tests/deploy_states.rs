@@ -185,6 +185,9 @@ fn clients(m: Mocks) -> Clients {
         sts: client!(aws_sdk_sts, &m.sts),
         iot: client!(aws_sdk_iot, &m.iot),
         lambda: client!(aws_sdk_lambda, &m.lambda),
+        // Neither deploy nor destroy calls them (status and redrive do).
+        sqs: client!(aws_sdk_sqs, &Vec::<Rule>::new()),
+        cloudwatch: client!(aws_sdk_cloudwatch, &Vec::<Rule>::new()),
         region: "eu-west-1".into(),
     }
 }

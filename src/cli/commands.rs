@@ -281,7 +281,7 @@ pub fn status(args: &Args, max_pages: u32, console: &Console) -> Result<i32, Err
     let clients = rt.block_on(Clients::new(&args.target(&st.region)));
     let deployed = rt.block_on(crate::ops::deployed(&clients, &st, "report"))?;
     let s = rt.block_on(crate::ops::status::status(&clients, &deployed, max_pages))?;
-    console.result(&s, || crate::ops::status::text(&s));
+    console.result(&s, || crate::ops::status_text::text(&s));
     Ok(if s.healthy { exit::OK } else { exit::ATTENTION })
 }
 

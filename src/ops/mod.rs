@@ -4,6 +4,7 @@
 
 pub mod redrive;
 pub mod status;
+pub mod status_text;
 
 use crate::aws::Clients;
 use crate::constructs::{self, Names};

@@ -542,4 +542,32 @@ mod tests {
             assert!(e.contains(why), "{bad}: {e}");
         }
     }
+
+    #[test]
+    fn complete_means_nothing_left_and_the_sweep_finished() {
+        let run = Options {
+            dry_run: false,
+            max: None,
+            sweep: true,
+        };
+        let mut r = Redrive::default();
+        assert!(!r.complete(&run), "no sweep report yet");
+        r.sweep = Some(SweepReport {
+            complete: true,
+            ..SweepReport::default()
+        });
+        assert!(r.complete(&run));
+        r.sweep.as_mut().unwrap().complete = false;
+        assert!(!r.complete(&run), "a sweep that left a marker");
+        let no_sweep = Options {
+            sweep: false,
+            ..run
+        };
+        assert!(r.complete(&no_sweep));
+        r.skipped.push(Skipped {
+            message_id: "m".into(),
+            reason: "x".into(),
+        });
+        assert!(!r.complete(&no_sweep), "a message stays");
+    }
 }

@@ -546,127 +546,96 @@ fn needs_attention(s: &Status, stage: &str) -> Vec<String> {
     out
 }
 
-/// The text output: one line per area, then what needs attention.
-pub fn text(s: &Status) -> String {
-    let mut t = format!("stack {} ({}), stage {}\n", s.stack, s.region, s.stage);
-    t.push_str(&match &s.ca {
-        Some(CaView {
-            id,
-            status: Some(st),
-            auto_registration,
-            expires_in_days,
-            ..
-        }) => format!(
-            "CA {}: {st}, auto-registration {}, expires in {} days\n",
-            short(id),
-            if *auto_registration { "on" } else { "off" },
-            expires_in_days.map_or("?".into(), |d| d.to_string())
-        ),
-        Some(ca) => format!("CA {}: not registered\n", short(&ca.id)),
-        None => "CA: none in the stack\n".into(),
-    });
-    t.push_str(&match &s.rule {
-        Some(r) if !r.exists => format!("rule {}: missing\n", r.name),
-        Some(r) => format!(
-            "rule {}: {}\n",
-            r.name,
-            if r.enabled { "on" } else { "off" }
-        ),
-        None => "rule: none in the stack\n".into(),
-    });
-    if let Some(p) = &s.pending {
-        t.push_str(&format!(
-            "pending {}{} (oldest {}, {} over the {}-min grace)\n",
-            p.count,
-            if p.truncated {
-                "+ (listing truncated)"
-            } else {
-                ""
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn healthy() -> Status {
+        Status {
+            stage: "prod".into(),
+            stack: "acme-prod".into(),
+            region: "eu-west-1".into(),
+            healthy: true,
+            attention: Vec::new(),
+            ca: Some(CaView {
+                id: "ab".repeat(32),
+                status: Some("ACTIVE".into()),
+                auto_registration: true,
+                not_after: None,
+                expires_in_days: Some(400),
+            }),
+            rule: Some(RuleView {
+                name: "acme_prod_registered".into(),
+                exists: true,
+                enabled: true,
+            }),
+            pending: None,
+            failure_queue: None,
+            last_hour: LastHour::default(),
+            alarms: vec![AlarmView {
+                name: "acme-prod-alarm-errors".into(),
+                state: "OK".into(),
+                reason: None,
+            }],
+            capacity: CapacityView {
+                devices_per_second: 10.0,
+                bound: "UpdateCertificate".into(),
+                bound_rate: 10.0,
+                api_share: 1.0,
+                recommended_reservation: 7,
+                reserved_concurrency: Some(7),
             },
-            p.oldest_age_seconds.map_or("-".into(), age),
-            p.over_grace,
-            p.grace_seconds / 60
-        ));
-    }
-    if let Some(q) = &s.failure_queue {
-        t.push_str(&format!(
-            "failure queue {} ({} in flight)\n",
-            q.visible, q.in_flight
-        ));
-    }
-    let h = &s.last_hour;
-    t.push_str(&format!(
-        "last hour: {} activated, {} already active, {} duplicates skipped, {} rejected, {} \
-         revoked, {} ignored, {} malformed, {} failed, {} IoT throttled; Lambda {} errors, {} \
-         throttles\n",
-        h.activated,
-        h.already_active,
-        h.duplicate_skipped,
-        h.rejected,
-        h.revoked,
-        h.ignored,
-        h.malformed,
-        h.failed,
-        h.iot_throttled,
-        h.errors,
-        h.lambda_throttles
-    ));
-    t.push_str(&alarms_line(&s.alarms));
-    let c = &s.capacity;
-    t.push_str(&format!(
-        "capacity ~{:.1} devices/s (bound {} {}/s), reserved {} (formula {})\n",
-        c.devices_per_second,
-        c.bound,
-        c.bound_rate,
-        c.reserved_concurrency
-            .map_or("none".into(), |n| n.to_string()),
-        c.recommended_reservation
-    ));
-    if s.attention.is_empty() {
-        t.push_str("healthy\n");
-    } else {
-        t.push_str("needs attention:\n");
-        for a in &s.attention {
-            t.push_str(&format!("  - {a}\n"));
         }
     }
-    t
-}
 
-fn alarms_line(alarms: &[AlarmView]) -> String {
-    if alarms.is_empty() {
-        return "alarms: none\n".into();
+    #[test]
+    fn each_condition_of_the_list_is_one_sentence() {
+        assert_eq!(needs_attention(&healthy(), "prod"), Vec::<String>::new());
+        let mut s = healthy();
+        let ca = s.ca.as_mut().unwrap();
+        ca.status = Some("INACTIVE".into());
+        ca.auto_registration = false;
+        ca.expires_in_days = Some(29);
+        s.rule.as_mut().unwrap().enabled = false;
+        s.alarms[0].state = "ALARM".into();
+        let id = "ab".repeat(32);
+        assert_eq!(
+            needs_attention(&s, "prod"),
+            [
+                format!("CA {id} is INACTIVE: devices it signed cannot register"),
+                format!("auto-registration is off for CA {id}"),
+                format!("CA {id} expires in 29 days"),
+                "topic rule acme_prod_registered is disabled: no device is activated on its event"
+                    .to_string(),
+                "alarm acme-prod-alarm-errors is in ALARM".to_string(),
+            ]
+        );
+        s.ca.as_mut().unwrap().expires_in_days = Some(-1);
+        s.rule.as_mut().unwrap().exists = false;
+        let items = needs_attention(&s, "prod");
+        assert!(items.contains(&format!("CA {id} has expired")), "{items:?}");
+        assert!(items.contains(&"topic rule acme_prod_registered does not exist".to_string()));
+        // 30 days or more is not yet a concern.
+        let mut s = healthy();
+        s.ca.as_mut().unwrap().expires_in_days = Some(EXPIRY_WARNING_DAYS);
+        assert!(needs_attention(&s, "prod").is_empty());
     }
-    let mut by_state: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-    for a in alarms {
-        by_state
-            .entry(a.state.as_str())
-            .or_default()
-            .push(a.name.as_str());
-    }
-    let parts: Vec<String> = by_state
-        .iter()
-        .map(|(state, names)| match *state {
-            "OK" => format!("{} OK", names.len()),
-            _ => format!("{} {state} ({})", names.len(), names.join(", ")),
-        })
-        .collect();
-    format!("alarms: {}\n", parts.join(", "))
-}
 
-fn short(id: &str) -> String {
-    if id.len() > 12 {
-        format!("{}…", &id[..12])
-    } else {
-        id.to_string()
-    }
-}
-
-fn age(seconds: u64) -> String {
-    match seconds {
-        s if s < 120 => format!("{s} s"),
-        s if s < 2 * 3600 => format!("{} min", s / 60),
-        s if s < 2 * 86_400 => format!("{} h", s / 3600),
-        s => format!("{} days", s / 86_400),
+    #[test]
+    fn the_text_has_one_line_per_area() {
+        let text = crate::ops::status_text::text(&healthy());
+        assert!(
+            text.starts_with("stack acme-prod (eu-west-1), stage prod\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("CA abababababab…: ACTIVE, auto-registration on, expires in 400 days\n")
+        );
+        assert!(text.contains("rule acme_prod_registered: on\n"));
+        assert!(text.contains("alarms: 1 OK\n"));
+        assert!(text.contains(
+            "capacity ~10.0 devices/s (bound UpdateCertificate 10/s), reserved 7 (formula 7)\n"
+        ));
+        assert!(text.ends_with("healthy\n"), "{text}");
     }
 }
