@@ -435,8 +435,30 @@ def run_checks(endpoint: str, activator_zip: str, provider_zip: str) -> None:
     print("8. CloudFormation alarms, a Number parameter in a function's environment")
     check_alarms(cfn, client("cloudwatch"))
     check_environment_strings(cfn, lam)
-    print("9. CloudWatch over Smithy RPC v2 CBOR")
+    print("9. CloudWatch over Smithy RPC v2 CBOR; metrics from EMF log events")
     check_cloudwatch_cbor(endpoint, client("cloudwatch"))
+    check_emf(logs, client("cloudwatch"))
+
+
+def check_emf(logs, cloudwatch) -> None:
+    """An EMF log event becomes a metric datum per dimension set; other events do not."""
+    covers("emf_metrics")
+    logs.create_log_group(logGroupName="emf-selfcheck")
+    logs.create_log_stream(logGroupName="emf-selfcheck", logStreamName="s")
+    now = datetime.datetime.now(datetime.timezone.utc)
+    emf = {"_aws": {"Timestamp": int(now.timestamp() * 1000), "CloudWatchMetrics": [
+        {"Namespace": "EmfSelfcheck", "Dimensions": [["FunctionName"]], "Metrics": [{"Name": "Hits", "Unit": "Count"}]}]},
+        "FunctionName": "f", "Hits": 2}
+    logs.put_log_events(logGroupName="emf-selfcheck", logStreamName="s", logEvents=[
+        {"timestamp": int(now.timestamp() * 1000), "message": json.dumps(emf)},
+        {"timestamp": int(now.timestamp() * 1000), "message": json.dumps({"Hits": 5, "FunctionName": "f"})},
+    ])
+    result = cloudwatch.get_metric_data(
+        MetricDataQueries=[{"Id": "m0", "MetricStat": {"Metric": {"Namespace": "EmfSelfcheck", "MetricName": "Hits",
+                            "Dimensions": [{"Name": "FunctionName", "Value": "f"}]}, "Period": 60, "Stat": "Sum"}}],
+        StartTime=now - datetime.timedelta(minutes=5), EndTime=now + datetime.timedelta(minutes=1),
+    )["MetricDataResults"][0]
+    check("EMF: the document's value is a metric datum, a plain JSON line is not", sum(result["Values"]) == 2.0, result)
 
 
 def check_cloudwatch_cbor(endpoint: str, cloudwatch) -> None:

@@ -274,6 +274,20 @@ async fn status_is_healthy_then_names_each_thing_that_needs_attention() {
     assert_eq!(v["lastHour"]["activated"], 3.0, "{v:#}");
     assert_eq!(v["lastHour"]["iotThrottled"], 2.0, "{v:#}");
 
+    // And from the activator itself: its EMF log line (a malformed event is counted) reaches
+    // CloudWatch through the function's log, as on Lambda (tests/moto_jitr/emf_metrics.py).
+    let invoked = aws_sdk_lambda::Client::new(&d.conf)
+        .invoke()
+        .function_name(d.function())
+        .payload(aws_smithy_types::Blob::new(r#"{"not":"an event"}"#))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(invoked.function_error(), None);
+    let (code, v, o) = d.json(&["status", "--stage", "e2e"]);
+    assert_eq!(code, 0, "{}", text(&o));
+    assert_eq!(v["lastHour"]["malformed"], 1.0, "{v:#}");
+
     // A pending certificate older than the grace period (the deployed activator's, here 0 s).
     d.set_env(&[(jitr_contract::sweep::ENV_GRACE_SECONDS, Some("0"))])
         .await;

@@ -161,7 +161,7 @@ pub async fn status(clients: &Clients, d: &Deployed, max_pages: u32) -> Result<S
         rule,
         pending,
         failure_queue,
-        last_hour: last_hour(clients, &d.activator_function, now).await?,
+        last_hour: last_hour(clients, &d.activator_function).await?,
         alarms: alarms(clients, d).await?,
         capacity: capacity(d, &mut attention),
     };
@@ -333,7 +333,11 @@ const LAST_HOUR_METRICS: [(&str, &str, &str); 11] = [
 ];
 
 /// GetMetricData: each metric's sum over the last hour, dimension FunctionName.
-async fn last_hour(clients: &Clients, function: &str, now: i64) -> Result<LastHour, Error> {
+async fn last_hour(clients: &Clients, function: &str) -> Result<LastHour, Error> {
+    // Whole minutes, as CloudWatch rounds a window, the end rounded up so that the data of
+    // the current minute (this very second's included) count.
+    let end = (jitr_lambda_common::pki::unix_now() / 60 + 1) * 60;
+    let start = end - METRICS_WINDOW_SECONDS;
     let queries: Vec<MetricDataQuery> = LAST_HOUR_METRICS
         .iter()
         .map(|(id, namespace, name)| {
@@ -366,8 +370,8 @@ async fn last_hour(clients: &Clients, function: &str, now: i64) -> Result<LastHo
             .cloudwatch
             .get_metric_data()
             .set_metric_data_queries(Some(queries.clone()))
-            .start_time(DateTime::from_secs(now - METRICS_WINDOW_SECONDS))
-            .end_time(DateTime::from_secs(now))
+            .start_time(DateTime::from_secs(start))
+            .end_time(DateTime::from_secs(end))
             .set_next_token(token.take())
             .send()
             .await
