@@ -1,10 +1,11 @@
 """CloudWatch answers the Smithy RPC v2 CBOR protocol, as AWS does.
 
-AWS CloudWatch accepts the `rpc-v2-cbor` protocol next to the query protocol (Smithy
-specification, "RPC v2 CBOR protocol": `POST /service/{service}/operation/{operation}` with the
-header `smithy-protocol: rpc-v2-cbor`, a CBOR body, answers in CBOR, errors as a CBOR map with
-`__type` and `message`; CloudWatch's service model lists it, and the current AWS SDKs, ours
-included (aws-sdk-cloudwatch), send nothing else). moto 5.2 speaks only the query protocol to
+AWS CloudWatch accepts Smithy RPC v2 CBOR and AWS JSON 1.0 next to the query protocol, and the
+AWS SDKs now use the most performant one (Amazon CloudWatch User Guide, "FAQs on CloudWatch
+supported protocols"); the Rust SDK (aws-sdk-cloudwatch) sends RPC v2 CBOR only. The protocol
+(Smithy specification, "Smithy RPC v2 CBOR protocol"): `POST /service/{service}/operation/
+{operation}` with the header `smithy-protocol: rpc-v2-cbor` and a CBOR body, answered in CBOR,
+errors as a CBOR map with `__type` and `message`. moto 5.2 speaks only the query protocol to
 CloudWatch, and routes nothing at that path.
 
 Here, a request at that path is decoded from CBOR, serialized to the query protocol with
