@@ -283,6 +283,30 @@ mod tests {
         assert!(matches!(&init.action, Action::Init { dir, name: Some(n) }
             if dir == Path::new("new") && n == "acme"));
         assert!(Args::resolve(cli(&["list", "--project", "/nonexistent"])).is_err());
+
+        let status = Args::resolve(cli(&["status", "-s", "prod", "--project", &r])).unwrap();
+        assert_eq!(status.stage, "prod");
+        assert!(matches!(status.action, Action::Status { max_pages: 4 }));
+        let redrive = Args::resolve(cli(&[
+            "redrive",
+            "--dry-run",
+            "--max",
+            "5",
+            "--no-sweep",
+            "--project",
+            &r,
+        ]))
+        .unwrap();
+        assert!(matches!(
+            redrive.action,
+            Action::Redrive(crate::ops::redrive::Options {
+                dry_run: true,
+                max: Some(5),
+                sweep: false
+            })
+        ));
+        assert!(Cli::try_parse_from(["jitr-infra", "redrive", "--max", "0"]).is_err());
+        assert!(Cli::try_parse_from(["jitr-infra", "status", "--max-pages", "0"]).is_err());
     }
 
     #[test]
