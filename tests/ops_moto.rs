@@ -1,9 +1,7 @@
 //! `status` and `redrive` end to end: the real `jitr-infra` binary against moto (with
 //! `tests/moto_server.py` running the real activator `bootstrap` for Lambda invocations).
 
-use aws_sdk_cloudwatch::types::{
-    ComparisonOperator, Dimension, MetricDatum, StateValue, Statistic,
-};
+use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StateValue};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -229,7 +227,7 @@ async fn status_is_healthy_then_names_each_thing_that_needs_attention() {
     assert_eq!(v["rule"]["enabled"], true);
     assert_eq!(v["pending"]["count"], 0);
     assert_eq!(v["pending"]["truncated"], false);
-    assert_eq!(v["pending"]["graceSeconds"], 900, "the activator's default");
+    assert_eq!(v["pending"]["graceSeconds"], 900, "the stage's default grace, as deployed");
     assert_eq!(v["failureQueue"]["visible"], 0);
     assert_eq!(v["failureQueue"]["inFlight"], 0);
     assert_eq!(v["capacity"]["bound"], "UpdateCertificate");
@@ -238,6 +236,15 @@ async fn status_is_healthy_then_names_each_thing_that_needs_attention() {
     assert_eq!(
         v["capacity"]["reservedConcurrency"], 2,
         "the stage's reservation"
+    );
+    let alarms = v["alarms"].as_array().unwrap();
+    assert_eq!(alarms.len(), 6, "the stack's alarms: {v:#}");
+    let prefix = format!("{}-alarm-", d.stack);
+    assert!(
+        alarms
+            .iter()
+            .all(|a| a["name"].as_str().unwrap().starts_with(&prefix) && a["state"] != "ALARM"),
+        "{v:#}"
     );
     for k in [
         "activated",
@@ -322,26 +329,8 @@ async fn status_is_healthy_then_names_each_thing_that_needs_attention() {
         ["failure queue has 1 message: run jitr-infra redrive --stage e2e"]
     );
 
-    // An alarm of the stack in ALARM (the stack's prefix; SetAlarmState as AWS allows).
-    let alarm = format!("{}-alarm-test-errors", d.stack);
-    cw.put_metric_alarm()
-        .alarm_name(&alarm)
-        .namespace("AWS/Lambda")
-        .metric_name("Errors")
-        .dimensions(
-            Dimension::builder()
-                .name("FunctionName")
-                .value(d.function())
-                .build(),
-        )
-        .statistic(Statistic::Sum)
-        .period(300)
-        .evaluation_periods(1)
-        .threshold(1.0)
-        .comparison_operator(ComparisonOperator::GreaterThanOrEqualToThreshold)
-        .send()
-        .await
-        .unwrap();
+    // An alarm of the stack in ALARM (SetAlarmState, as AWS allows for testing an alarm).
+    let alarm = format!("{}-alarm-activator-errors", d.stack);
     cw.set_alarm_state()
         .alarm_name(&alarm)
         .state_value(StateValue::Alarm)
