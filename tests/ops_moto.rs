@@ -227,7 +227,10 @@ async fn status_is_healthy_then_names_each_thing_that_needs_attention() {
     assert_eq!(v["rule"]["enabled"], true);
     assert_eq!(v["pending"]["count"], 0);
     assert_eq!(v["pending"]["truncated"], false);
-    assert_eq!(v["pending"]["graceSeconds"], 900, "the stage's default grace, as deployed");
+    assert_eq!(
+        v["pending"]["graceSeconds"], 900,
+        "the stage's default grace, as deployed"
+    );
     assert_eq!(v["failureQueue"]["visible"], 0);
     assert_eq!(v["failureQueue"]["inFlight"], 0);
     assert_eq!(v["capacity"]["bound"], "UpdateCertificate");
