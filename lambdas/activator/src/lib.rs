@@ -8,10 +8,13 @@
 //!
 //! The event is re-published every time a pending device reconnects, and Lambda retries
 //! asynchronous invocations, so every step is idempotent: "already exists" and "already
-//! attached" are success, and an ACTIVE certificate is left alone. Transient and throttling
-//! errors are retried by the SDK (see `jitr_lambda_common::aws_config`); a failure that
-//! survives the retries is returned as an error, so Lambda's retry and the on-failure
-//! destination see it.
+//! attached" are success, and an ACTIVE certificate is left alone; a duplicate this container
+//! settled lately is answered from its memory ([`recent`]) without any call. Every AWS IoT
+//! call is paced and retried by the [`limiter`] within the invocation's time (the SDK's own
+//! retries are off); a failure that outlives it is returned as an error, so Lambda's retry and
+//! the on-failure destination see it, and the [`sweep`] activates whatever is still pending.
+//!
+//! The same function serves the sweep: a [`SweepRequest`] payload runs [`sweep`] instead.
 
 use aws_sdk_iot::types::CertificateStatus;
 use jitr_contract::activator::{is_thing_name, ENV_SUBJECT_PATTERN};
@@ -19,23 +22,37 @@ use jitr_contract::activator::{
     ActivationReport, ActivatorConfig, Outcome, ReasonCode, RejectAction, ThingNameSource,
 };
 use jitr_contract::event::{RegisteredEvent, PENDING_ACTIVATION};
+use jitr_contract::metrics as m;
+use jitr_contract::rates::{IotApi, RateConfig};
+use jitr_contract::sweep::{SweepConfig, SweepRequest};
 use jitr_lambda_common::describe_sdk_error;
 use jitr_lambda_common::pki::{unix_now, Certificate, NotIssuedBy};
+use limiter::{CallError, Clock, Deadline, Limiter, TokioClock};
+use metrics::Tally;
 use std::fmt;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 use tokio::sync::OnceCell;
 
+pub mod limiter;
 pub mod metrics;
+pub mod recent;
+pub mod sweep;
 
 /// An invocation that failed and should be retried or land in the on-failure destination.
 #[derive(Debug, Clone)]
 pub enum ActivatorError {
     /// The function's environment is wrong; every invocation fails until it is fixed.
     Config(String),
-    /// An AWS IoT call failed after the SDK's retries.
+    /// An AWS call failed for good, or kept failing for transient reasons until the
+    /// invocation's time ran out.
     Aws { step: &'static str, message: String },
+    /// AWS IoT kept throttling a call until the invocation's time ran out.
+    IotThrottled { step: &'static str, message: String },
     /// Our own CA could not be read back from AWS IoT.
     CaCertificate(String),
+    /// The sweep's marker parameter could not be read.
+    Marker(String),
     /// The certificate's signature cannot be checked here (an algorithm or key this
     /// activator does not support): whether it is ours is unknown, so it is neither
     /// activated nor ignored but failed, for Lambda's retries and then the failure queue.
@@ -47,7 +64,12 @@ impl fmt::Display for ActivatorError {
         match self {
             ActivatorError::Config(m) => write!(f, "activator misconfigured: {m}"),
             ActivatorError::Aws { step, message } => write!(f, "{step} failed: {message}"),
+            ActivatorError::IotThrottled { step, message } => write!(
+                f,
+                "{step} throttled until the invocation's time ran out: {message}"
+            ),
             ActivatorError::CaCertificate(m) => write!(f, "cannot read our CA certificate: {m}"),
+            ActivatorError::Marker(m) => write!(f, "cannot read the sweep's marker: {m}"),
             ActivatorError::UnsupportedSignature(m) => f.write_str(m),
         }
     }
@@ -61,7 +83,9 @@ impl ActivatorError {
         match self {
             ActivatorError::Config(_) => "ActivatorConfigError",
             ActivatorError::Aws { .. } => "AwsIotError",
+            ActivatorError::IotThrottled { .. } => "IotThrottled",
             ActivatorError::CaCertificate(_) => "CaCertificateError",
+            ActivatorError::Marker(_) => "SweepMarkerError",
             ActivatorError::UnsupportedSignature(_) => "UnsupportedSignatureAlgorithm",
         }
     }
@@ -84,10 +108,25 @@ pub struct Activator {
     /// Our CA certificate, read once from AWS IoT on first use.
     ca: OnceCell<Certificate>,
     metrics: Arc<metrics::Emf>,
+    limiter: Limiter,
+    recent: recent::Recent,
+    sweep: Option<sweep::Sweeper>,
 }
 
+/// One invocation: its deadline and what it did (written as EMF when it ends).
+pub struct Invocation<'a> {
+    pub deadline: Deadline,
+    pub tally: &'a Tally,
+    pub started: Instant,
+}
+
+/// The time [`Activator::handle`] gives an invocation (outside Lambda, which sets its own).
+pub const LOCAL_TIMEOUT: Duration = Duration::from_secs(60);
+
 impl Activator {
-    /// Validates `config` (including compiling the subject pattern). Metrics go to stdout.
+    /// Validates `config` (including compiling the subject pattern). Metrics go to stdout;
+    /// AWS IoT calls are paced at the account's default rates for a single container
+    /// (see [`Activator::with_rates`]).
     pub fn new(iot: aws_sdk_iot::Client, config: ActivatorConfig) -> Result<Self, ActivatorError> {
         let subject_pattern = match &config.subject_pattern {
             None => None,
@@ -102,6 +141,9 @@ impl Activator {
             subject_pattern,
             ca: OnceCell::new(),
             metrics: Arc::new(metrics::Emf::stdout()),
+            limiter: Limiter::new(&RateConfig::default(), Arc::new(TokioClock)),
+            recent: recent::Recent::default(),
+            sweep: None,
         })
     }
 
@@ -111,19 +153,111 @@ impl Activator {
         self
     }
 
+    /// Paces AWS IoT calls at `rates` (the stage's rates, share and reserved concurrency).
+    pub fn with_rates(mut self, rates: &RateConfig) -> Self {
+        self.limiter = Limiter::new(rates, Arc::new(TokioClock));
+        self
+    }
+
+    /// Serves sweep requests too, keeping the marker with `ssm`.
+    pub fn with_sweep(mut self, ssm: aws_sdk_ssm::Client, config: SweepConfig) -> Self {
+        self.sweep = Some(sweep::Sweeper::new(ssm, config));
+        self
+    }
+
     pub fn config(&self) -> &ActivatorConfig {
         &self.config
     }
 
-    /// Handles one invocation payload.
+    /// The container's AWS IoT pacing.
+    pub fn limiter(&self) -> &Limiter {
+        &self.limiter
+    }
+
+    fn clock(&self) -> &dyn Clock {
+        self.limiter.clock()
+    }
+
+    /// Handles one Lambda invocation, due at `deadline_ms` (milliseconds since the epoch,
+    /// Lambda's deadline): a sweep request runs the sweep and answers its report; anything
+    /// else is a registered event (see [`Activator::handle_until`]). Writes the invocation's
+    /// metrics.
+    pub async fn invoke(
+        &self,
+        payload: serde_json::Value,
+        deadline_ms: u64,
+    ) -> Result<serde_json::Value, ActivatorError> {
+        let deadline = Deadline::from_epoch_ms(deadline_ms, self.clock());
+        if SweepRequest::is_sweep(&payload) {
+            let report = self.sweep(deadline).await?;
+            Ok(serde_json::to_value(report).expect("a report serializes"))
+        } else {
+            let report = self.handle_until(payload, deadline).await?;
+            Ok(serde_json::to_value(report).expect("a report serializes"))
+        }
+    }
+
+    /// Runs a sweep (see [`sweep`]) that must end by `deadline`; writes its metrics.
+    pub async fn sweep(
+        &self,
+        deadline: Deadline,
+    ) -> Result<jitr_contract::sweep::SweepReport, ActivatorError> {
+        let sweeper = self.sweep.as_ref().ok_or_else(|| {
+            ActivatorError::Config("this activator was built without the sweep".into())
+        })?;
+        let tally = Tally::with(&sweep::SWEEP_COUNTS);
+        let inv = Invocation {
+            deadline,
+            tally: &tally,
+            started: self.clock().now(),
+        };
+        let result = sweeper.run(self, &inv).await;
+        if result.is_err() {
+            tally.count(m::FAILED);
+        }
+        self.metrics.emit(&tally);
+        result
+    }
+
+    /// Handles one registered event with [`LOCAL_TIMEOUT`] to do it.
+    pub async fn handle(
+        &self,
+        payload: serde_json::Value,
+    ) -> Result<ActivationReport, ActivatorError> {
+        let deadline = Deadline::after(LOCAL_TIMEOUT, self.clock());
+        self.handle_until(payload, deadline).await
+    }
+
+    /// Handles one registered event, due by `deadline`, and writes its metrics.
     ///
     /// A payload that is not a registered-certificate event is answered with
     /// [`Outcome::Malformed`], not an error: Lambda retries failed asynchronous invocations,
     /// and the same bytes would fail the same way each time, then fill the failure queue.
     /// It is logged at ERROR and counted in the `MalformedEvents` metric instead. AWS errors
     /// and signatures that cannot be checked stay errors, which Lambda retries.
-    pub async fn handle(
+    pub async fn handle_until(
         &self,
+        payload: serde_json::Value,
+        deadline: Deadline,
+    ) -> Result<ActivationReport, ActivatorError> {
+        let tally = Tally::with(&metrics::EVENT_COUNTS);
+        let inv = Invocation {
+            deadline,
+            tally: &tally,
+            started: self.clock().now(),
+        };
+        let result = self.handle_event(&inv, payload).await;
+        match &result {
+            Ok(report) => log(report),
+            Err(_) => tally.count(m::FAILED),
+        }
+        self.metrics.emit(&tally);
+        result
+    }
+
+    async fn handle_event(
+        &self,
+        inv: &Invocation<'_>,
         payload: serde_json::Value,
     ) -> Result<ActivationReport, ActivatorError> {
         // For the report and the log only: whatever the payload calls its certificate id.
@@ -132,19 +266,54 @@ impl Activator {
             .and_then(serde_json::Value::as_str)
             .map(|id| id.chars().take(128).collect())
             .unwrap_or_default();
-        let report = match RegisteredEvent::from_value(payload) {
-            Ok(event) => self.activate(&event).await?,
+        let event = match RegisteredEvent::from_value(payload) {
+            Ok(event) => event,
             Err(e) => {
-                self.metrics.count(metrics::MALFORMED_EVENTS);
-                ActivationReport::new(claimed_id, Outcome::Malformed)
-                    .because(ReasonCode::MalformedEvent, e.to_string())
+                inv.tally.count(m::MALFORMED_EVENTS);
+                return Ok(ActivationReport::new(claimed_id, Outcome::Malformed)
+                    .because(ReasonCode::MalformedEvent, e.to_string()));
             }
         };
-        log(&report);
+        if let Some(known) = self
+            .recent
+            .recall(&event.certificate_id, self.clock().now())
+        {
+            inv.tally.count(m::DUPLICATE_SKIPPED);
+            return Ok(known);
+        }
+        let report = self.activate(inv, &event).await?;
+        count_outcome(inv.tally, &report);
+        if report.outcome == Outcome::Activated {
+            inv.tally
+                .activation_latency(self.clock().now().saturating_duration_since(inv.started));
+        }
+        self.recent.remember(&report, self.clock().now());
         Ok(report)
     }
 
-    async fn activate(&self, event: &RegisteredEvent) -> Result<ActivationReport, ActivatorError> {
+    /// Sends one AWS IoT call through the limiter: paced, retried within the invocation.
+    async fn iot_call<T, E, Fut>(
+        &self,
+        inv: &Invocation<'_>,
+        op: IotApi,
+        send: impl FnMut() -> Fut,
+    ) -> Result<T, CallError<SdkError<E>>>
+    where
+        E: aws_sdk_iot::error::ProvideErrorMetadata,
+        Fut: std::future::Future<Output = Result<T, SdkError<E>>>,
+    {
+        self.limiter
+            .call(op, inv.deadline, inv.tally, limiter::sdk_verdict, send)
+            .await
+    }
+
+    /// The whole decision for one certificate, from the registry: the same path for an
+    /// event and for the sweep (which passes a certificate it listed under our CA).
+    pub async fn activate(
+        &self,
+        inv: &Invocation<'_>,
+        event: &RegisteredEvent,
+    ) -> Result<ActivationReport, ActivatorError> {
         let id = event.certificate_id.as_str();
         let ignored = |code, reason: String| {
             Ok(ActivationReport::new(id, Outcome::Ignored).because(code, reason))
@@ -162,12 +331,16 @@ impl Activator {
         // The event is a hint; the registry is the truth. Our CA certificate (for the
         // signature check) is read at the same time on a cold start.
         let (described, ca) = tokio::join!(
-            self.iot.describe_certificate().certificate_id(id).send(),
-            self.our_ca()
+            self.iot_call(inv, IotApi::DescribeCertificate, || self
+                .iot
+                .describe_certificate()
+                .certificate_id(id)
+                .send()),
+            self.our_ca(inv)
         );
         let described = match described {
             Ok(out) => out,
-            Err(e)
+            Err(CallError::Final(e))
                 if e.as_service_error()
                     .is_some_and(|s| s.is_resource_not_found_exception()) =>
             {
@@ -176,7 +349,7 @@ impl Activator {
                     "certificate no longer exists".into(),
                 )
             }
-            Err(e) => return Err(aws("DescribeCertificate", &e)),
+            Err(e) => return Err(aws("DescribeCertificate", e)),
         };
         let desc = described
             .certificate_description
@@ -205,9 +378,9 @@ impl Activator {
         }
         // Ours: now the stage's acceptance checks.
         if let Err((code, reason)) = self.acceptance_checks(&cert) {
-            return self.reject(id, code, reason).await;
+            return self.reject(inv, id, code, reason).await;
         }
-        self.provision(id, arn, &cert).await
+        self.provision(inv, id, arn, &cert).await
     }
 
     /// The registry's word, before any signature check: another CA's certificate, one that
@@ -248,6 +421,7 @@ impl Activator {
     /// Thing, policy, then activation: the certificate is ours and passed the checks.
     async fn provision(
         &self,
+        inv: &Invocation<'_>,
         id: &str,
         arn: &str,
         cert: &Certificate,
@@ -256,45 +430,54 @@ impl Activator {
         // The Thing and the policy are independent: do them at the same time.
         let thing = async {
             if self.config.create_thing {
-                self.ensure_thing(&thing_name, arn).await
+                self.ensure_thing(inv, &thing_name, arn).await
             } else {
                 Ok(())
             }
         };
         let policy = async {
-            self.iot
-                .attach_policy()
-                .policy_name(&self.config.device_policy_name)
-                .target(arn)
-                .send()
-                .await
-                .map(|_| ())
-                .map_err(|e| aws("AttachPolicy", &e))
+            self.iot_call(inv, IotApi::AttachPolicy, || {
+                self.iot
+                    .attach_policy()
+                    .policy_name(&self.config.device_policy_name)
+                    .target(arn)
+                    .send()
+            })
+            .await
+            .map(|_| ())
+            .map_err(|e| aws("AttachPolicy", e))
         };
         tokio::try_join!(thing, policy)?;
         // Last: only now can the device connect, and it has everything it needs.
-        self.iot
-            .update_certificate()
-            .certificate_id(id)
-            .new_status(CertificateStatus::Active)
-            .send()
-            .await
-            .map_err(|e| aws("UpdateCertificate(ACTIVE)", &e))?;
+        self.iot_call(inv, IotApi::UpdateCertificate, || {
+            self.iot
+                .update_certificate()
+                .certificate_id(id)
+                .new_status(CertificateStatus::Active)
+                .send()
+        })
+        .await
+        .map_err(|e| aws("UpdateCertificate(ACTIVE)", e))?;
         let mut report = ActivationReport::new(id, Outcome::Activated);
         report.thing_name = self.config.create_thing.then_some(thing_name);
         Ok(report)
     }
 
-    async fn our_ca(&self) -> Result<&Certificate, ActivatorError> {
+    async fn our_ca(&self, inv: &Invocation<'_>) -> Result<&Certificate, ActivatorError> {
         self.ca
             .get_or_try_init(|| async {
                 let out = self
-                    .iot
-                    .describe_ca_certificate()
-                    .certificate_id(&self.config.ca_certificate_id)
-                    .send()
+                    .iot_call(inv, IotApi::DescribeCACertificate, || {
+                        self.iot
+                            .describe_ca_certificate()
+                            .certificate_id(&self.config.ca_certificate_id)
+                            .send()
+                    })
                     .await
-                    .map_err(|e| ActivatorError::CaCertificate(describe_sdk_error(&e)))?;
+                    .map_err(|e| match aws("DescribeCACertificate", e) {
+                        throttled @ ActivatorError::IotThrottled { .. } => throttled,
+                        other => ActivatorError::CaCertificate(other.to_string()),
+                    })?;
                 let pem = out
                     .certificate_description()
                     .and_then(|d| d.certificate_pem())
@@ -332,6 +515,7 @@ impl Activator {
 
     async fn reject(
         &self,
+        inv: &Invocation<'_>,
         id: &str,
         code: ReasonCode,
         reason: String,
@@ -339,13 +523,15 @@ impl Activator {
         let outcome = match self.config.reject_action {
             RejectAction::LeavePending => Outcome::Rejected,
             RejectAction::Revoke => {
-                self.iot
-                    .update_certificate()
-                    .certificate_id(id)
-                    .new_status(CertificateStatus::Revoked)
-                    .send()
-                    .await
-                    .map_err(|e| aws("UpdateCertificate(REVOKED)", &e))?;
+                self.iot_call(inv, IotApi::UpdateCertificate, || {
+                    self.iot
+                        .update_certificate()
+                        .certificate_id(id)
+                        .new_status(CertificateStatus::Revoked)
+                        .send()
+                })
+                .await
+                .map_err(|e| aws("UpdateCertificate(REVOKED)", e))?;
                 Outcome::Revoked
             }
         };
@@ -365,46 +551,83 @@ impl Activator {
 
     async fn ensure_thing(
         &self,
+        inv: &Invocation<'_>,
         thing_name: &str,
         certificate_arn: &str,
     ) -> Result<(), ActivatorError> {
-        match self.iot.create_thing().thing_name(thing_name).send().await {
+        let created = self
+            .iot_call(inv, IotApi::CreateThing, || {
+                self.iot.create_thing().thing_name(thing_name).send()
+            })
+            .await;
+        match created {
             Ok(_) => {}
-            Err(e)
+            Err(CallError::Final(e))
                 if e.as_service_error()
                     .is_some_and(|s| s.is_resource_already_exists_exception()) => {}
-            Err(e) => return Err(aws("CreateThing", &e)),
+            Err(e) => return Err(aws("CreateThing", e)),
         }
         // Attaching an attached principal is a no-op in AWS IoT.
-        self.iot
-            .attach_thing_principal()
-            .thing_name(thing_name)
-            .principal(certificate_arn)
-            .send()
-            .await
-            .map_err(|e| aws("AttachThingPrincipal", &e))?;
-        if let Some(group) = &self.config.thing_group {
+        self.iot_call(inv, IotApi::AttachThingPrincipal, || {
             self.iot
-                .add_thing_to_thing_group()
-                .thing_group_name(group)
+                .attach_thing_principal()
                 .thing_name(thing_name)
+                .principal(certificate_arn)
                 .send()
-                .await
-                .map_err(|e| aws("AddThingToThingGroup", &e))?;
+        })
+        .await
+        .map_err(|e| aws("AttachThingPrincipal", e))?;
+        if let Some(group) = &self.config.thing_group {
+            self.iot_call(inv, IotApi::AddThingToThingGroup, || {
+                self.iot
+                    .add_thing_to_thing_group()
+                    .thing_group_name(group)
+                    .thing_name(thing_name)
+                    .send()
+            })
+            .await
+            .map_err(|e| aws("AddThingToThingGroup", e))?;
         }
         Ok(())
     }
 }
 
-fn aws<E, R>(step: &'static str, err: &aws_sdk_iot::error::SdkError<E, R>) -> ActivatorError
+type SdkError<E> = aws_sdk_iot::error::SdkError<E, aws_sdk_iot::config::http::HttpResponse>;
+
+/// The invocation's error for a call that did not succeed: [`ActivatorError::IotThrottled`]
+/// when it was still throttled when time ran out, else the AWS error.
+pub fn aws<E>(step: &'static str, err: CallError<SdkError<E>>) -> ActivatorError
 where
     E: aws_sdk_iot::error::ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
 {
-    ActivatorError::Aws {
-        step,
-        message: describe_sdk_error(err),
+    let out_of_time = "no time left in the invocation for another attempt";
+    match err {
+        CallError::Final(e) => ActivatorError::Aws {
+            step,
+            message: describe_sdk_error(&e),
+        },
+        CallError::OutOfTime { last, throttled } => {
+            let message = last.map_or(out_of_time.into(), |e| describe_sdk_error(&e));
+            if throttled {
+                ActivatorError::IotThrottled { step, message }
+            } else {
+                ActivatorError::Aws { step, message }
+            }
+        }
     }
+}
+
+/// Counts a decided report's outcome.
+pub fn count_outcome(tally: &Tally, report: &ActivationReport) {
+    let metric = match report.outcome {
+        Outcome::Activated => m::ACTIVATED,
+        Outcome::AlreadyActive => m::ALREADY_ACTIVE,
+        Outcome::Rejected => m::REJECTED,
+        Outcome::Revoked => m::REVOKED,
+        Outcome::Ignored => m::IGNORED,
+        Outcome::Malformed => m::MALFORMED_EVENTS,
+    };
+    tally.count(metric);
 }
 
 /// `None` when our CA issued `cert`; else the report that says why it is not ours, or the
@@ -452,6 +675,7 @@ fn log(report: &ActivationReport) {
             certificate_id = %report.certificate_id,
             outcome = ?report.outcome,
             thing = report.thing_name.as_deref().unwrap_or(""),
+            from_memory = report.from_memory,
             "certificate handled"
         ),
         Outcome::Malformed => tracing::error!(
