@@ -25,7 +25,8 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-/// Left before the deadline when the limiter gives up: time to answer and log.
+/// Left before the deadline when the limiter gives up: time to answer and log (at most a
+/// quarter of the invocation's time).
 pub const DEADLINE_MARGIN: Duration = Duration::from_secs(2);
 /// First backoff step, doubled on each retry, drawn with full jitter.
 pub const BACKOFF_BASE: Duration = Duration::from_millis(100);
@@ -56,9 +57,14 @@ impl Clock for TokioClock {
     }
 }
 
-/// When the invocation must have answered.
+/// When the invocation must have answered, and the last moment a wait may end: the deadline
+/// less [`DEADLINE_MARGIN`], or less a quarter of the invocation's time when that is shorter
+/// (a function with a timeout of a second or two must still be able to call).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Deadline(pub Instant);
+pub struct Deadline {
+    pub end: Instant,
+    stop: Instant,
+}
 
 impl Deadline {
     /// From Lambda's deadline (`Lambda-Runtime-Deadline-Ms`, milliseconds since the epoch).
@@ -66,17 +72,25 @@ impl Deadline {
         let now_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
-        Deadline(clock.now() + Duration::from_millis(deadline_ms.saturating_sub(now_ms)))
+        Deadline::after(
+            Duration::from_millis(deadline_ms.saturating_sub(now_ms)),
+            clock,
+        )
     }
 
     /// `after` from now.
     pub fn after(after: Duration, clock: &dyn Clock) -> Deadline {
-        Deadline(clock.now() + after)
+        let now = clock.now();
+        let margin = DEADLINE_MARGIN.min(after / 4);
+        Deadline {
+            end: now + after,
+            stop: now + (after - margin),
+        }
     }
 
     /// The last moment a wait may end.
     fn stop(self) -> Instant {
-        self.0.checked_sub(DEADLINE_MARGIN).unwrap_or(self.0)
+        self.stop
     }
 
     /// Whether there is still time to send a call at `now`.
@@ -535,7 +549,7 @@ mod tests {
             .unwrap()
             .as_millis() as u64;
         let d = Deadline::from_epoch_ms(now_ms + 10_000, &clock);
-        let left = d.0 - Instant::now();
+        let left = d.end - Instant::now();
         assert!(
             left > Duration::from_secs(9) && left <= Duration::from_secs(10),
             "{left:?}"
@@ -544,5 +558,9 @@ mod tests {
         assert!(!d.open_at(Instant::now() + Duration::from_millis(8_100)));
         let past = Deadline::from_epoch_ms(now_ms - 1000, &clock);
         assert!(!past.open_at(Instant::now()));
+        // A two-second function keeps a quarter of its time, not two seconds.
+        let short = Deadline::after(Duration::from_secs(2), &clock);
+        assert!(short.open_at(Instant::now() + Duration::from_millis(1400)));
+        assert!(!short.open_at(Instant::now() + Duration::from_millis(1600)));
     }
 }

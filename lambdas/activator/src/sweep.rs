@@ -12,8 +12,8 @@
 //! (`InvalidRequestException`) restarts the run at the newest certificate.
 //!
 //! A call that fails counts in `failed` and `errors` and the run goes on: the report is the
-//! answer, not a function error. Only the marker parameter that cannot be read fails the run
-//! (a misconfigured stack).
+//! answer, not a function error. Only a marker parameter that cannot be read or our own CA
+//! certificate that cannot be read fails the run (a misconfigured or broken stack).
 
 use crate::limiter::CallError;
 use crate::{aws, count_outcome, Activator, ActivatorError, Invocation};
@@ -34,6 +34,14 @@ const MAX_ERRORS: usize = 10;
 pub struct Sweeper {
     ssm: aws_sdk_ssm::Client,
     config: SweepConfig,
+}
+
+/// Why a page was not read to its end.
+enum PageError {
+    /// ListCertificatesByCA failed.
+    List(Box<CallError<aws_sdk_iot::error::SdkError<ListError, HttpResponse>>>),
+    /// An error no other certificate can escape (our CA cannot be read): the run fails.
+    Fatal(ActivatorError),
 }
 
 /// Where a page read left the run.
@@ -81,25 +89,19 @@ impl Sweeper {
                 Ok(Page::Next(Some(next))) => marker = Some(next),
                 Ok(Page::Next(None)) | Ok(Page::Horizon) => break None,
                 Ok(Page::Stopped) => break marker,
-                Err(CallError::Final(e))
-                    if marker.is_some()
-                        && !restarted
-                        && e.as_service_error()
-                            .is_some_and(|s| s.is_invalid_request_exception()) =>
-                {
+                Err(PageError::Fatal(e)) => return Err(e),
+                Err(PageError::List(e)) if marker.is_some() && !restarted && refused(&e) => {
+                    let why = aws("ListCertificatesByCA", *e);
                     note(
                         &mut report,
-                        format!(
-                            "marker refused, restarting at the newest certificate: {}",
-                            jitr_lambda_common::describe_sdk_error(&e)
-                        ),
+                        format!("marker refused, restarting at the newest certificate: {why}"),
                     );
                     marker = None;
                     restarted = true;
                 }
-                Err(e) => {
+                Err(PageError::List(e)) => {
                     report.failed += 1;
-                    note(&mut report, aws("ListCertificatesByCA", e).to_string());
+                    note(&mut report, aws("ListCertificatesByCA", *e).to_string());
                     break marker;
                 }
             }
@@ -123,7 +125,7 @@ impl Sweeper {
         inv: &Invocation<'_>,
         marker: Option<&str>,
         report: &mut SweepReport,
-    ) -> Result<Page, CallError<aws_sdk_iot::error::SdkError<ListError, HttpResponse>>> {
+    ) -> Result<Page, PageError> {
         let ca = activator.config.ca_certificate_id.as_str();
         let page_size = i32::try_from(self.config.page_size).unwrap_or(250);
         let out = activator
@@ -137,7 +139,8 @@ impl Sweeper {
                     .set_marker(marker.map(str::to_string))
                     .send()
             })
-            .await?;
+            .await
+            .map_err(|e| PageError::List(Box::new(e)))?;
         report.pages += 1;
         let now = unix_now();
         for cert in out.certificates() {
@@ -163,19 +166,22 @@ impl Sweeper {
             if !inv.deadline.open_at(activator.clock().now()) {
                 return Ok(Page::Stopped);
             }
-            self.settle(activator, inv, id, report).await;
+            self.settle(activator, inv, id, report)
+                .await
+                .map_err(PageError::Fatal)?;
         }
         Ok(Page::Next(out.next_marker().map(str::to_string)))
     }
 
-    /// Activates one listed certificate through the event's path.
+    /// Activates one listed certificate through the event's path. A failure is the
+    /// certificate's (counted, the run goes on) unless it is our CA's or the configuration's.
     async fn settle(
         &self,
         activator: &Activator,
         inv: &Invocation<'_>,
         id: &str,
         report: &mut SweepReport,
-    ) {
+    ) -> Result<(), ActivatorError> {
         let event = RegisteredEvent {
             certificate_id: id.to_string(),
             ca_certificate_id: activator.config.ca_certificate_id.clone(),
@@ -191,11 +197,15 @@ impl Sweeper {
                 }
                 activator.recent.remember(&done, activator.clock().now());
             }
+            Err(e @ (ActivatorError::CaCertificate(_) | ActivatorError::Config(_))) => {
+                return Err(e)
+            }
             Err(e) => {
                 report.failed += 1;
                 note(report, format!("certificate {id}: {e}"));
             }
         }
+        Ok(())
     }
 
     async fn read_marker(&self) -> Result<String, ActivatorError> {
@@ -249,6 +259,13 @@ impl Sweeper {
 
 type ListError = aws_sdk_iot::operation::list_certificates_by_ca::ListCertificatesByCAError;
 type HttpResponse = aws_sdk_iot::config::http::HttpResponse;
+
+/// Whether AWS refused the marker (`InvalidRequestException`): expired or not ours.
+fn refused(e: &CallError<aws_sdk_iot::error::SdkError<ListError, HttpResponse>>) -> bool {
+    matches!(e, CallError::Final(e) if e
+        .as_service_error()
+        .is_some_and(|s| s.is_invalid_request_exception()))
+}
 
 fn note(report: &mut SweepReport, error: String) {
     if report.errors.len() < MAX_ERRORS {
