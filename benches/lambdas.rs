@@ -62,6 +62,23 @@ fn cpu_ns(pid: u32) -> u64 {
 
 /// An AWS IoT endpoint that answers the activator's six calls at once, with canned responses
 /// shaped like the real API's: what the cold start costs when AWS itself costs nothing.
+/// Every operation at the highest rate a stage may set.
+fn unpaced() -> String {
+    let rates = jitr_contract::rates::IotApi::ALL
+        .iter()
+        .fold(jitr_contract::rates::ApiRates::default(), |r, op| {
+            r.with(*op, *jitr_contract::rates::RATE_RANGE.end())
+        });
+    rates.to_env()
+}
+
+/// Reads a function's stdout (logs, one EMF document per invocation and per operation called)
+/// and drops it, so a full pipe never stalls the function.
+fn drain(child: &mut std::process::Child) {
+    let mut out = child.stdout.take().expect("piped stdout");
+    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+}
+
 fn instant_iot(ca: &TestCa, device_pem: &str, device_id: &str) -> testkit::http::HttpServer {
     use testkit::http::{HttpRequest, HttpResponse};
     let ca_pem = ca.pem.clone();
@@ -121,6 +138,9 @@ async fn main() {
     let mut env = moto.aws_env();
     env.push(("JITR_CA_CERTIFICATE_ID".into(), ca_id.clone()));
     env.push(("JITR_DEVICE_POLICY_NAME".into(), policy));
+    // The function's own cost, not the account's quotas: rates no event here can reach (the
+    // activator paces each operation at its quota; scripts/bench-burst measures that).
+    env.push(("JITR_API_RATES".into(), unpaced()));
     let setup = Setup {
         iot,
         ca,
@@ -138,6 +158,7 @@ async fn main() {
         let request = host.invoke(setup.event(&id), Duration::from_secs(30));
         let started = Instant::now();
         let mut child = host.spawn(&activator_binary, &setup.env);
+        drain(&mut child);
         let answer = host
             .wait_result(&request, Duration::from_secs(30))
             .expect("an answer");
@@ -167,6 +188,7 @@ async fn main() {
             let request = host.invoke(setup.event(&id), Duration::from_secs(30));
             let started = Instant::now();
             let mut child = host.spawn(&activator_binary, &env);
+            drain(&mut child);
             let answer = host
                 .wait_result(&request, Duration::from_secs(30))
                 .expect("an answer");
@@ -191,6 +213,7 @@ async fn main() {
     };
     let host = RuntimeHost::start();
     let mut child = host.spawn(&activator_binary, &setup.env);
+    drain(&mut child);
     let first = host.invoke(setup.event(&setup.pending().await), Duration::from_secs(30));
     host.wait_result(&first, Duration::from_secs(30))
         .expect("warm-up");

@@ -230,15 +230,25 @@ async fn activator_binary_activates_under_the_runtime_api() {
         "malformed registered-certificate event: field `certificateId` must be a string of \
          64 lowercase hex digits, got a number"
     );
-    let emf: serde_json::Value = logs
+    // One EMF document per invocation (plus one per AWS IoT operation it called): the
+    // malformed event's counts it, and made no call.
+    let emf: Vec<serde_json::Value> = logs
         .lines()
-        .find(|l| l.contains("\"_aws\""))
+        .filter(|l| l.contains("\"_aws\"") && !l.contains("\"Operation\""))
         .map(|l| serde_json::from_str(l).unwrap())
-        .unwrap_or_else(|| panic!("no EMF line in:\n{logs}"));
-    assert_eq!(emf["MalformedEvents"], 1, "{emf}");
+        .collect();
+    assert_eq!(emf.len(), 4, "one per invocation:\n{logs}");
+    let malformed_doc = &emf[2];
+    assert_eq!(malformed_doc["MalformedEvents"], 1, "{malformed_doc}");
+    assert_eq!(malformed_doc["IotCalls"], 0, "{malformed_doc}");
+    assert!(malformed_doc["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+        .as_array()
+        .unwrap()
+        .contains(&json!({"Name": "MalformedEvents", "Unit": "Count"})));
+    assert_eq!(emf[0]["Activated"], 1);
     assert_eq!(
-        emf["_aws"]["CloudWatchMetrics"][0]["Metrics"],
-        json!([{"Name": "MalformedEvents", "Unit": "Count"}])
+        emf[1]["DuplicateSkipped"], 1,
+        "the repeat is answered from memory"
     );
     let error_line = logs
         .lines()

@@ -430,6 +430,7 @@ def run_checks(endpoint: str, activator_zip: str, provider_zip: str) -> None:
 
     print("6. IoT DescribeCertificate as AWS answers it")
     check_describe_certificate(iot)
+    check_list_certificates_by_ca(iot, endpoint)
     print("7. the other patches, one each")
     check_patches(s3, lam, cfn, iot)
     print("8. CloudFormation alarms, a Number parameter in a function's environment")
@@ -632,6 +633,59 @@ def check_environment_strings(cfn, lam) -> None:
     variables = lam.get_function_configuration(FunctionName="selfcheck-env")["Environment"]["Variables"]
     check("Lambda: a Number parameter's Ref in the environment is the string \"7\"", variables == {"UNITS": "7", "TEXT": "x"}, variables)
     cfn.delete_stack(StackName="env")
+
+
+def check_list_certificates_by_ca(iot, endpoint: str) -> None:
+    covers("iot_list_certificates_by_ca")
+    pem, key, subject = ca_with_key("selfcheck list-by-CA CA")
+    ca_id = iot.register_ca_certificate(
+        caCertificate=pem, setAsActive=True, allowAutoRegistration=True, certificateMode="SNI_ONLY"
+    )["certificateId"]
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ids = []
+    for i in range(5):
+        device = device_pem(key, subject, f"selfcheck-list-{i}", now - datetime.timedelta(days=1), now + datetime.timedelta(days=1))
+        ids.append(iot.register_certificate(certificatePem=device, caCertificatePem=pem, status="PENDING_ACTIVATION")["certificateId"])
+    # Creation dates 5, 4, 3, 3, 1 hours ago: two tie, broken by id.
+    hours = [5, 4, 3, 3, 1]
+    for cert_id, h in zip(ids, hours):
+        body = json.dumps({"account": "123456789012", "region": REGION, "certificateId": cert_id,
+                           "creationDate": (now - datetime.timedelta(hours=h)).timestamp()}).encode()
+        urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/jitr/iot-certificate-creation-date", data=body, method="POST"))
+    expected = sorted(ids, key=lambda i: (-hours[ids.index(i)], i))  # oldest first, ties by id
+
+    def pages(ascending: bool) -> tuple[list[str], int]:
+        got, marker, n = [], None, 0
+        while True:
+            kwargs = {"caCertificateId": ca_id, "pageSize": 2, "ascendingOrder": ascending}
+            if marker:
+                kwargs["marker"] = marker
+            page = iot.list_certificates_by_ca(**kwargs)
+            n += 1
+            got += [c["certificateId"] for c in page["certificates"]]
+            marker = page.get("nextMarker")
+            if not marker:
+                return got, n
+
+    ascending, n = pages(True)
+    check("ListCertificatesByCA: pages of pageSize, oldest first, ties by id", (ascending, n) == (expected, 3), (ascending, n, expected))
+    descending, _ = pages(False)
+    check("ListCertificatesByCA: newest first unless isAscendingOrder", descending == expected[::-1], descending)
+    full = iot.list_certificates_by_ca(caCertificateId=ca_id, ascendingOrder=False)
+    check("ListCertificatesByCA: no nextMarker on the last page", "nextMarker" not in full and len(full["certificates"]) == 5, full.get("nextMarker"))
+    dated = {c["certificateId"]: c["creationDate"] for c in full["certificates"]}
+    check("ListCertificatesByCA: creationDate as set", abs(dated[ids[0]].timestamp() - (now - datetime.timedelta(hours=5)).timestamp()) < 1, dated[ids[0]])
+
+    def error_code(**kwargs) -> str | None:
+        try:
+            iot.list_certificates_by_ca(caCertificateId=ca_id, **kwargs)
+        except iot.exceptions.ClientError as e:
+            return e.response["Error"]["Code"]
+        return None
+
+    for bad in ({"marker": "bm90LWEtbWFya2Vy"}, {"marker": "not base64!"}, {"pageSize": 251}):
+        code = error_code(**bad)
+        check(f"ListCertificatesByCA {bad}: InvalidRequestException", code == "InvalidRequestException", code)
 
 
 def check_describe_certificate(iot) -> None:

@@ -55,6 +55,9 @@ it restores and where AWS documents it:
     does; moto speaks only the query protocol to CloudWatch (`status` reads alarms and metrics).
     CloudWatch Logs extracts embedded-metric-format log events into metrics, as AWS does (moto
     stores them only): the activator's counts reach CloudWatch as on Lambda.
+12. IoT ListCertificatesByCA pages (pageSize, marker, nextMarker) and orders by creation date,
+    newest first unless isAscendingOrder, as on AWS (moto returns every certificate at once),
+    with a test hook that backdates a certificate's creation date.
 
 Everything here patches moto 5.2.x internals (pinned in scripts/requirements-test.txt); each
 patch says what moto does and why we differ. `tests/moto_lambda_selfcheck.py` checks every
@@ -64,7 +67,8 @@ Modules: 1 iot_certificate_ids; 2 lambda_executor; 3, 4 custom_resources; 5 iot_
 6 iot_ca_registration; 7 iot_certificate_description; 8 topic_rule,
 reserved_concurrency_throttle, stack_deletion, stack_policy; 9 s3_expected_owner,
 lambda_account_concurrency; 10 cloudwatch_alarm_cfn,
-lambda_environment_strings; 11 cloudwatch_rpc_v2_cbor, emf_metrics. `_base` holds the server's address and the shared moto imports.
+lambda_environment_strings; 11 cloudwatch_rpc_v2_cbor, emf_metrics; 12
+iot_list_certificates_by_ca. `_base` holds the server's address and the shared moto imports.
 """
 from __future__ import annotations
 
@@ -88,6 +92,7 @@ PATCHES = (
     "lambda_environment_strings",
     "cloudwatch_rpc_v2_cbor",
     "emf_metrics",
+    "iot_list_certificates_by_ca",
 )
 
 

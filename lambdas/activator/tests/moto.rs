@@ -63,8 +63,16 @@ impl Fixture {
         Activator::new(self.iot.clone(), config).unwrap()
     }
 
+    /// Through `endpoint`, with the SDK's retries off as in the function: every retry is the
+    /// activator's own.
     async fn activator_via(&self, endpoint: &str, config: ActivatorConfig) -> Activator {
-        Activator::new(testkit::iot_client(endpoint).await, config).unwrap()
+        let iot = testkit::iot_client(endpoint).await;
+        let conf = iot
+            .config()
+            .to_builder()
+            .retry_config(aws_sdk_iot::config::retry::RetryConfig::disabled())
+            .build();
+        Activator::new(aws_sdk_iot::Client::from_conf(conf), config).unwrap()
     }
 
     /// Registers `pem` as AWS IoT's auto-registration would: PENDING_ACTIVATION.
@@ -320,8 +328,17 @@ async fn rejected_certificate_is_revoked_when_so_configured() {
     assert_eq!(report.outcome, Outcome::Revoked);
     assert_eq!(f.status(&bad).await, CertificateStatus::Revoked);
     assert!(f.policies_of(&bad_arn).await.is_empty());
-    // Re-delivery of the event: a revoked certificate stays revoked and is left alone.
+    // Re-delivery of the event: answered from the container's memory...
     let again = activator.handle(f.event(&bad)).await.unwrap();
+    assert_eq!(again.outcome, Outcome::Revoked);
+    assert!(again.from_memory);
+    // ...and by another container from the registry: revoked stays revoked, left alone.
+    let cold = f.activator(ActivatorConfig {
+        subject_pattern: Some("acme-.*".into()),
+        reject_action: RejectAction::Revoke,
+        ..f.config()
+    });
+    let again = cold.handle(f.event(&bad)).await.unwrap();
     assert_eq!(again.outcome, Outcome::Ignored);
     assert_eq!(f.status(&bad).await, CertificateStatus::Revoked);
 }
@@ -453,19 +470,22 @@ async fn malformed_events_are_handled_not_retried_and_counted() {
         );
     }
     let lines = lines.lock().unwrap();
+    // One document per invocation, and no AWS call (so no per-operation document).
     assert_eq!(lines.len(), count, "one metric line per malformed event");
     for line in lines.iter() {
         let doc: serde_json::Value = serde_json::from_str(line).unwrap();
         assert_eq!(doc["MalformedEvents"], 1);
+        assert_eq!(doc["Activated"], 0);
+        assert_eq!(doc["IotCalls"], 0);
         assert_eq!(doc["FunctionName"], "jitr-test-activator");
-        assert_eq!(
-            doc["_aws"]["CloudWatchMetrics"],
-            json!([{
-                "Namespace": "JITR/Activator",
-                "Dimensions": [["FunctionName"]],
-                "Metrics": [{"Name": "MalformedEvents", "Unit": "Count"}]
-            }])
-        );
+        let directives = doc["_aws"]["CloudWatchMetrics"].as_array().unwrap();
+        assert_eq!(directives.len(), 1);
+        assert_eq!(directives[0]["Namespace"], "JITR/Activator");
+        assert_eq!(directives[0]["Dimensions"], json!([["FunctionName"]]));
+        assert!(directives[0]["Metrics"]
+            .as_array()
+            .unwrap()
+            .contains(&json!({"Name": "MalformedEvents", "Unit": "Count"})));
         assert!(doc["_aws"]["Timestamp"].is_u64());
     }
 }
@@ -649,10 +669,18 @@ async fn throttling_is_retried_with_backoff() {
         }
         testkit::http::forward(&upstream, &req).unwrap()
     }));
-    let activator = f.activator_via(&proxy.url(), f.config()).await;
+    let lines = Arc::new(Mutex::new(Vec::<String>::new()));
+    let sink = lines.clone();
+    let activator = f
+        .activator_via(&proxy.url(), f.config())
+        .await
+        .with_metrics(Emf::to("f", move |l| sink.lock().unwrap().push(l.into())));
     let report = activator.handle(f.event(&id)).await.unwrap();
     assert_eq!(report.outcome, Outcome::Activated);
     assert!(throttled.load(std::sync::atomic::Ordering::SeqCst) >= 3);
+    // The activator's own retry loop saw and counted both throttles.
+    let doc: serde_json::Value = serde_json::from_str(&lines.lock().unwrap()[0]).unwrap();
+    assert_eq!(doc["IotThrottled"], 2, "{doc}");
     assert_eq!(f.status(&id).await, CertificateStatus::Active);
 }
 
@@ -672,5 +700,33 @@ async fn a_failing_step_is_an_error_and_the_certificate_stays_pending() {
         .to_string();
     assert!(err.starts_with("AttachPolicy failed"), "{err}");
     // Activation is last: a device never becomes ACTIVE without its policy.
+    assert_eq!(f.status(&id).await, CertificateStatus::PendingActivation);
+}
+
+/// AWS IoT throttles every call: the activator gives up before the invocation's deadline with
+/// the error kind `IotThrottled` (Lambda retries it; the sweep catches what is left).
+#[tokio::test]
+async fn endless_throttling_fails_as_iot_throttled_before_the_deadline() {
+    let f = Fixture::new().await;
+    let (id, _) = f
+        .register_pending(&f.ca, &f.ca.issue(&unique("starved")))
+        .await;
+    let proxy = Recorder::with_handler(std::sync::Arc::new(|_req: HttpRequest| {
+        HttpResponse::json(400, &json!({"message": "Rate exceeded"}))
+            .with_header("x-amzn-ErrorType", "ThrottlingException")
+    }));
+    let activator = f.activator_via(&proxy.url(), f.config()).await;
+    let clock = jitr_activator::limiter::TokioClock;
+    let deadline =
+        jitr_activator::limiter::Deadline::after(std::time::Duration::from_secs(3), &clock);
+    let started = std::time::Instant::now();
+    let err = activator
+        .handle_until(f.event(&id), deadline)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), "IotThrottled", "{err}");
+    assert!(err.to_string().contains("DescribeCertificate"), "{err}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(3));
+    assert!(proxy.requests().len() >= 3, "it retried");
     assert_eq!(f.status(&id).await, CertificateStatus::PendingActivation);
 }

@@ -48,13 +48,24 @@ pub fn init_logging() {
 /// cover throttling and transient errors), and timeouts short enough that a stuck call fails
 /// inside the function's own timeout instead of consuming it.
 pub async fn aws_config() -> aws_config::SdkConfig {
+    aws_config_with(
+        RetryConfig::standard()
+            .with_max_attempts(6)
+            .with_initial_backoff(Duration::from_millis(100))
+            .with_max_backoff(Duration::from_secs(5)),
+    )
+    .await
+}
+
+/// The same timeouts with the SDK's retries off: for a caller that runs its own retry loop
+/// (the activator's rate limiter sees, paces and counts every attempt).
+pub async fn aws_config_without_retries() -> aws_config::SdkConfig {
+    aws_config_with(RetryConfig::disabled()).await
+}
+
+async fn aws_config_with(retry: RetryConfig) -> aws_config::SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())
-        .retry_config(
-            RetryConfig::standard()
-                .with_max_attempts(6)
-                .with_initial_backoff(Duration::from_millis(100))
-                .with_max_backoff(Duration::from_secs(5)),
-        )
+        .retry_config(retry)
         .timeout_config(
             TimeoutConfig::builder()
                 .connect_timeout(Duration::from_secs(3))

@@ -252,6 +252,10 @@ pub struct ActivationReport {
     /// With [`ReasonCode::IssuerNotOurCa`]: our CA certificate's subject DN (RFC 4514).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_subject: Option<String>,
+    /// True when the answer came from the container's memory of recently settled
+    /// certificates, without any AWS call (a duplicate event).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub from_memory: bool,
 }
 
 impl ActivationReport {
@@ -265,6 +269,7 @@ impl ActivationReport {
             reason: None,
             issuer: None,
             ca_subject: None,
+            from_memory: false,
         }
     }
 
