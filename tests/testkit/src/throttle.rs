@@ -5,10 +5,15 @@
 //! that: each limited operation has a token bucket at its rate, shared by every caller as the
 //! account's quota is; a request over it is answered as AWS answers and never reaches moto;
 //! everything else is forwarded.
+//!
+//! It is also the failing AWS IoT stand-in: [`ThrottlingProxy::set_fault`] makes chosen
+//! operations, or every request naming chosen certificate ids, answer as AWS IoT answers an
+//! internal failure (`InternalFailureException`, HTTP 500, "An unexpected error has occurred":
+//! the IoT API reference's error lists), until the fault is cleared.
 
 use crate::http::{forward, Handler, HttpRequest, HttpResponse, HttpServer};
 use jitr_contract::rates::IotApi;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -80,13 +85,28 @@ impl TokenBucket {
 /// What the proxy did with one operation's requests.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct OpStats {
+    /// Passed on to moto.
     pub forwarded: u64,
+    /// Refused with `ThrottlingException`.
     pub throttled: u64,
+    /// Answered with `InternalFailureException` by a fault (see [`ThrottlingProxy::set_fault`]).
+    pub faulted: u64,
+}
+
+/// What a fault makes fail.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Fault {
+    /// Every request of this operation.
+    Operation(IotApi),
+    /// Every IoT request naming this certificate id (in its path, a header such as
+    /// AttachThingPrincipal's principal, or its body such as AttachPolicy's target ARN).
+    Certificate(String),
 }
 
 struct Limits {
     buckets: BTreeMap<IotApi, TokenBucket>,
     stats: BTreeMap<IotApi, OpStats>,
+    faults: BTreeSet<Fault>,
 }
 
 /// A proxy in front of moto that enforces AWS IoT's rate quotas.
@@ -105,13 +125,17 @@ impl ThrottlingProxy {
                 .map(|(op, rate)| (*op, TokenBucket::new(*rate)))
                 .collect(),
             stats: BTreeMap::new(),
+            faults: BTreeSet::new(),
         }));
         let upstream = upstream.to_string();
         let shared = limits.clone();
         let handler: Handler = Arc::new(move |req: HttpRequest| {
             if let Some(op) = limited(&req) {
-                if !admit(&shared, op) {
-                    return throttled();
+                // As in AWS, the rate is checked first: a failing request still used a token.
+                match admit(&shared, op, &req) {
+                    Admission::Throttled => return throttled(),
+                    Admission::Faulted => return internal_failure(),
+                    Admission::Forward => {}
                 }
             }
             forward(&upstream, &req).unwrap_or_else(|e| HttpResponse::new(502, e.to_string()))
@@ -135,10 +159,36 @@ impl ThrottlingProxy {
         self.server.url()
     }
 
-    /// Per operation: requests forwarded and refused so far.
+    /// Per operation: requests forwarded, throttled and failed by a fault so far.
     pub fn stats(&self) -> BTreeMap<IotApi, OpStats> {
         self.limits.lock().unwrap().stats.clone()
     }
+
+    /// Forgets the counts so far (the buckets keep their state).
+    pub fn reset_stats(&self) {
+        self.limits.lock().unwrap().stats.clear();
+    }
+
+    /// Turns `fault` on (`failing`) or off, effective from the next request.
+    pub fn set_fault(&self, fault: Fault, failing: bool) {
+        let faults = &mut self.limits.lock().unwrap().faults;
+        if failing {
+            faults.insert(fault);
+        } else {
+            faults.remove(&fault);
+        }
+    }
+
+    /// Turns every fault off.
+    pub fn clear_faults(&self) {
+        self.limits.lock().unwrap().faults.clear();
+    }
+}
+
+enum Admission {
+    Forward,
+    Throttled,
+    Faulted,
 }
 
 /// The limited IoT operation `req` is, if any.
@@ -149,20 +199,38 @@ fn limited(req: &HttpRequest) -> Option<IotApi> {
     iot_operation(&req.method, req.path())
 }
 
-/// Takes a token for `op` (an operation without a bucket always passes) and counts it.
-fn admit(limits: &Mutex<Limits>, op: IotApi) -> bool {
+/// Takes a token for `op` (an operation without a bucket always passes), applies the faults,
+/// and counts what happened to `req`.
+fn admit(limits: &Mutex<Limits>, op: IotApi, req: &HttpRequest) -> Admission {
     let mut limits = limits.lock().unwrap();
     let admitted = limits
         .buckets
         .get_mut(&op)
         .is_none_or(|bucket| bucket.try_take(Instant::now()));
+    let faulted = admitted && limits.faults.iter().any(|f| fault_hits(f, op, req));
     let stats = limits.stats.entry(op).or_default();
-    if admitted {
-        stats.forwarded += 1;
-    } else {
+    if !admitted {
         stats.throttled += 1;
+        Admission::Throttled
+    } else if faulted {
+        stats.faulted += 1;
+        Admission::Faulted
+    } else {
+        stats.forwarded += 1;
+        Admission::Forward
     }
-    admitted
+}
+
+/// Whether `fault` makes `req` (operation `op`) fail.
+fn fault_hits(fault: &Fault, op: IotApi, req: &HttpRequest) -> bool {
+    match fault {
+        Fault::Operation(o) => *o == op,
+        Fault::Certificate(id) => {
+            req.target.contains(id.as_str())
+                || req.headers.values().any(|v| v.contains(id.as_str()))
+                || req.body_text().contains(id.as_str())
+        }
+    }
 }
 
 /// AWS IoT's answer to a request over its rate.
@@ -172,6 +240,18 @@ fn throttled() -> HttpResponse {
     HttpResponse::json(400, &serde_json::json!({"message": "Rate exceeded"}))
         .with_header("x-amzn-ErrorType", "ThrottlingException")
         .with_header("x-amzn-RequestId", &format!("throttled-{n:08}"))
+}
+
+/// AWS IoT's answer to a request that failed inside the service.
+fn internal_failure() -> HttpResponse {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    HttpResponse::json(
+        500,
+        &serde_json::json!({"message": "An unexpected error has occurred."}),
+    )
+    .with_header("x-amzn-ErrorType", "InternalFailureException")
+    .with_header("x-amzn-RequestId", &format!("failed-{n:08}"))
 }
 
 #[cfg(test)]
@@ -209,8 +289,12 @@ mod tests {
                 "/certificates-by-ca/ca1",
                 Some(IotApi::ListCertificatesByCA),
             ),
+            (
+                "GET",
+                "/cacertificate/ca1",
+                Some(IotApi::DescribeCACertificate),
+            ),
             ("GET", "/things/sensor-1", None),
-            ("GET", "/cacertificate/ca1", None),
         ];
         for (method, path, want) in cases {
             assert_eq!(iot_operation(method, path), want, "{method} {path}");
@@ -297,5 +381,91 @@ mod against_moto {
             .send()
             .await
             .expect("moto itself is not limited");
+    }
+}
+
+#[cfg(test)]
+mod faults_against_moto {
+    use super::*;
+    use aws_sdk_iot::config::retry::RetryConfig;
+    use aws_sdk_iot::error::ProvideErrorMetadata;
+    use aws_sdk_iot::types::CertificateStatus;
+
+    async fn certificate(iot: &aws_sdk_iot::Client) -> (String, String) {
+        let cert = iot.create_keys_and_certificate().send().await.unwrap();
+        (
+            cert.certificate_id().unwrap().to_string(),
+            cert.certificate_arn().unwrap().to_string(),
+        )
+    }
+
+    /// A fault on a certificate fails every request naming it (path, header or body) and no
+    /// other; a fault on an operation fails that operation; both answer as AWS IoT's internal
+    /// failure does, switch at runtime, and never reach moto.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn faults_answer_internal_failure_until_cleared() {
+        let moto = crate::moto();
+        let proxy = ThrottlingProxy::start(moto.host_port(), &[]);
+        let direct = moto.iot().await;
+        let (a, a_arn) = certificate(&direct).await;
+        let (b, _) = certificate(&direct).await;
+        let thing = crate::unique("fault-thing");
+        direct
+            .create_thing()
+            .thing_name(&thing)
+            .send()
+            .await
+            .unwrap();
+        let conf = direct
+            .config()
+            .to_builder()
+            .endpoint_url(proxy.url())
+            .retry_config(RetryConfig::disabled())
+            .build();
+        let iot = aws_sdk_iot::Client::from_conf(conf);
+        let describe = |id: &str| iot.describe_certificate().certificate_id(id).send();
+
+        proxy.set_fault(Fault::Certificate(a.clone()), true);
+        let e = describe(&a).await.unwrap_err().into_service_error();
+        assert_eq!(e.code(), Some("InternalFailureException"), "{e:?}");
+        assert_eq!(e.message(), Some("An unexpected error has occurred."));
+        describe(&b)
+            .await
+            .expect("another certificate is not failed");
+        // AttachThingPrincipal names the certificate only in a header.
+        let attach = iot
+            .attach_thing_principal()
+            .thing_name(&thing)
+            .principal(&a_arn)
+            .send()
+            .await;
+        assert!(attach.is_err(), "the principal header names the failed id");
+        let principals = direct
+            .list_thing_principals()
+            .thing_name(&thing)
+            .send()
+            .await
+            .unwrap();
+        assert!(principals.principals().is_empty(), "moto was not reached");
+
+        proxy.set_fault(Fault::Operation(IotApi::UpdateCertificate), true);
+        let update = iot
+            .update_certificate()
+            .certificate_id(&b)
+            .new_status(CertificateStatus::Inactive)
+            .send()
+            .await;
+        let e = update.unwrap_err().into_service_error();
+        assert_eq!(e.code(), Some("InternalFailureException"), "{e:?}");
+
+        proxy.clear_faults();
+        describe(&a).await.expect("cleared");
+        let stats = proxy.stats();
+        assert_eq!(stats[&IotApi::DescribeCertificate].faulted, 1);
+        assert_eq!(stats[&IotApi::DescribeCertificate].forwarded, 2);
+        assert_eq!(stats[&IotApi::AttachThingPrincipal].faulted, 1);
+        assert_eq!(stats[&IotApi::UpdateCertificate].faulted, 1);
+        proxy.reset_stats();
+        assert!(proxy.stats().is_empty());
     }
 }
