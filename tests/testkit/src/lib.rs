@@ -3,6 +3,9 @@
 //! - [`moto`]: a moto server (the AWS API emulator) on a free loopback port, one per test
 //!   process, stopped when the process ends;
 //! - [`runtime::RuntimeHost`]: a Lambda Runtime API host to run the real `bootstrap` binaries;
+//! - [`lambda_async::AsyncLambda`]: Lambda's asynchronous invocation around them (a queue,
+//!   concurrency R, retries, the on-failure destination), with [`throttle::ThrottlingProxy`]
+//!   and [`sqs`] the burst test's stand-ins for AWS IoT's quotas and the failure queue;
 //! - [`Recorder`]: an HTTP endpoint that records what it receives (CloudFormation's
 //!   `ResponseURL`) and, as a proxy, what a client sends to moto;
 //! - [`pki`]: throwaway CAs and device certificates;
@@ -12,10 +15,12 @@
 pub mod http;
 pub mod jitr;
 pub mod lambda;
+pub mod lambda_async;
 pub mod openssl;
 pub mod pki;
 pub mod project;
 pub mod runtime;
+pub mod sqs;
 pub mod throttle;
 
 use http::{Handler, HttpRequest, HttpResponse, HttpServer};

@@ -59,18 +59,28 @@ impl RuntimeHost {
 
     /// Queues an event with `timeout` left before its deadline; returns its request id.
     pub fn invoke(&self, payload: serde_json::Value, timeout: Duration) -> String {
+        let id = {
+            let mut st = self.shared.0.lock().unwrap();
+            st.next_id += 1;
+            format!("req-{:04}", st.next_id)
+        };
+        self.invoke_as(&id, payload, timeout);
+        id
+    }
+
+    /// Queues an event under the request id `id` (Lambda keeps an asynchronous event's id
+    /// across its retries), with `timeout` left before its deadline.
+    pub fn invoke_as(&self, id: &str, payload: serde_json::Value, timeout: Duration) {
         let (lock, cv) = &*self.shared;
         let mut st = lock.lock().unwrap();
-        st.next_id += 1;
-        let id = format!("req-{:04}", st.next_id);
+        let id = id.to_string();
         let now_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap()
             .as_millis() as u64;
         st.queue
-            .push_back((id.clone(), payload, now_ms + timeout.as_millis() as u64));
+            .push_back((id, payload, now_ms + timeout.as_millis() as u64));
         cv.notify_all();
-        id
     }
 
     /// Waits for the answer to `request_id`.
