@@ -9,6 +9,7 @@
 //! `bench_burst` (ignored; `scripts/bench-burst`) runs a larger batch and prints how close
 //! the sustained rate comes to the quota-bound optimum.
 
+use aws_sdk_iot::error::ProvideErrorMetadata;
 use aws_sdk_iot::types::CertificateMode;
 use jitr_contract::activator::{ActivatorConfig, RejectAction, ThingNameSource};
 use jitr_contract::rates::{reservation_for, Capacity, IotApi, RateConfig, Workload};
@@ -167,13 +168,17 @@ async fn not_onboarded(iot: &aws_sdk_iot::Client, fleet: &Fleet) -> Vec<String> 
         async move {
             let (id, arn, thing) = &checks[i];
             let status = iot.describe_certificate().certificate_id(id).send().await;
-            let status = status.map(|d| {
-                d.certificate_description()
-                    .and_then(|c| c.status().cloned())
-                    .map(|s| s.as_str().to_string())
-            });
+            let status = status
+                .map_err(|e| e.into_service_error().code().map(str::to_string))
+                .map(|d| {
+                    d.certificate_description()
+                        .and_then(|c| c.status().cloned())
+                        .map(|s| s.as_str().to_string())
+                });
             let principals = iot.list_thing_principals().thing_name(thing).send().await;
-            let principals = principals.map(|p| p.principals().to_vec());
+            let principals = principals
+                .map(|p| p.principals().to_vec())
+                .map_err(|e| e.into_service_error().code().map(str::to_string));
             let policies = iot.list_attached_policies().target(arn).send().await;
             let attached = policies.is_ok_and(|p| {
                 p.policies()
@@ -217,8 +222,9 @@ struct Figures {
 }
 
 impl Figures {
+    /// Devices activated per second, from the first event to the last activation.
     fn devices_per_second(&self) -> f64 {
-        self.devices as f64 / self.seconds
+        (self.devices - self.lost) as f64 / self.seconds
     }
 
     /// Requests the activator sent of `op` (forwarded or refused).
@@ -503,10 +509,12 @@ fn activator_bootstrap() -> std::path::PathBuf {
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "a benchmark: scripts/bench-burst"]
 async fn bench_burst() {
-    let n: usize = std::env::var("JITR_BENCH_DEVICES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(2000);
+    let n: usize = match std::env::var("JITR_BENCH_DEVICES") {
+        Ok(v) => v.parse().ok().filter(|n| *n > 0).unwrap_or_else(|| {
+            panic!("JITR_BENCH_DEVICES must be a positive whole number, got {v:?}")
+        }),
+        Err(_) => 2000,
+    };
     let spread = Duration::from_secs(10);
     let drain = Duration::from_secs_f64(60.0 + 3.0 * n as f64 / 3.0);
     let (f, problems) = run_batch(n, spread, drain).await;

@@ -277,7 +277,7 @@ impl AsyncLambda {
             .filter(|l| l.contains("\"_aws\""))
             .filter_map(|l| serde_json::from_str::<Value>(l).ok())
             .filter_map(|v| v.get(metric).and_then(Value::as_f64))
-            .sum()
+            .fold(0.0, |a, b| a + b)
     }
 }
 
