@@ -279,12 +279,14 @@ impl Figures {
         let l = &self.lambda;
         println!(
             "lambda: {} events, {} invocations, function errors {:?}, attempts {:?}, \
-             Lambda throttles {}, peak concurrency {}; lost activations {}; failure queue {:?}",
+             Lambda throttles {} (longest wait {:.1} s), peak concurrency {}; lost activations {}; \
+             failure queue {:?}",
             l.enqueued,
             l.invocations,
             l.function_errors,
             l.attempts,
             l.throttles,
+            l.max_queue_wait.as_secs_f64(),
             l.peak_concurrency,
             self.lost,
             self.queue_depth,

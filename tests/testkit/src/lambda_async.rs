@@ -104,8 +104,11 @@ pub struct AsyncStats {
     pub destination_failures: u64,
     /// Events given up with no destination to send them to.
     pub discarded: u64,
-    /// Times an event was ready while all R containers were busy (Lambda's `Throttles`).
+    /// Attempts that waited for a free container (more than [`THROTTLED_AFTER`]): Lambda
+    /// throttles them and retries them from its queue (its `Throttles` metric).
     pub throttles: u64,
+    /// The longest an attempt waited for a free container.
+    pub max_queue_wait: Duration,
     /// The most invocations that ran at once (never more than R).
     pub peak_concurrency: usize,
     /// The first event accepted and the last attempt finished.
@@ -127,13 +130,17 @@ pub struct Answer {
     pub value: Value,
 }
 
+/// An attempt that waits longer than this for a container counts as throttled.
+pub const THROTTLED_AFTER: Duration = Duration::from_millis(50);
+
 /// One queued event.
 #[derive(Debug, Clone)]
 struct Event {
     request_id: String,
     payload: Value,
-    /// When Lambda accepted it (its age counts from here); set when it first becomes due.
-    accepted: Option<Instant>,
+    /// When Lambda accepted it: its age counts from here.
+    accepted: Instant,
+    /// When it may run (its acceptance, or the end of its retry delay).
     due: Instant,
     attempts: u32,
     /// The last function error's `errorType` and answer.
@@ -230,11 +237,12 @@ impl AsyncLambda {
     pub fn invoke_after(&self, payload: Value, delay: Duration) {
         let mut st = self.shared.state.lock().unwrap();
         st.next_id += 1;
+        let due = Instant::now() + delay;
         let event = Event {
             request_id: request_id(st.next_id, st.rng),
             payload,
-            accepted: None,
-            due: Instant::now() + delay,
+            accepted: due,
+            due,
             attempts: 0,
             last_error: None,
         };
@@ -435,15 +443,19 @@ fn next_event(shared: &Shared) -> Option<Take> {
         if st.stopping {
             return None;
         }
-        promote_due(&mut st, shared.config.concurrency);
+        promote_due(&mut st);
         if !st.ready.is_empty() {
             let window = st.ready.len().min(shared.config.pick_window.max(1));
             let pick = (next_random(&mut st.rng) % window as u64) as usize;
             let event = st.ready.remove(pick).expect("within the window");
-            let age = event.accepted.map_or(Duration::ZERO, |a| a.elapsed());
             st.in_flight += 1;
-            if age > shared.config.maximum_event_age {
+            if event.accepted.elapsed() > shared.config.maximum_event_age {
                 return Some(Take::Expired(event));
+            }
+            let waited = event.due.elapsed();
+            st.stats.max_queue_wait = st.stats.max_queue_wait.max(waited);
+            if waited > THROTTLED_AFTER {
+                st.stats.throttles += 1;
             }
             st.stats.invocations += 1;
             st.stats.peak_concurrency = st.stats.peak_concurrency.max(st.in_flight);
@@ -461,23 +473,24 @@ fn next_event(shared: &Shared) -> Option<Take> {
     }
 }
 
-/// Moves the events whose time has come to the back of the ready queue.
-fn promote_due(st: &mut State, concurrency: usize) {
+/// Moves the events whose time has come to the ready queue, in the order they came due.
+fn promote_due(st: &mut State) {
     let now = Instant::now();
+    let mut due: Vec<Event> = Vec::new();
     let mut i = 0;
     while i < st.delayed.len() {
         if st.delayed[i].due > now {
             i += 1;
-            continue;
+        } else {
+            due.push(st.delayed.swap_remove(i));
         }
-        let mut event = st.delayed.swap_remove(i);
-        if event.accepted.is_none() {
-            event.accepted = Some(now);
+    }
+    due.sort_by_key(|e| e.due);
+    for event in due {
+        if event.attempts == 0 {
             st.stats.enqueued += 1;
-            st.stats.first_enqueued.get_or_insert(now);
-        }
-        if st.in_flight + st.ready.len() >= concurrency {
-            st.stats.throttles += 1;
+            let first = st.stats.first_enqueued.get_or_insert(event.accepted);
+            *first = (*first).min(event.accepted);
         }
         st.ready.push_back(event);
     }
@@ -588,4 +601,76 @@ fn invocation_record(config: &AsyncConfig, event: &Event, condition: &str) -> Va
         record["responsePayload"] = error.clone();
     }
     record
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(n: u64, due: Instant, attempts: u32) -> Event {
+        Event {
+            request_id: request_id(n, 0x1234_5678_9abc_def0),
+            payload: json!({"n": n}),
+            accepted: due,
+            due,
+            attempts,
+            last_error: None,
+        }
+    }
+
+    #[test]
+    fn due_events_become_ready_in_the_order_they_came_due_and_count_once() {
+        let now = Instant::now();
+        let mut st = State::default();
+        st.delayed = vec![
+            event(1, now - Duration::from_millis(5), 0),
+            event(2, now + Duration::from_secs(60), 0),
+            event(3, now - Duration::from_millis(9), 0),
+            event(4, now - Duration::from_millis(1), 1),
+        ];
+        promote_due(&mut st);
+        let order: Vec<u64> = st
+            .ready
+            .iter()
+            .map(|e| e.payload["n"].as_u64().unwrap())
+            .collect();
+        assert_eq!(order, [3, 1, 4]);
+        assert_eq!(st.delayed.len(), 1, "the future event waits");
+        assert_eq!(st.stats.enqueued, 2, "a retry is not a new event");
+        assert_eq!(
+            st.stats.first_enqueued,
+            Some(now - Duration::from_millis(9))
+        );
+    }
+
+    #[test]
+    fn records_carry_the_last_error_and_request_ids_look_like_lambdas() {
+        let config = AsyncConfig::new("fn-a", 2);
+        let mut e = event(7, Instant::now(), 3);
+        let id = e.request_id.clone();
+        assert_eq!(id.len(), 36);
+        assert_eq!(id.matches('-').count(), 4);
+        let never_run =
+            invocation_record(&config, &event(8, Instant::now(), 0), "EventAgeExceeded");
+        assert!(never_run.get("responseContext").is_none());
+        assert_eq!(never_run["requestPayload"], json!({"n": 8}));
+        e.last_error = Some((
+            "Boom".into(),
+            json!({"errorType": "Boom", "errorMessage": "x"}),
+        ));
+        let r = invocation_record(&config, &e, "RetriesExhausted");
+        assert_eq!(r["requestContext"]["requestId"], json!(id));
+        assert_eq!(r["requestContext"]["approximateInvokeCount"], 3);
+        assert_eq!(
+            r["requestContext"]["functionArn"],
+            "arn:aws:lambda:eu-west-1:123456789012:function:fn-a:$LATEST"
+        );
+        assert_eq!(r["responseContext"]["functionError"], "Unhandled");
+        assert_eq!(r["responsePayload"]["errorType"], "Boom");
+        let ts = r["timestamp"].as_str().unwrap();
+        assert!(
+            ts.len() >= 20 && ts.ends_with('Z') && ts.as_bytes()[10] == b'T',
+            "{ts}"
+        );
+    }
 }
