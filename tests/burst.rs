@@ -211,7 +211,10 @@ fn minimum_calls(devices: usize) -> BTreeMap<IotApi, f64> {
 /// A batch's figures, printed by the test and the benchmark.
 struct Figures {
     devices: usize,
+    /// First event accepted to the last activation.
     seconds: f64,
+    /// First event accepted to the last event settled (duplicates included).
+    settled_seconds: f64,
     optimum: Capacity,
     calls: BTreeMap<IotApi, OpStats>,
     minimum: BTreeMap<IotApi, f64>,
@@ -256,6 +259,11 @@ impl Figures {
             self.optimum.devices_per_second,
             self.optimum.bound.name(),
             self.optimum.bound_rate,
+        );
+        println!(
+            "every event settled after {:.1} s: {:.2} devices/s with the duplicates' calls",
+            self.settled_seconds,
+            (self.devices - self.lost) as f64 / self.settled_seconds,
         );
         println!(
             "calls per activation: {:.2} (minimum {:.2}, {:.2}x); throttled answers {throttled}; \
@@ -332,6 +340,10 @@ async fn run_batch(n: usize, spread: Duration, drain: Duration) -> (Figures, Vec
         seconds: last_activated
             .duration_since(start)
             .as_secs_f64()
+            .max(0.001),
+        settled_seconds: stats
+            .last_finished
+            .map_or(0.0, |t| t.duration_since(start).as_secs_f64())
             .max(0.001),
         optimum: Capacity::of(
             &workload(f64::from(EVENTS_PER_DEVICE)),
@@ -457,29 +469,24 @@ async fn the_harness_retries_function_errors_then_records_them_as_lambda_does() 
 
 /// A function that outlives its timeout fails (`Sandbox.Timedout`) and its container is
 /// replaced; an event older than `MaximumEventAgeInSeconds` is not run (again) but recorded
-/// as `EventAgeExceeded`, with the last failure's response when it had one.
+/// as `EventAgeExceeded`, with the last failure's response when it had one. The function is
+/// a `bootstrap` that never answers (the activator itself answers before its deadline).
 #[tokio::test(flavor = "multi_thread")]
-async fn the_harness_times_out_invocations_and_expires_old_events() {
-    let moto = moto();
-    let iot = moto.iot().await;
-    let fleet = Fleet::register(&iot, 2).await;
-    // AWS IoT that never answers: every attempt runs into the function's timeout.
-    let hung = testkit::Blackhole::start();
-    let env = function_env(&hung.url(), &fleet.activator(), &RateConfig::default());
-    let sqs = Sqs::new(moto.endpoint());
+async fn the_harness_times_out_hung_invocations_and_expires_old_events() {
+    let sqs = Sqs::new(moto().endpoint());
     let queue = sqs.create_queue(&unique("expiry-failures")).unwrap();
     let config = AsyncConfig {
         on_failure: Some((sqs.clone(), queue.clone())),
         timeout: Duration::from_secs(1),
         maximum_event_age: Duration::from_secs(1),
         pick_window: 1,
-        ..AsyncConfig::new(&unique("expiry-activator"), 1)
+        ..AsyncConfig::new(&unique("hung-function"), 1)
     };
-    let lambda = AsyncLambda::start(&activator_bootstrap(), &env, config);
+    let lambda = AsyncLambda::start(&script("hung", "exec sleep 600"), &shell_env(), config);
     // The first holds the one container past the second's age, and is itself too old for
     // its retry by then.
-    lambda.invoke(fleet.event(&fleet.devices[0]));
-    lambda.invoke(fleet.event(&fleet.devices[1]));
+    lambda.invoke(serde_json::json!({"n": 1}));
+    lambda.invoke(serde_json::json!({"n": 2}));
     assert!(lambda.wait_idle(Duration::from_secs(30)), "not drained");
     let stats = lambda.stats();
     assert_eq!(stats.invocations, 1, "{stats:?}");
@@ -493,11 +500,41 @@ async fn the_harness_times_out_invocations_and_expires_old_events() {
     assert_eq!(records.len(), 2, "{records:?}");
     let (never_run, retried) = (&records[0], &records[1]);
     assert_eq!(never_run["requestContext"]["approximateInvokeCount"], 0);
-    assert_eq!(never_run["requestPayload"], fleet.event(&fleet.devices[1]));
+    assert_eq!(never_run["requestPayload"], serde_json::json!({"n": 2}));
     assert!(never_run.get("responseContext").is_none(), "{never_run}");
     assert_eq!(retried["requestContext"]["condition"], "EventAgeExceeded");
     assert_eq!(retried["requestContext"]["approximateInvokeCount"], 1);
     assert_eq!(retried["responsePayload"]["errorType"], "Sandbox.Timedout");
+}
+
+/// A container whose runtime exits mid-invocation fails it (`Runtime.ExitError`) and is
+/// replaced; with no destination, the exhausted event is discarded and counted.
+#[test]
+fn the_harness_replaces_containers_that_exit() {
+    let config = AsyncConfig::new(&unique("exiting-function"), 2);
+    let lambda = AsyncLambda::start(&script("exits", "exit 3"), &shell_env(), config);
+    lambda.invoke(serde_json::json!({"n": 1}));
+    assert!(lambda.wait_idle(Duration::from_secs(30)), "not drained");
+    let stats = lambda.stats();
+    assert_eq!(
+        stats.function_errors,
+        BTreeMap::from([("Runtime.ExitError".to_string(), 3)]),
+        "{stats:?}"
+    );
+    assert_eq!((stats.discarded, stats.attempts.get(&3)), (1, Some(&1)));
+}
+
+/// A `bootstrap` shell script running `body`, in a file of its own.
+fn script(name: &str, body: &str) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = std::env::temp_dir().join(unique(&format!("bootstrap-{name}")));
+    std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+fn shell_env() -> Vec<(String, String)> {
+    vec![("PATH".to_string(), "/usr/bin:/bin".to_string())]
 }
 
 fn activator_bootstrap() -> std::path::PathBuf {
