@@ -621,13 +621,15 @@ mod tests {
     #[test]
     fn due_events_become_ready_in_the_order_they_came_due_and_count_once() {
         let now = Instant::now();
-        let mut st = State::default();
-        st.delayed = vec![
-            event(1, now - Duration::from_millis(5), 0),
-            event(2, now + Duration::from_secs(60), 0),
-            event(3, now - Duration::from_millis(9), 0),
-            event(4, now - Duration::from_millis(1), 1),
-        ];
+        let mut st = State {
+            delayed: vec![
+                event(1, now - Duration::from_millis(5), 0),
+                event(2, now + Duration::from_secs(60), 0),
+                event(3, now - Duration::from_millis(9), 0),
+                event(4, now - Duration::from_millis(1), 1),
+            ],
+            ..State::default()
+        };
         promote_due(&mut st);
         let order: Vec<u64> = st
             .ready
