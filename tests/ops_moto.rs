@@ -2,14 +2,17 @@
 //! `tests/moto_server.py` running the real activator `bootstrap` for Lambda invocations).
 
 use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StateValue};
+use jitr_contract::rates::IotApi;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::Output;
-use std::sync::Arc;
-use testkit::http::{forward, HttpRequest, HttpResponse, HttpServer};
+use std::time::Duration;
 use testkit::jitr::{invocation_record, output_text as text, registered_event};
+use testkit::lambda_async::{AsyncConfig, AsyncLambda, AsyncStats};
 use testkit::pki::TestCa;
+use testkit::sqs::Sqs;
+use testkit::throttle::{Fault, ThrottlingProxy};
 use testkit::{moto, unique};
 
 /// A throwaway project with one deployed stage (`e2e`) whose CA the test owns.
@@ -309,9 +312,11 @@ async fn status_is_healthy_then_names_each_thing_that_needs_attention() {
     assert_eq!(v["healthy"], false);
     assert_eq!(v["pending"]["count"], 1, "{v:#}");
     assert_eq!(v["pending"]["overGrace"], 1, "{v:#}");
-    assert_eq!(
-        attention(&v),
-        ["1 pending certificate is older than the 0-minute grace period"]
+    let items = attention(&v);
+    assert_eq!(items.len(), 1, "{items:?}");
+    assert!(
+        items[0].starts_with("1 pending certificate is older than the 0-minute grace period: "),
+        "{items:?}"
     );
     d.set_env(&[(jitr_contract::sweep::ENV_GRACE_SECONDS, None)])
         .await;
@@ -407,21 +412,89 @@ async fn a_stage_without_a_stack_is_an_error() {
     }
 }
 
-/// A stand-in for AWS IoT in front of moto that fails every call about one certificate with
-/// AWS's `InternalFailureException` (HTTP 500) and forwards everything else.
-fn failing_iot_for(cert_id: &str) -> HttpServer {
-    let upstream = moto().host_port().to_string();
-    let cert = cert_id.to_string();
-    HttpServer::start(Arc::new(move |req: HttpRequest| {
-        if req.path().contains(&cert) {
-            return HttpResponse::json(
-                500,
-                &json!({"message": "Internal failure (test stand-in)"}),
-            )
-            .with_header("x-amzn-ErrorType", "InternalFailureException");
+impl Deployed {
+    /// The deployed activator's environment (what the stack set).
+    async fn function_env(&self) -> BTreeMap<String, String> {
+        let lambda = aws_sdk_lambda::Client::new(&self.conf);
+        let conf = lambda
+            .get_function_configuration()
+            .function_name(self.function())
+            .send()
+            .await
+            .unwrap();
+        conf.environment()
+            .and_then(|e| e.variables())
+            .map(|v| v.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default()
+    }
+
+    /// Fills the failure queue the way AWS does: the deployed activator's real `bootstrap`,
+    /// with the stack's environment, under Lambda's asynchronous invocation (2 containers, two
+    /// retries, then an invocation record to the on-failure queue), while `iot` fails.
+    async fn fail_events(&self, iot: &ThrottlingProxy, events: &[Value]) -> AsyncStats {
+        let mut env = testkit::aws_env(&iot.url());
+        env.extend(
+            self.function_env()
+                .await
+                .into_iter()
+                .filter(|(k, _)| k.starts_with("JITR_")),
+        );
+        let config = AsyncConfig {
+            on_failure: Some((Sqs::new(moto().endpoint()), self.queue_url().await)),
+            timeout: Duration::from_secs(10),
+            ..AsyncConfig::new(&self.function(), 2)
+        };
+        let bootstrap = testkit::lambda::unpack(
+            jitr_infra::assets::activator().package,
+            jitr_infra::assets::activator().zip,
+        );
+        let lambda =
+            tokio::task::spawn_blocking(move || AsyncLambda::start(&bootstrap, &env, config))
+                .await
+                .unwrap();
+        for event in events {
+            lambda.invoke(event.clone());
         }
-        forward(&upstream, &req).unwrap_or_else(|e| HttpResponse::new(502, e.to_string()))
-    }))
+        tokio::task::block_in_place(|| {
+            assert!(lambda.wait_idle(Duration::from_secs(120)), "not drained");
+        });
+        lambda.stats()
+    }
+
+    /// Removes the messages whose body is `body` from the failure queue.
+    async fn delete_message(&self, body: &str) {
+        let client = sqs(&self.conf);
+        let url = self.queue_url().await;
+        let out = client
+            .receive_message()
+            .queue_url(&url)
+            .max_number_of_messages(10)
+            .visibility_timeout(5)
+            .send()
+            .await
+            .unwrap();
+        for m in out.messages() {
+            let receipt = m.receipt_handle().unwrap();
+            if m.body() == Some(body) {
+                client
+                    .delete_message()
+                    .queue_url(&url)
+                    .receipt_handle(receipt)
+                    .send()
+                    .await
+                    .unwrap();
+            } else {
+                client
+                    .change_message_visibility()
+                    .queue_url(&url)
+                    .receipt_handle(receipt)
+                    .visibility_timeout(0)
+                    .send()
+                    .await
+                    .unwrap();
+            }
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -435,14 +508,20 @@ async fn redrive_redelivers_the_failure_queue_and_keeps_what_still_fails() {
         devices.push((cn, id, arn));
     }
     let (bad_id, _) = testkit::jitr::register_pending(&iot, &d.ca, &unique("ops-bad")).await;
-    for (_, id, _) in &devices {
-        let event = registered_event(id, &d.ca_id);
-        let record = invocation_record(&d.function_arn(), &event, "AwsIotError", "throttled");
-        d.send(&record.to_string()).await;
-    }
-    let event = registered_event(&bad_id, &d.ca_id);
-    let record = invocation_record(&d.function_arn(), &event, "AwsIotError", "failed");
-    d.send(&record.to_string()).await;
+
+    // AWS IoT fails every UpdateCertificate (the last step): each event is tried three times
+    // and ends in the stack's failure queue as Lambda's invocation record.
+    let failing = ThrottlingProxy::start(moto().host_port(), &[]);
+    failing.set_fault(Fault::Operation(IotApi::UpdateCertificate), true);
+    let events: Vec<Value> = devices
+        .iter()
+        .map(|(_, id, _)| id)
+        .chain([&bad_id])
+        .map(|id| registered_event(id, &d.ca_id))
+        .collect();
+    let stats = d.fail_events(&failing, &events).await;
+    assert_eq!(stats.function_error_count(), 12, "{stats:?}");
+    assert_eq!(d.queue_depth().await, (4, 0));
     d.send("not an invocation record").await;
 
     // The dry run lists and changes nothing: every message is visible again afterwards.
@@ -458,8 +537,10 @@ async fn redrive_redelivers_the_failure_queue_and_keeps_what_still_fails() {
         .all(|r| r["outcome"] == "would-redrive"));
     assert_eq!(d.queue_depth().await, (5, 0));
 
-    // AWS IoT fails every call about one certificate (the activator retries, then fails).
-    let failing = failing_iot_for(&bad_id);
+    // AWS IoT is back, except for every call about one certificate (the deployed function
+    // reaches IoT through the stand-in): three records are redriven and deleted.
+    failing.clear_faults();
+    failing.set_fault(Fault::Certificate(bad_id.clone()), true);
     d.set_env(&[("AWS_ENDPOINT_URL_IOT", Some(&failing.url()))])
         .await;
     let (code, v, o) = d.json(&["redrive", "--stage", "e2e", "--no-sweep"]);
@@ -515,27 +596,42 @@ async fn redrive_redelivers_the_failure_queue_and_keeps_what_still_fails() {
     }
     // The two kept messages are visible again at once, for the next run or the operator.
     assert_eq!(d.queue_depth().await, (2, 0));
-    let bad = iot
+    assert_eq!(status_of(&iot, &bad_id).await, "PENDING_ACTIVATION");
+
+    // IoT answers again, and a device's event was lost altogether (no record anywhere): the
+    // record is redriven, and the sweep that follows activates the lost device.
+    d.set_env(&[
+        ("AWS_ENDPOINT_URL_IOT", None),
+        (jitr_contract::sweep::ENV_GRACE_SECONDS, Some("0")),
+    ])
+    .await;
+    d.delete_message("not an invocation record").await;
+    let lost_cn = unique("ops-lost");
+    let (lost_id, lost_arn) = testkit::jitr::register_pending(&iot, &d.ca, &lost_cn).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (code, v, o) = d.json(&["redrive", "--stage", "e2e"]);
+    assert_eq!(code, 0, "{}", text(&o));
+    assert_eq!(v["deleted"], 1, "{v:#}");
+    assert_eq!(v["failed"], json!([]));
+    assert_eq!(v["remaining"], 0);
+    assert_eq!(v["sweep"]["complete"], true, "{v:#}");
+    assert_eq!(v["sweep"]["activated"], 1, "{v:#}");
+    assert_eq!(v["sweep"]["markerOut"], "-", "{v:#}");
+    assert_eq!(d.queue_depth().await, (0, 0));
+    assert_eq!(status_of(&iot, &bad_id).await, "ACTIVE");
+    testkit::jitr::assert_onboarded(&iot, &lost_id, &lost_cn, &lost_arn).await;
+}
+
+async fn status_of(iot: &aws_sdk_iot::Client, id: &str) -> String {
+    let out = iot
         .describe_certificate()
-        .certificate_id(&bad_id)
+        .certificate_id(id)
         .send()
         .await
         .unwrap();
-    assert_eq!(
-        bad.certificate_description()
-            .unwrap()
-            .status()
-            .map(|s| s.as_str()),
-        Some("PENDING_ACTIVATION")
-    );
-
-    // IoT answers again: the record is redriven; the unparsable message stays (exit 5).
-    d.set_env(&[("AWS_ENDPOINT_URL_IOT", None)]).await;
-    let (code, v, o) = d.json(&["redrive", "--stage", "e2e", "--no-sweep"]);
-    assert_eq!(code, 5, "{}", text(&o));
-    assert_eq!(v["deleted"], 1, "{v:#}");
-    assert_eq!(v["failed"], json!([]));
-    assert_eq!(v["remaining"], 1);
-    assert_eq!(d.queue_depth().await, (1, 0));
-    drop(failing);
+    out.certificate_description()
+        .unwrap()
+        .status()
+        .map(|s| s.as_str().to_string())
+        .unwrap_or_default()
 }

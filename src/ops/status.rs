@@ -537,7 +537,9 @@ fn needs_attention(s: &Status, stage: &str) -> Vec<String> {
     if let Some(p) = &s.pending {
         if p.over_grace > 0 {
             out.push(format!(
-                "{} pending certificate{} older than the {}-minute grace period",
+                "{} pending certificate{} older than the {}-minute grace period: `jitr-infra \
+                 redrive` runs a sweep that activates them (one the stage's checks rejected stays \
+                 pending until revoked or deleted)",
                 p.over_grace,
                 if p.over_grace == 1 { " is" } else { "s are" },
                 p.grace_seconds / 60

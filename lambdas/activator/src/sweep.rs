@@ -279,7 +279,7 @@ fn tally(inv: &Invocation<'_>, report: &SweepReport) {
     t.add(m::SWEEP_LISTED, report.listed);
     t.add(m::SWEEP_ACTIVATED, report.activated);
     t.add(m::SWEEP_FAILED, report.failed);
-    t.gauge(m::PENDING_OVER_GRACE, report.over_grace as f64, "Count");
+    t.gauge(m::PENDING_OVER_GRACE, report.unsettled() as f64, "Count");
     if let Some(age) = report.oldest_pending_age_seconds {
         t.gauge(m::OLDEST_PENDING_AGE, age as f64, "Seconds");
     }

@@ -35,7 +35,10 @@ pub const ACTIVATION_LATENCY: &str = "ActivationLatency";
 pub const SWEEP_LISTED: &str = "SweepListed";
 pub const SWEEP_ACTIVATED: &str = "SweepActivated";
 pub const SWEEP_FAILED: &str = "SweepFailed";
-/// Pending certificates older than the grace period that one run found (a gauge).
+/// Pending certificates older than the grace period that one run listed but could not settle
+/// (an error, or not reached before its time ran out): [`crate::sweep::SweepReport::unsettled`].
+/// Certificates it activated, or rejected on purpose, do not count: the alarm on this gauge
+/// means "something is stuck", not "an event was lost and the sweep caught it".
 pub const PENDING_OVER_GRACE: &str = "PendingOverGrace";
 /// Age of the oldest pending certificate one run found, seconds (a gauge).
 pub const OLDEST_PENDING_AGE: &str = "OldestPendingAgeSeconds";

@@ -161,9 +161,34 @@ pub struct SweepReport {
     pub errors: Vec<String>,
 }
 
+impl SweepReport {
+    /// Pending certificates over the grace period this run did not settle: neither activated
+    /// (or found active), nor rejected or ignored on purpose. Failed ones, and ones listed after
+    /// the run's time ran out.
+    pub fn unsettled(&self) -> u64 {
+        self.over_grace
+            .saturating_sub(self.activated + self.already_active + self.rejected + self.ignored)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unsettled_leaves_out_what_the_run_decided() {
+        let report = SweepReport {
+            over_grace: 10,
+            activated: 4,
+            already_active: 1,
+            rejected: 2,
+            ignored: 1,
+            failed: 1,
+            ..SweepReport::default()
+        };
+        // One failed, one never reached.
+        assert_eq!(report.unsettled(), 2);
+    }
 
     #[test]
     fn a_sweep_payload_is_told_from_an_event() {
