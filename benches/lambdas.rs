@@ -4,7 +4,7 @@
 //! Prints cold start (process start to first answer), peak RSS, CPU per event in a warm
 //! process, and zip sizes, against the targets. Run with `scripts/bench-lambdas`.
 
-use aws_sdk_iot::types::{CertificateMode, CertificateStatus};
+use aws_sdk_iot::types::CertificateStatus;
 use jitr_infra::assets;
 use serde_json::json;
 use std::time::{Duration, Instant};
@@ -116,25 +116,7 @@ async fn main() {
     let moto = moto();
     let iot = moto.iot().await;
     let ca = TestCa::new(&unique("Bench CA"));
-    let ca_id = iot
-        .register_ca_certificate()
-        .ca_certificate(&ca.pem)
-        .set_as_active(true)
-        .allow_auto_registration(true)
-        .certificate_mode(CertificateMode::SniOnly)
-        .send()
-        .await
-        .unwrap()
-        .certificate_id()
-        .unwrap()
-        .to_string();
-    let policy = unique("bench-policy");
-    iot.create_policy()
-        .policy_name(&policy)
-        .policy_document(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"iot:Connect","Resource":"*"}]}"#)
-        .send()
-        .await
-        .unwrap();
+    let (ca_id, policy) = testkit::jitr::register_ca_and_policy(&iot, &ca, "bench-policy").await;
     let mut env = moto.aws_env();
     env.push(("JITR_CA_CERTIFICATE_ID".into(), ca_id.clone()));
     env.push(("JITR_DEVICE_POLICY_NAME".into(), policy));

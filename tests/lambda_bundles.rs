@@ -2,7 +2,7 @@
 //! build script through `crates/bundle`), reproducible, fit for AL2023's glibc, and their real
 //! `bootstrap` binaries run under a Lambda Runtime API host on loopback, against moto.
 
-use aws_sdk_iot::types::{CertificateMode, CertificateStatus};
+use aws_sdk_iot::types::CertificateStatus;
 use jitr_infra::assets::{self, Embedded};
 use serde_json::json;
 use std::path::PathBuf;
@@ -132,25 +132,7 @@ async fn activator_binary_activates_under_the_runtime_api() {
     let moto = moto();
     let iot = moto.iot().await;
     let ca = TestCa::new(&unique("Binary CA"));
-    let ca_id = iot
-        .register_ca_certificate()
-        .ca_certificate(&ca.pem)
-        .set_as_active(true)
-        .allow_auto_registration(true)
-        .certificate_mode(CertificateMode::SniOnly)
-        .send()
-        .await
-        .unwrap()
-        .certificate_id()
-        .unwrap()
-        .to_string();
-    let policy = unique("device-policy");
-    iot.create_policy()
-        .policy_name(&policy)
-        .policy_document(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"iot:Connect","Resource":"*"}]}"#)
-        .send()
-        .await
-        .unwrap();
+    let (ca_id, policy) = testkit::jitr::register_ca_and_policy(&iot, &ca, "device-policy").await;
     let cn = unique("bin-device");
     let cert = iot
         .register_certificate()

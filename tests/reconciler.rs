@@ -4,7 +4,7 @@
 //! its SSM marker; several containers at once activate every certificate without failing
 //! when AWS IoT throttles them; a duplicate event costs no AWS call.
 
-use aws_sdk_iot::types::{CertificateMode, CertificateStatus};
+use aws_sdk_iot::types::CertificateStatus;
 use jitr_contract::rates::{ApiRates, IotApi};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -31,25 +31,8 @@ impl Fleet {
     async fn new() -> Fleet {
         let iot = moto().iot().await;
         let ca = TestCa::new(&unique("Reconciler CA"));
-        let ca_id = iot
-            .register_ca_certificate()
-            .ca_certificate(&ca.pem)
-            .set_as_active(true)
-            .allow_auto_registration(true)
-            .certificate_mode(CertificateMode::SniOnly)
-            .send()
-            .await
-            .unwrap()
-            .certificate_id()
-            .unwrap()
-            .to_string();
-        let policy = unique("device-policy");
-        iot.create_policy()
-            .policy_name(&policy)
-            .policy_document(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"iot:Connect","Resource":"*"}]}"#)
-            .send()
-            .await
-            .unwrap();
+        let (ca_id, policy) =
+            testkit::jitr::register_ca_and_policy(&iot, &ca, "device-policy").await;
         Fleet {
             iot,
             ca,

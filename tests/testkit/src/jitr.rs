@@ -23,6 +23,38 @@ pub fn registered_event(cert_id: &str, ca_id: &str) -> Value {
            "certificateStatus": "PENDING_ACTIVATION", "awsAccountId": crate::ACCOUNT})
 }
 
+/// What an activator needs in AWS IoT before its first event: `ca` registered ACTIVE with
+/// auto-registration (SNI_ONLY), and a device policy named `unique(policy_prefix)`:
+/// (CA certificate id, policy name).
+pub async fn register_ca_and_policy(
+    iot: &aws_sdk_iot::Client,
+    ca: &TestCa,
+    policy_prefix: &str,
+) -> (String, String) {
+    let ca_id = iot
+        .register_ca_certificate()
+        .ca_certificate(&ca.pem)
+        .set_as_active(true)
+        .allow_auto_registration(true)
+        .certificate_mode(aws_sdk_iot::types::CertificateMode::SniOnly)
+        .send()
+        .await
+        .unwrap()
+        .certificate_id()
+        .unwrap()
+        .to_string();
+    let policy = crate::unique(policy_prefix);
+    iot.create_policy()
+        .policy_name(&policy)
+        .policy_document(
+            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"iot:Connect","Resource":"*"}]}"#,
+        )
+        .send()
+        .await
+        .unwrap();
+    (ca_id, policy)
+}
+
 /// A device certificate for `cn` signed by `ca`, registered `PENDING_ACTIVATION` as AWS IoT
 /// registers it on the device's first connection: (certificate id, ARN).
 pub async fn register_pending(
