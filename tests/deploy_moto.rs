@@ -376,17 +376,7 @@ async fn dev_stage_lifecycle_end_to_end() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["outcome"], "activated", "{body}");
     testkit::jitr::assert_onboarded(&iot, &cert_id, &cn, &cert_arn).await;
-    let policies = iot
-        .list_attached_policies()
-        .target(&cert_arn)
-        .send()
-        .await
-        .unwrap();
-    let names: Vec<&str> = policies
-        .policies()
-        .iter()
-        .filter_map(|p| p.policy_name())
-        .collect();
+    let names = testkit::jitr::attached_policies(&iot, &cert_arn).await;
     assert_eq!(names, [format!("{}-device", p.stack).as_str()]);
 
     // A second deploy with no change: success, and no change set left behind.

@@ -581,17 +581,7 @@ async fn redrive_redelivers_the_failure_queue_and_keeps_what_still_fails() {
     assert_eq!(v["sweep"], Value::Null);
     for (cn, id, arn) in &devices {
         testkit::jitr::assert_onboarded(&iot, id, cn, arn).await;
-        let policies = iot
-            .list_attached_policies()
-            .target(arn)
-            .send()
-            .await
-            .unwrap();
-        let names: Vec<&str> = policies
-            .policies()
-            .iter()
-            .filter_map(|p| p.policy_name())
-            .collect();
+        let names = testkit::jitr::attached_policies(&iot, arn).await;
         assert_eq!(names, [format!("{}-device", d.stack).as_str()]);
     }
     // The two kept messages are visible again at once, for the next run or the operator.

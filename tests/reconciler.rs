@@ -69,18 +69,7 @@ impl Fleet {
     /// ACTIVE, with its Thing (named by the CN) and the device policy.
     async fn assert_onboarded(&self, id: &str, arn: &str, cn: &str) {
         testkit::jitr::assert_onboarded(&self.iot, id, cn, arn).await;
-        let policies = self
-            .iot
-            .list_attached_policies()
-            .target(arn)
-            .send()
-            .await
-            .unwrap();
-        let names: Vec<&str> = policies
-            .policies()
-            .iter()
-            .filter_map(|p| p.policy_name())
-            .collect();
+        let names = testkit::jitr::attached_policies(&self.iot, arn).await;
         assert_eq!(names, [self.policy.as_str()], "{cn}");
     }
 

@@ -76,6 +76,20 @@ pub async fn register_pending(
     )
 }
 
+/// The names of the IoT policies attached to the certificate `arn`.
+pub async fn attached_policies(iot: &aws_sdk_iot::Client, arn: &str) -> Vec<String> {
+    let out = iot
+        .list_attached_policies()
+        .target(arn)
+        .send()
+        .await
+        .unwrap();
+    out.policies()
+        .iter()
+        .filter_map(|p| p.policy_name().map(str::to_string))
+        .collect()
+}
+
 /// The certificate is ACTIVE and the Thing `thing` has exactly it as its principal.
 pub async fn assert_onboarded(iot: &aws_sdk_iot::Client, cert_id: &str, thing: &str, arn: &str) {
     let d = iot
