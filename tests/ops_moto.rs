@@ -154,25 +154,14 @@ impl Deployed {
 
     /// Adds (or, with `None`, removes) variables of the activator's environment.
     async fn set_env(&self, vars: &[(&str, Option<&str>)]) {
-        let lambda = aws_sdk_lambda::Client::new(&self.conf);
-        let conf = lambda
-            .get_function_configuration()
-            .function_name(self.function())
-            .send()
-            .await
-            .unwrap();
-        let mut env: BTreeMap<String, String> = conf
-            .environment()
-            .and_then(|e| e.variables())
-            .map(|v| v.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
-            .unwrap_or_default();
+        let mut env = self.function_env().await;
         for (k, v) in vars {
             match v {
                 Some(v) => env.insert(k.to_string(), v.to_string()),
                 None => env.remove(*k),
             };
         }
-        lambda
+        aws_sdk_lambda::Client::new(&self.conf)
             .update_function_configuration()
             .function_name(self.function())
             .environment(
