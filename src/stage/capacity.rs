@@ -193,6 +193,7 @@ mod tests {
             account: None,
             tags: Default::default(),
             ca: super::super::Ca {
+                name: super::super::DEFAULT_CA_NAME.to_string(),
                 certificate_file: "certs/dev-ca.pem".into(),
                 pem: pem.into(),
                 certificate: jitr_lambda_common::pki::Certificate::from_pem(pem).unwrap(),

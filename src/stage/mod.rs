@@ -61,8 +61,48 @@ pub struct Stage {
     pub alarms: AlarmsSection,
 }
 
+/// The name of the CA of a one-CA stage (`ca:` written as one CA, not a list).
+pub const DEFAULT_CA_NAME: &str = "default";
+
+impl Stage {
+    /// Every CA of the stage, in the stage file's order.
+    pub fn cas(&self) -> &[Ca] {
+        std::slice::from_ref(&self.ca)
+    }
+
+    /// The CA named `name`; with `None`, the stage's only CA (an error names the choices when
+    /// there are several).
+    pub fn ca_named(&self, name: Option<&str>) -> Result<&Ca, String> {
+        let cas = self.cas();
+        let names = || {
+            cas.iter()
+                .map(|c| c.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        match name {
+            None if cas.len() == 1 => Ok(&cas[0]),
+            None => Err(format!(
+                "stage {} has {} CAs ({}): name one with --ca",
+                self.name,
+                cas.len(),
+                names()
+            )),
+            Some(n) => cas.iter().find(|c| c.name == n).ok_or_else(|| {
+                format!(
+                    "stage {} has no CA named `{n}`; its CAs: {}",
+                    self.name,
+                    names()
+                )
+            }),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Ca {
+    /// The CA's name in the stage ([`DEFAULT_CA_NAME`] for a one-CA stage).
+    pub name: String,
     pub certificate_file: String,
     /// The PEM as read (normalized to end in one newline).
     pub pem: String,

@@ -288,6 +288,7 @@ impl Validator<'_> {
         let mut pem = text?.trim().to_string();
         pem.push('\n');
         Some(Ca {
+            name: DEFAULT_CA_NAME.to_string(),
             certificate_file: raw.certificate,
             pem,
             certificate: certificate?,
