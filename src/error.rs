@@ -115,6 +115,10 @@ pub enum Error {
     /// Approval was required and not given.
     #[error("approval required: {0}")]
     ApprovalRequired(String),
+    /// `revoke` found no certificate to revoke, or one it must not revoke (the message says
+    /// which and why).
+    #[error("{0}")]
+    Revoke(String),
     /// The stage's `protection` refuses the operation (the message says how to lift it).
     #[error("{0}")]
     Protected(String),

@@ -3,6 +3,7 @@
 //! deployed, not the stage file: what runs is what the function's configuration says.
 
 pub mod redrive;
+pub mod revoke;
 pub mod status;
 pub mod status_text;
 

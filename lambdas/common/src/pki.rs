@@ -90,6 +90,12 @@ impl Certificate {
         })
     }
 
+    /// The serial number in normal form (lowercase hex, no leading zeros; see
+    /// `jitr_contract::revocation::normalize_serial`).
+    pub fn serial_hex(&self) -> String {
+        self.with(|c| jitr_contract::revocation::serial_from_bytes(c.raw_serial()))
+    }
+
     /// The subject as RFC 4514 text, for messages.
     pub fn subject(&self) -> String {
         self.with(|c| c.subject().to_string())

@@ -13,6 +13,7 @@ pub mod ca_registration;
 pub mod event;
 pub mod metrics;
 pub mod rates;
+pub mod revocation;
 pub mod sweep;
 
 // The digest of the Lambda sources jitr-infra's build hands the Lambda build
