@@ -8,6 +8,20 @@
 //! AWS IoT's list (ECDSA with SHA-256/384, or SHA-256 with RSA). AWS IoT takes at most 10 CA
 //! certificates with the same subject per account, so each CA should be named for its use.
 //! `init` makes the development CA with it; `ca create` can reuse it for any [`KeyAlgorithm`].
+//!
+//! Issuing devices: [`CaSigner`] (a CA certificate and its key, checked to match),
+//! [`issue_device`] and [`write_device`] (in `pki/device.rs`, `pki/signer.rs`, `pki/files.rs`).
+
+mod device;
+mod files;
+mod signer;
+
+pub use device::{issue_device, DeviceMaterial, DeviceSpec, Validity, DEFAULT_DEVICE_DAYS};
+pub use files::{
+    ca_files, device_files, write_ca, write_device, write_new_files, NewFile, WriteError,
+    CERT_MODE, KEY_MODE,
+};
+pub use signer::CaSigner;
 
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, KeyPair, KeyUsagePurpose,
@@ -92,7 +106,7 @@ impl std::fmt::Debug for CaMaterial {
     }
 }
 
-/// Why a CA could not be made.
+/// Why a CA could not be made or used, or a device certificate not issued.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum PkiError {
     #[error("CA subject: {0}")]
@@ -101,6 +115,15 @@ pub enum PkiError {
     Validity(String),
     #[error("CA key or certificate: {0}")]
     Crypto(String),
+    /// The CA certificate cannot issue (not a CA, expired, unreadable).
+    #[error("{0}")]
+    Ca(String),
+    /// The CA private key is unreadable, of an unusable kind, or not the certificate's.
+    #[error("CA private key: {0}")]
+    Key(String),
+    /// The device specification is unusable.
+    #[error("device certificate: {0}")]
+    Device(String),
 }
 
 /// Makes a self-signed CA: a fresh key pair, a random serial.
