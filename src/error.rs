@@ -119,6 +119,10 @@ pub enum Error {
     /// which and why).
     #[error("{0}")]
     Revoke(String),
+    /// `smoke` refused its input before making anything (the CA key, the CN, an existing
+    /// Thing, the endpoint, the trust roots): the flag and the problem.
+    #[error("{0}")]
+    Smoke(String),
     /// The stage's `protection` refuses the operation (the message says how to lift it).
     #[error("{0}")]
     Protected(String),

@@ -308,6 +308,19 @@ pub fn redrive(
     })
 }
 
+/// `smoke`: the `smoke::Report` (README "Smoke test"); exit 0 only when the device was
+/// activated, published and cleaned up, else 1 with the failed step in a sentence.
+pub fn smoke(args: &Args, opts: &crate::smoke::Options, console: &Console) -> Result<i32, Error> {
+    let rt = runtime()?;
+    let st = stage::load(&args.root, &args.stage)?;
+    let clients = rt.block_on(Clients::new(&args.target(&st.region)));
+    let deployed = rt.block_on(crate::ops::deployed(&clients, &st, "smoke-test"))?;
+    let progress = |line: &str| console.progress(line);
+    let r = rt.block_on(crate::smoke::run(&clients, &st, &deployed, opts, &progress))?;
+    console.result(&r, || crate::smoke::text::text(&r));
+    Ok(if r.ok { exit::OK } else { exit::ERROR })
+}
+
 /// `--yes`, or the operator's answer on a terminal.
 fn confirm_destroy(stack: &str, yes: bool, console: &Console) -> Result<(), Error> {
     if yes {

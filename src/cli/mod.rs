@@ -55,6 +55,7 @@ pub enum Action {
     Destroy { yes: bool, detach_devices: bool },
     Status { max_pages: u32 },
     Redrive(crate::ops::redrive::Options),
+    Smoke(crate::smoke::Options),
 }
 
 #[derive(Debug, Clone)]
@@ -119,6 +120,33 @@ impl Args {
                     dry_run,
                     max,
                     sweep: !no_sweep,
+                }),
+            ),
+            Command::Smoke {
+                stage,
+                ca,
+                ca_key,
+                ca_key_env,
+                cn,
+                endpoint,
+                trust_root,
+                timeout,
+                keep,
+            } => (
+                stage,
+                Action::Smoke(crate::smoke::Options {
+                    ca,
+                    ca_key: match (ca_key, ca_key_env) {
+                        (Some(f), _) => crate::smoke::KeySource::File(f),
+                        (None, Some(v)) => crate::smoke::KeySource::Env(v),
+                        // clap requires one of them.
+                        (None, None) => crate::smoke::KeySource::Env(String::new()),
+                    },
+                    cn,
+                    endpoint,
+                    trust_root,
+                    timeout: std::time::Duration::from_secs(timeout),
+                    keep,
                 }),
             ),
         };
@@ -205,6 +233,7 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<i32, Er
         } => commands::destroy(&args, *yes, *detach_devices, &console),
         Action::Status { max_pages } => commands::status(&args, *max_pages, &console),
         Action::Redrive(opts) => commands::redrive(&args, opts, &console),
+        Action::Smoke(opts) => commands::smoke(&args, opts, &console),
     }
 }
 
