@@ -8,11 +8,14 @@
 //!   and [`sqs`] the burst test's stand-ins for AWS IoT's quotas and the failure queue;
 //! - [`Recorder`]: an HTTP endpoint that records what it receives (CloudFormation's
 //!   `ResponseURL`) and, as a proxy, what a client sends to moto;
+//! - [`iot_gateway::IotGateway`]: AWS IoT's MQTT broker as a device meets it (TLS with client
+//!   certificates, just-in-time registration against moto, CONNECT, PUBLISH);
 //! - [`pki`]: throwaway CAs and device certificates;
 //! - [`openssl`]: the same for every signature algorithm, through the openssl CLI;
 //! - [`project::Project`]: the temporary project directory the CLI tests run in.
 
 pub mod http;
+pub mod iot_gateway;
 pub mod jitr;
 pub mod lambda;
 pub mod lambda_async;
@@ -142,14 +145,18 @@ pub fn aws_env(endpoint: &str) -> Vec<(String, String)> {
 
 /// An IoT client pointed at `endpoint` with dummy credentials.
 pub async fn iot_client(endpoint: &str) -> aws_sdk_iot::Client {
+    aws_sdk_iot::Client::new(&sdk_config(endpoint).await)
+}
+
+/// The SDK configuration for `endpoint` with dummy credentials and the test region.
+pub async fn sdk_config(endpoint: &str) -> aws_config::SdkConfig {
     let creds = aws_sdk_iot::config::Credentials::new("testing", "testing", None, None, "testkit");
-    let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
         .region(aws_config::Region::new(REGION))
         .endpoint_url(endpoint)
         .credentials_provider(creds)
         .load()
-        .await;
-    aws_sdk_iot::Client::new(&conf)
+        .await
 }
 
 /// The moto server for this test process: `JITR_TEST_MOTO_ENDPOINT` if set (a server the
