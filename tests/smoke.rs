@@ -70,10 +70,15 @@ impl Deployed {
         g
     }
 
-    /// `smoke` against `gateway` with the stage's CA key and the gateway's root; `extra` last.
+    /// `smoke` against `endpoint` with the stage's CA key and the gateway's root; `extra` last.
     fn smoke(&self, endpoint: &str, extra: &[&str]) -> Output {
+        self.smoke_trusting("certs/gateway-root.pem", endpoint, extra)
+    }
+
+    /// `smoke` with `--trust-root` the project's file `root`.
+    fn smoke_trusting(&self, root: &str, endpoint: &str, extra: &[&str]) -> Output {
         let key = self.fixture.path("certs/ca.key");
-        let root = self.fixture.path("certs/gateway-root.pem");
+        let root = self.fixture.path(root);
         let mut args = vec![
             "smoke",
             "--stage",
@@ -125,7 +130,9 @@ async fn smoke_onboards_a_device_publishes_and_removes_it() {
         r["timings"]["registeredMs"].as_u64().unwrap() <= active,
         "{r}"
     );
-    eprintln!("smoke: registered -> ACTIVE seen after {active} ms, CONNACK after {connack} ms");
+    let activated = r["timings"]["activatedMs"].as_u64().unwrap();
+    assert_eq!(activated, active.min(connack), "{r}");
+    eprintln!("smoke: activated in {activated} ms (ACTIVE seen after {active} ms, CONNACK after {connack} ms)");
 
     // The gateway saw the JITR flow: one registration (the first connection, dropped, with
     // the device's chain and SNI), then one accepted CONNECT as the Thing, one publish.
@@ -163,6 +170,7 @@ async fn smoke_onboards_a_device_publishes_and_removes_it() {
     let o = d.smoke(&gateway.endpoint(), &[]);
     assert!(o.status.success(), "{}", text(&o));
     let out = String::from_utf8_lossy(&o.stdout);
+    eprintln!("{out}");
     for want in [
         "activated in ",
         "published on devices/",
@@ -197,6 +205,7 @@ async fn rejected_devices_and_tls_problems_fail_with_a_sentence_and_leave_nothin
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     let r: Value = serde_json::from_slice(&o.stdout).unwrap();
     let failure = r["failures"][0].as_str().unwrap();
+    eprintln!("rejected: {failure}");
     assert!(
         failure.contains("rejected") && failure.contains("subject_pattern"),
         "{failure}"
@@ -210,10 +219,10 @@ async fn rejected_devices_and_tls_problems_fail_with_a_sentence_and_leave_nothin
     // A trust root that did not sign the server's certificate: our side refuses at once.
     d.fixture
         .write("certs/other-root.pem", &TestCa::new("Other root").pem);
-    let other = d.fixture.path("certs/other-root.pem");
-    let o = d.smoke(
+    let o = d.smoke_trusting(
+        "certs/other-root.pem",
         &gateway.endpoint(),
-        &["--cn", "acme-0001", "--trust-root", other.to_str().unwrap()],
+        &["--cn", "acme-0001"],
     );
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     let out = String::from_utf8_lossy(&o.stdout);
@@ -221,6 +230,8 @@ async fn rejected_devices_and_tls_problems_fail_with_a_sentence_and_leave_nothin
         out.contains("is not trusted") && out.contains("--trust-root"),
         "{out}"
     );
+    assert!(out.contains("FAILED: connecting failed: no TLS handshake"), "{out}");
+    eprintln!("wrong trust root:\n{out}");
 
     // No SNI (an IP address): the broker refuses the handshake; the sentence says why.
     let before = gateway.connections().len();
@@ -229,6 +240,8 @@ async fn rejected_devices_and_tls_problems_fail_with_a_sentence_and_leave_nothin
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.contains("no SNI was sent"), "{out}");
+    assert!(out.contains("FAILED: connecting failed: no TLS handshake"), "{out}");
+    eprintln!("no SNI:\n{out}");
     let conns = gateway.connections();
     assert!(conns.len() > before);
     assert!(conns[before..]

@@ -40,8 +40,19 @@ pub struct Attempt {
 /// first connection) or not (our side refused the server, or the broker refused the client).
 #[derive(Debug)]
 enum Failure {
+    /// Before the TLS handshake completed.
     Retry(String),
+    /// After it (the broker knows the device's certificate chain).
+    Dropped(String),
     Fatal(String),
+}
+
+/// Why connecting ended without an accepted CONNECT.
+#[derive(Debug, Clone)]
+pub struct NotConnected {
+    pub message: String,
+    /// Some attempt completed the TLS handshake (the broker saw the device's chain).
+    pub handshake_completed: bool,
 }
 
 /// A connected device (CONNACK accepted).
@@ -65,32 +76,42 @@ pub async fn connect_until(
     deadline: Instant,
     stop: &dyn Stop,
     log: &mut Vec<Attempt>,
-) -> Result<Connected, String> {
+) -> Result<Connected, NotConnected> {
     let mut backoff = BACKOFF_START;
+    let mut handshake_completed = false;
+    let fail = |message: String, handshake_completed: bool| NotConnected {
+        message,
+        handshake_completed,
+    };
     loop {
         let at_ms = t0.elapsed().as_millis() as u64;
         let result = attempt(config.clone(), endpoint, client_id).await;
         let outcome = match &result {
             Ok(_) => "CONNACK accepted".to_string(),
-            Err(Failure::Retry(e) | Failure::Fatal(e)) => e.clone(),
+            Err(Failure::Retry(e) | Failure::Dropped(e) | Failure::Fatal(e)) => e.clone(),
         };
         log.push(Attempt { at_ms, outcome });
+        handshake_completed |= matches!(result, Ok(_) | Err(Failure::Dropped(_)));
         let last = match result {
             Ok(stream) => return Ok(Connected { stream }),
-            Err(Failure::Fatal(e)) => return Err(e),
-            Err(Failure::Retry(e)) => e,
+            Err(Failure::Fatal(e)) => return Err(fail(e, handshake_completed)),
+            Err(Failure::Retry(e) | Failure::Dropped(e)) => e,
         };
         let pause = Duration::from_millis(fastrand::u64(0..=backoff.as_millis() as u64));
         backoff = (backoff * 2).min(BACKOFF_MAX);
         if let Some(reason) = stop.reason() {
-            return Err(format!("{reason} (last connection: {last})"));
+            return Err(fail(
+                format!("{reason} (last connection: {last})"),
+                handshake_completed,
+            ));
         }
         if Instant::now() + pause >= deadline {
-            return Err(format!(
+            let message = format!(
                 "not accepted after {} attempts in {} s; the last one: {last}",
                 log.len(),
                 t0.elapsed().as_secs()
-            ));
+            );
+            return Err(fail(message, handshake_completed));
         }
         tokio::time::sleep(pause).await;
     }
@@ -126,7 +147,7 @@ async fn attempt(
         Ok(Some(other)) => Err(Failure::Fatal(format!(
             "the broker answered CONNECT with {other:?} instead of CONNACK"
         ))),
-        Ok(None) => Err(Failure::Retry(
+        Ok(None) => Err(Failure::Dropped(
             "the broker closed the connection before CONNACK".into(),
         )),
         Err(e) => Err(dropped(&e, "waiting for CONNACK")),
@@ -141,7 +162,7 @@ async fn step<T>(f: impl std::future::Future<Output = T>, what: &str) -> Result<
 
 /// The broker's side ended the connection (reset, close, a TLS alert after the handshake).
 fn dropped(e: &std::io::Error, during: &str) -> Failure {
-    Failure::Retry(format!("dropped while {during}: {}", tls_detail(e)))
+    Failure::Dropped(format!("dropped while {during}: {}", tls_detail(e)))
 }
 
 /// A failed handshake: our verdict on the server is final; the server's alert is not (the

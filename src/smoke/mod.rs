@@ -48,6 +48,8 @@ pub struct Timings {
     pub active_ms: Option<u64>,
     /// The broker accepted a CONNECT.
     pub connack_ms: Option<u64>,
+    /// The earlier of the two: the device was active by then.
+    pub activated_ms: Option<u64>,
 }
 
 /// What `smoke` did, step by step (`--json` prints it).
@@ -158,6 +160,8 @@ async fn onboard_and_publish(
     let seen = watcher.stop();
     report.timings.registered_ms = seen.registered_ms;
     report.timings.active_ms = seen.active_ms;
+    let t = &report.timings;
+    report.timings.activated_ms = [t.active_ms, t.connack_ms].into_iter().flatten().min();
     let session = match connected {
         Ok(s) => s,
         Err(e) => {

@@ -25,13 +25,15 @@ pub fn text(r: &Report) -> String {
     }
     let ms = |v: Option<u64>| v.map_or("-".to_string(), |v| format!("{v} ms"));
     if r.activated {
+        let tm = &r.timings;
         t.push_str(&format!(
-            "activated in {}: registered after {}, ACTIVE after {} (DescribeCertificate), \
-             CONNACK after {}\n",
-            ms(r.timings.active_ms.or(r.timings.connack_ms)),
-            ms(r.timings.registered_ms),
-            ms(r.timings.active_ms),
-            ms(r.timings.connack_ms)
+            "activated in {}: registered after {}, ACTIVE after {} (DescribeCertificate every \
+             {} ms), CONNACK after {}\n",
+            ms(tm.activated_ms),
+            ms(tm.registered_ms),
+            ms(tm.active_ms),
+            super::watch::POLL_EVERY.as_millis(),
+            ms(tm.connack_ms)
         ));
     }
     if r.published {

@@ -82,7 +82,10 @@ pub fn trust_roots(file: Option<&Path>) -> Result<(RootCertStore, String), Strin
                 file.display()
             ));
         }
-        return Ok((roots, format!("{} ({added} certificates)", file.display())));
+        return Ok((
+            roots,
+            format!("{} ({})", file.display(), certificates(added)),
+        ));
     }
     let found = rustls_native_certs::load_native_certs();
     let (added, _) = roots.add_parsable_certificates(found.certs);
@@ -93,7 +96,14 @@ pub fn trust_roots(file: Option<&Path>) -> Result<(RootCertStore, String), Strin
             found.errors.len()
         ));
     }
-    Ok((roots, format!("the system store ({added} certificates)")))
+    Ok((roots, format!("the system store ({})", certificates(added))))
+}
+
+fn certificates(n: usize) -> String {
+    match n {
+        1 => "1 certificate".to_string(),
+        n => format!("{n} certificates"),
+    }
 }
 
 /// The TLS configuration of the device: `chain_pem` (device certificate, then its CA) and

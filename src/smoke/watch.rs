@@ -1,4 +1,4 @@
-//! The certificate's status while the device connects: DescribeCertificate every half second,
+//! The certificate's status while the device connects: DescribeCertificate every 250 ms,
 //! recording when AWS IoT first knew it (registered by the first connection) and when it
 //! became ACTIVE, and stopping the connection loop once it can no longer become ACTIVE.
 
@@ -7,7 +7,8 @@ use aws_sdk_iot::types::CertificateStatus;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-const POLL_EVERY: Duration = Duration::from_millis(500);
+/// DescribeCertificate's rate quota is shared with the account's other callers: 4 a second.
+pub const POLL_EVERY: Duration = Duration::from_millis(250);
 
 /// What the poll saw, in milliseconds from the first connection attempt.
 #[derive(Debug, Clone, Default)]
@@ -97,7 +98,18 @@ impl Stop for Watcher {
 
 /// The sentence for a device that was not activated: what the poll saw says which step did not
 /// happen (registration by AWS IoT, activation by the activator), with the connection's error.
-pub fn activation_failure(seen: &Seen, connect_error: &str, pattern_note: &str) -> String {
+pub fn activation_failure(
+    seen: &Seen,
+    not_connected: &super::device::NotConnected,
+    pattern_note: &str,
+) -> String {
+    let connect_error = &not_connected.message;
+    if seen.status.is_none() && !not_connected.handshake_completed {
+        return format!(
+            "connecting failed: no TLS handshake with the endpoint completed, so AWS IoT never \
+             saw the certificate: {connect_error}"
+        );
+    }
     let pattern = if pattern_note.is_empty() {
         String::new()
     } else {
