@@ -197,6 +197,35 @@ async fn rejected_devices_and_tls_problems_fail_with_a_sentence_and_leave_nothin
     );
     assert!(gateway.connections().is_empty());
 
+    // The wrong CA key, or a key variable that is not set: refused by flag, nothing made.
+    let other = TestCa::new("Not the stage's CA");
+    d.fixture.write("certs/other.key", other.key_pem());
+    let other_key = d.fixture.path("certs/other.key");
+    let root = d.fixture.path("certs/gateway-root.pem");
+    let ep = gateway.endpoint();
+    for (flag, value) in [
+        ("--ca-key", other_key.to_str().unwrap()),
+        ("--ca-key-env", "JITR_SMOKE_NO_SUCH_VAR"),
+    ] {
+        let o = d.run(&[
+            "smoke",
+            "--stage",
+            "smoke",
+            "--endpoint",
+            &ep,
+            "--trust-root",
+            root.to_str().unwrap(),
+            "--cn",
+            "acme-0003",
+            flag,
+            value,
+        ]);
+        assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains(&format!("{flag} {value}")), "{err}");
+    }
+    assert!(gateway.connections().is_empty());
+
     // A CN the activator rejects (and revokes): the sentence says so; cleanup still runs.
     let o = d.smoke(
         &gateway.endpoint(),
@@ -230,7 +259,10 @@ async fn rejected_devices_and_tls_problems_fail_with_a_sentence_and_leave_nothin
         out.contains("is not trusted") && out.contains("--trust-root"),
         "{out}"
     );
-    assert!(out.contains("FAILED: connecting failed: no TLS handshake"), "{out}");
+    assert!(
+        out.contains("FAILED: connecting failed: no TLS handshake"),
+        "{out}"
+    );
     eprintln!("wrong trust root:\n{out}");
 
     // No SNI (an IP address): the broker refuses the handshake; the sentence says why.
@@ -240,7 +272,10 @@ async fn rejected_devices_and_tls_problems_fail_with_a_sentence_and_leave_nothin
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.contains("no SNI was sent"), "{out}");
-    assert!(out.contains("FAILED: connecting failed: no TLS handshake"), "{out}");
+    assert!(
+        out.contains("FAILED: connecting failed: no TLS handshake"),
+        "{out}"
+    );
     eprintln!("no SNI:\n{out}");
     let conns = gateway.connections();
     assert!(conns.len() > before);

@@ -181,37 +181,41 @@ pub enum Command {
   jitr-infra smoke --stage dev --ca-key certs/dev-ca.key
   jitr-infra smoke --stage prod --ca-key-env JITR_CA_KEY --cn acme-smoke-0001 --timeout 120
   jitr-infra smoke --stage dev --ca-key k.pem --endpoint abc-ats.iot.eu-west-1.amazonaws.com:443")]
-    Smoke {
-        /// Stage name: stacks/<STAGE>.yaml
-        #[arg(long, short, default_value = DEFAULT_STAGE)]
-        stage: String,
-        /// The stage's CA to issue with [default: the stage's only CA]
-        #[arg(long, value_name = "NAME")]
-        ca: Option<String>,
-        /// The CA's private key (PEM file)
-        #[arg(long, value_name = "FILE", required_unless_present = "ca_key_env")]
-        ca_key: Option<PathBuf>,
-        /// An environment variable holding the CA's private key (PEM)
-        #[arg(long, value_name = "VAR", conflicts_with = "ca_key")]
-        ca_key_env: Option<String>,
-        /// The device's subject CN [default: jitr-smoke-<random>; required when the
-        /// activator's subject_pattern does not accept that]
-        #[arg(long, value_name = "NAME")]
-        cn: Option<String>,
-        /// MQTT endpoint [default: DescribeEndpoint iot:Data-ATS; port 8883, 443 uses ALPN
-        /// x-amzn-mqtt-ca]
-        #[arg(long, value_name = "HOST[:PORT]")]
-        endpoint: Option<String>,
-        /// Trust roots for the server certificate (PEM) [default: the system store, which
-        /// holds Amazon Root CA 1]
-        #[arg(long, value_name = "FILE")]
-        trust_root: Option<PathBuf>,
-        /// Seconds from the first connection until the device must be accepted
-        #[arg(long, value_name = "SECS", default_value_t = 60,
-              value_parser = clap::value_parser!(u64).range(1..=3600))]
-        timeout: u64,
-        /// Leave the device registered (certificate ACTIVE, Thing) instead of removing it
-        #[arg(long)]
-        keep: bool,
-    },
+    Smoke(SmokeArgs),
+}
+
+/// `smoke`'s arguments.
+#[derive(Debug, clap::Args)]
+pub struct SmokeArgs {
+    /// Stage name: stacks/<STAGE>.yaml
+    #[arg(long, short, default_value = DEFAULT_STAGE)]
+    pub stage: String,
+    /// The stage's CA to issue with [default: the stage's only CA]
+    #[arg(long, value_name = "NAME")]
+    pub ca: Option<String>,
+    /// The CA's private key (PEM file)
+    #[arg(long, value_name = "FILE", required_unless_present = "ca_key_env")]
+    pub ca_key: Option<PathBuf>,
+    /// An environment variable holding the CA's private key (PEM)
+    #[arg(long, value_name = "VAR", conflicts_with = "ca_key")]
+    pub ca_key_env: Option<String>,
+    /// The device's subject CN [default: jitr-smoke-<random>; required when the
+    /// activator's subject_pattern does not accept that]
+    #[arg(long, value_name = "NAME")]
+    pub cn: Option<String>,
+    /// MQTT endpoint [default: DescribeEndpoint iot:Data-ATS; port 8883, 443 uses ALPN
+    /// x-amzn-mqtt-ca]
+    #[arg(long, value_name = "HOST[:PORT]")]
+    pub endpoint: Option<String>,
+    /// Trust roots for the server certificate (PEM) [default: the system store, which
+    /// holds Amazon Root CA 1]
+    #[arg(long, value_name = "FILE")]
+    pub trust_root: Option<PathBuf>,
+    /// Seconds from the first connection until the device must be accepted
+    #[arg(long, value_name = "SECS", default_value_t = 60,
+      value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub timeout: u64,
+    /// Leave the device registered (certificate ACTIVE, Thing) instead of removing it
+    #[arg(long)]
+    pub keep: bool,
 }

@@ -8,7 +8,7 @@ pub mod commands;
 pub mod console;
 mod low;
 
-pub use low::{Cli, Command};
+pub use low::{Cli, Command, SmokeArgs};
 
 use crate::deploy::{Options, RequireApproval};
 use crate::error::Error;
@@ -122,33 +122,7 @@ impl Args {
                     sweep: !no_sweep,
                 }),
             ),
-            Command::Smoke {
-                stage,
-                ca,
-                ca_key,
-                ca_key_env,
-                cn,
-                endpoint,
-                trust_root,
-                timeout,
-                keep,
-            } => (
-                stage,
-                Action::Smoke(crate::smoke::Options {
-                    ca,
-                    ca_key: match (ca_key, ca_key_env) {
-                        (Some(f), _) => crate::smoke::KeySource::File(f),
-                        (None, Some(v)) => crate::smoke::KeySource::Env(v),
-                        // clap requires one of them.
-                        (None, None) => crate::smoke::KeySource::Env(String::new()),
-                    },
-                    cn,
-                    endpoint,
-                    trust_root,
-                    timeout: std::time::Duration::from_secs(timeout),
-                    keep,
-                }),
-            ),
+            Command::Smoke(a) => (a.stage.clone(), Action::Smoke(a.options())),
         };
         let root = match &action {
             Action::Schema => cli.project.unwrap_or_default(),
@@ -234,6 +208,25 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<i32, Er
         Action::Status { max_pages } => commands::status(&args, *max_pages, &console),
         Action::Redrive(opts) => commands::redrive(&args, opts, &console),
         Action::Smoke(opts) => commands::smoke(&args, opts, &console),
+    }
+}
+
+impl SmokeArgs {
+    /// The options `smoke` runs with (clap makes sure one of the key flags is there).
+    fn options(self) -> crate::smoke::Options {
+        let ca_key = match (self.ca_key, self.ca_key_env) {
+            (Some(f), _) => crate::smoke::KeySource::File(f),
+            (None, v) => crate::smoke::KeySource::Env(v.unwrap_or_default()),
+        };
+        crate::smoke::Options {
+            ca: self.ca,
+            ca_key,
+            cn: self.cn,
+            endpoint: self.endpoint,
+            trust_root: self.trust_root,
+            timeout: std::time::Duration::from_secs(self.timeout),
+            keep: self.keep,
+        }
     }
 }
 
@@ -335,6 +328,34 @@ mod tests {
             })
         ));
         assert!(Cli::try_parse_from(["jitr-infra", "redrive", "--max", "0"]).is_err());
+        let smoke = Args::resolve(cli(&[
+            "smoke",
+            "--ca-key-env",
+            "K",
+            "--cn",
+            "d-1",
+            "--timeout",
+            "5",
+            "--project",
+            &r,
+        ]))
+        .unwrap();
+        let Action::Smoke(o) = smoke.action else {
+            panic!("{smoke:?}")
+        };
+        assert_eq!(o.ca_key, crate::smoke::KeySource::Env("K".into()));
+        assert_eq!(
+            (o.cn.as_deref(), o.timeout.as_secs(), o.keep),
+            (Some("d-1"), 5, false)
+        );
+        for bad in [
+            &["smoke"][..],                                   // no key
+            &["smoke", "--ca-key", "k", "--ca-key-env", "K"], // both
+            &["smoke", "--ca-key", "k", "--timeout", "0"],
+        ] {
+            let args = std::iter::once("jitr-infra").chain(bad.iter().copied());
+            assert!(Cli::try_parse_from(args).is_err(), "{bad:?}");
+        }
         assert!(Cli::try_parse_from(["jitr-infra", "status", "--max-pages", "0"]).is_err());
     }
 

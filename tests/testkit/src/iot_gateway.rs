@@ -403,7 +403,7 @@ where
     };
     let client_id = connect_client_id(&body).unwrap_or_default();
     let things = s.iot.list_principal_things().principal(arn).send().await;
-    let attached = things.is_ok_and(|t| t.things().iter().any(|t| *t == client_id));
+    let attached = things.is_ok_and(|t| t.things().contains(&client_id));
     if !attached {
         let _ = io.write_all(&[0x20, 2, 0, 5]).await;
         return Outcome::Refused(client_id);
