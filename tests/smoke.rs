@@ -166,6 +166,23 @@ async fn smoke_onboards_a_device_publishes_and_removes_it() {
     assert_eq!(r["cleanup"]["thingDeleted"], thing.as_str(), "{r}");
     assert_eq!(r["cleanup"]["revoke"]["policy"], "done", "{r}");
 
+    // --keep leaves the device onboarded: certificate ACTIVE, Thing there.
+    let o = d.smoke(&gateway.endpoint(), &["--json", "--keep"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let r: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        (r["kept"].clone(), r["cleanup"].clone()),
+        (Value::Bool(true), Value::Null)
+    );
+    let kept_id = r["device"]["certificateId"].as_str().unwrap();
+    let kept_thing = r["device"]["thingName"].as_str().unwrap();
+    let arn = format!(
+        "arn:aws:iot:{}:{}:cert/{kept_id}",
+        testkit::REGION,
+        testkit::ACCOUNT
+    );
+    testkit::jitr::assert_onboarded(&iot, kept_id, kept_thing, &arn).await;
+
     // The text form says the same, step by step.
     let o = d.smoke(&gateway.endpoint(), &[]);
     assert!(o.status.success(), "{}", text(&o));

@@ -160,6 +160,22 @@ mod tests {
     }
 
     #[test]
+    fn port_443_asks_for_alpn_x_amzn_mqtt_ca_and_8883_for_none() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["device".to_string()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let (chain, key) = (cert.pem(), key.serialize_pem());
+        let on_443 = client_config(RootCertStore::empty(), &chain, &key, 443).unwrap();
+        assert_eq!(on_443.alpn_protocols, vec![b"x-amzn-mqtt-ca".to_vec()]);
+        let on_8883 = client_config(RootCertStore::empty(), &chain, &key, 8883).unwrap();
+        assert!(on_8883.alpn_protocols.is_empty());
+        let err = client_config(RootCertStore::empty(), &chain, "not a key", 8883).unwrap_err();
+        assert!(err.contains("the device key"), "{err}");
+    }
+
+    #[test]
     fn a_trust_root_file_without_certificates_is_refused_by_name() {
         let dir = std::env::temp_dir().join(format!("jitr-smoke-tls-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
