@@ -91,7 +91,7 @@ fn warnings(
     if !i.key_usage.is_empty() && !i.key_usage.iter().any(|u| u == "keyCertSign") {
         w.push("keyUsage lacks keyCertSign: it may not sign certificates".into());
     }
-    if !i.self_signed {
+    if i.is_ca && !i.self_signed {
         w.push(format!(
             "an intermediate CA (issued by {}): devices must present their chain up to a CA \
              registered with AWS IoT",
