@@ -515,3 +515,139 @@ fn ca_inspect_reports_facts_and_warnings_without_failing() {
     assert_eq!(code, 1);
     assert!(err.contains("certs/none.pem"), "{err}");
 }
+
+/// Invokes a deployed function through moto's Lambda Invoke API (moto checks no signature;
+/// the credential scope routes the request to Lambda).
+fn invoke(function: &str, payload: &Value) -> (u16, Value) {
+    let host = testkit::moto().host_port().to_string();
+    let auth = format!(
+        "AWS4-HMAC-SHA256 Credential=testing/20261128/{}/lambda/aws4_request, \
+         SignedHeaders=host, Signature=0",
+        testkit::REGION
+    );
+    let req = testkit::http::HttpRequest {
+        method: "POST".into(),
+        target: format!("/2015-03-31/functions/{function}/invocations"),
+        headers: [
+            ("host", host.as_str()),
+            ("authorization", auth.as_str()),
+            ("content-type", "application/json"),
+            ("x-amz-invocation-type", "RequestResponse"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect(),
+        body: payload.to_string().into_bytes(),
+    };
+    let resp = testkit::http::forward(&host, &req).unwrap();
+    (
+        resp.status,
+        serde_json::from_slice(&resp.body).unwrap_or(Value::Null),
+    )
+}
+
+/// The CLI in `p` against moto, as CI runs it (no terminal, no toolchain on PATH).
+fn run_aws(p: &Project, args: &[&str]) -> std::process::Output {
+    let mut cmd = p.cli(BIN);
+    cmd.args(args)
+        .env_clear()
+        .envs(testkit::cli_env())
+        .envs(testkit::moto().aws_env())
+        .env("HOME", &p.dir)
+        .env("CI", "true")
+        .write_stdin("");
+    cmd.output().unwrap()
+}
+
+/// The whole path: a CA from `ca create`, a stage on it deployed to moto, a device from
+/// `device issue` registered PENDING_ACTIVATION as JITR registers it, the deployed activator
+/// run on the registered event, and the device onboarded.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_device_from_device_issue_onboards_through_the_deployed_activator() {
+    let p = Project::new("jitr-pki-e2e");
+    create_ca(&p, "ec-p256");
+    let stack: String = testkit::unique("jitr-pki-e2e")
+        .replace(|c: char| !c.is_ascii_alphanumeric(), "-")
+        .chars()
+        .take(40)
+        .collect::<String>()
+        .trim_end_matches('-')
+        .to_string();
+    p.stage(
+        "e2e",
+        &format!(
+            "stack_name: {stack}\nregion: {}\nca:\n  certificate: certs/ca.pem\n  mode: SNI_ONLY\n\
+             activator:\n  subject_pattern: 'sensor-[0-9]{{4}}'\n  reserved_concurrency: 2\n\
+             \x20 log_retention_days: 1\n  timeout_seconds: 10\n",
+            testkit::REGION
+        ),
+    );
+    let o = run_aws(
+        &p,
+        &[
+            "deploy",
+            "--stage",
+            "e2e",
+            "--require-approval",
+            "never",
+            "--outputs-file",
+            "out.json",
+        ],
+    );
+    assert!(o.status.success(), "{}", testkit::jitr::output_text(&o));
+    let outputs: Value =
+        serde_json::from_str(&std::fs::read_to_string(p.path("out.json")).unwrap()).unwrap();
+    let ca_id = outputs["CaCertificateId"].as_str().unwrap().to_string();
+
+    let (code, out, err) = run(
+        &p,
+        &[
+            "device",
+            "issue",
+            "--stage",
+            "e2e",
+            "--cn",
+            "sensor-0042",
+            "--ca-key",
+            "certs/ca.key",
+            "--out",
+            "devices",
+            "--json",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let issued = json_of(&out);
+    assert_eq!(
+        issued["caCertificateId"],
+        ca_id.as_str(),
+        "the CA the stack registered"
+    );
+    let iot = testkit::moto().iot().await;
+    let cert = iot
+        .register_certificate()
+        .certificate_pem(std::fs::read_to_string(p.path("devices/sensor-0042.crt")).unwrap())
+        .ca_certificate_pem(std::fs::read_to_string(p.path("certs/ca.pem")).unwrap())
+        .status(aws_sdk_iot::types::CertificateStatus::PendingActivation)
+        .send()
+        .await
+        .unwrap();
+    let (cert_id, arn) = (
+        cert.certificate_id().unwrap(),
+        cert.certificate_arn().unwrap(),
+    );
+    assert_eq!(
+        cert_id, issued["devices"][0]["certificateId"],
+        "the id device issue printed"
+    );
+    let event = testkit::jitr::registered_event(cert_id, &ca_id);
+    let (status, body) = invoke(&format!("{stack}-activator"), &event);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["outcome"], "activated", "{body}");
+    testkit::jitr::assert_onboarded(&iot, cert_id, "sensor-0042", arn).await;
+
+    let o = run_aws(
+        &p,
+        &["destroy", "--stage", "e2e", "--yes", "--detach-devices"],
+    );
+    assert!(o.status.success(), "{}", testkit::jitr::output_text(&o));
+}
