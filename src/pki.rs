@@ -8,6 +8,23 @@
 //! AWS IoT's list (ECDSA with SHA-256/384, or SHA-256 with RSA). AWS IoT takes at most 10 CA
 //! certificates with the same subject per account, so each CA should be named for its use.
 //! `init` makes the development CA with it; `ca create` can reuse it for any [`KeyAlgorithm`].
+//!
+//! Issuing devices: [`CaSigner`] (a CA certificate and its key, checked to match),
+//! [`issue_device`] and [`write_device`] (in `pki/device.rs`, `pki/signer.rs`, `pki/files.rs`).
+
+mod device;
+mod files;
+pub mod inspect;
+mod signer;
+mod subject;
+
+pub use device::{issue_device, DeviceMaterial, DeviceSpec, Validity, DEFAULT_DEVICE_DAYS};
+pub use files::{
+    ca_files, device_files, write_ca, write_device, write_new_files, NewFile, WriteError,
+    CERT_MODE, KEY_MODE,
+};
+pub use signer::CaSigner;
+pub use subject::{parse_subject, Attr, Subject};
 
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, KeyPair, KeyUsagePurpose,
@@ -29,6 +46,34 @@ pub enum KeyAlgorithm {
 }
 
 impl KeyAlgorithm {
+    /// Every key algorithm, in the order the CLI lists them.
+    pub const ALL: [KeyAlgorithm; 4] = [
+        KeyAlgorithm::EcP256,
+        KeyAlgorithm::EcP384,
+        KeyAlgorithm::Rsa2048,
+        KeyAlgorithm::Rsa3072,
+    ];
+
+    /// The CLI's name (`--key-type`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyAlgorithm::EcP256 => "ec-p256",
+            KeyAlgorithm::EcP384 => "ec-p384",
+            KeyAlgorithm::Rsa2048 => "rsa-2048",
+            KeyAlgorithm::Rsa3072 => "rsa-3072",
+        }
+    }
+
+    /// As `ca inspect` names it.
+    pub fn describe(self) -> &'static str {
+        match self {
+            KeyAlgorithm::EcP256 => "EC P-256",
+            KeyAlgorithm::EcP384 => "EC P-384",
+            KeyAlgorithm::Rsa2048 => "RSA 2048",
+            KeyAlgorithm::Rsa3072 => "RSA 3072",
+        }
+    }
+
     fn generate(self) -> Result<KeyPair, rcgen::Error> {
         match self {
             KeyAlgorithm::EcP256 => KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256),
@@ -51,6 +96,8 @@ pub struct CaSpec {
     pub common_name: String,
     /// Subject organization (O), if any.
     pub organization: Option<String>,
+    /// More subject attributes (OU, C, ST, L), in order.
+    pub more: Vec<(Attr, String)>,
     /// Start of validity.
     pub not_before: SystemTime,
     /// Days of validity from `not_before`.
@@ -64,6 +111,7 @@ impl CaSpec {
             key,
             common_name: common_name.into(),
             organization: None,
+            more: Vec::new(),
             not_before: SystemTime::now() - Duration::from_secs(3600),
             days,
         }
@@ -72,6 +120,18 @@ impl CaSpec {
     pub fn organization(mut self, organization: impl Into<String>) -> CaSpec {
         self.organization = Some(organization.into());
         self
+    }
+
+    /// A CA with the whole `subject` (as [`parse_subject`] read it).
+    pub fn with_subject(key: KeyAlgorithm, subject: &Subject, days: u32) -> CaSpec {
+        let mut spec = CaSpec::new(key, subject.common_name().unwrap_or_default(), days);
+        spec.more = subject
+            .attrs
+            .iter()
+            .filter(|(a, _)| *a != Attr::CommonName)
+            .cloned()
+            .collect();
+        spec
     }
 }
 
@@ -92,7 +152,7 @@ impl std::fmt::Debug for CaMaterial {
     }
 }
 
-/// Why a CA could not be made.
+/// Why a CA could not be made or used, or a device certificate not issued.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum PkiError {
     #[error("CA subject: {0}")]
@@ -101,6 +161,15 @@ pub enum PkiError {
     Validity(String),
     #[error("CA key or certificate: {0}")]
     Crypto(String),
+    /// The CA certificate cannot issue (not a CA, expired, unreadable).
+    #[error("{0}")]
+    Ca(String),
+    /// The CA private key is unreadable, of an unusable kind, or not the certificate's.
+    #[error("CA private key: {0}")]
+    Key(String),
+    /// The device specification is unusable.
+    #[error("device certificate: {0}")]
+    Device(String),
 }
 
 /// Makes a self-signed CA: a fresh key pair, a random serial.
@@ -117,6 +186,16 @@ pub fn make_ca(spec: &CaSpec) -> Result<CaMaterial, PkiError> {
     dn.push(DnType::CommonName, spec.common_name.as_str());
     if let Some(o) = &spec.organization {
         dn.push(DnType::OrganizationName, o.as_str());
+    }
+    for (attr, value) in &spec.more {
+        if *attr == Attr::Country {
+            // X.520: a country name is a PrintableString.
+            let printable = rcgen::string::PrintableString::try_from(value.as_str())
+                .map_err(|_| PkiError::Subject(format!("C={value:?} is not printable")))?;
+            dn.push(attr.dn_type(), rcgen::DnValue::PrintableString(printable));
+        } else {
+            dn.push(attr.dn_type(), value.as_str());
+        }
     }
     params.distinguished_name = dn;
     params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
