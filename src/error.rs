@@ -141,6 +141,14 @@ pub enum Error {
     /// The deploy would change the mode of the registered CA, which can never succeed.
     #[error("{}", ca_mode_change(.0))]
     CaModeChange(CaModeChange),
+    /// `ca create`, `ca inspect` or `device issue` refused its input; the text names the
+    /// file, flag or stage field. Nothing was written.
+    #[error("{0}")]
+    Certs(String),
+    /// Certificate or key files were not written (one existed, or a write failed); nothing
+    /// was left written.
+    #[error("{0}")]
+    Files(#[from] crate::pki::WriteError),
 }
 
 /// A failed AWS call: the operation and, in words, the service's code and message or the

@@ -14,7 +14,9 @@
 
 mod device;
 mod files;
+pub mod inspect;
 mod signer;
+mod subject;
 
 pub use device::{issue_device, DeviceMaterial, DeviceSpec, Validity, DEFAULT_DEVICE_DAYS};
 pub use files::{
@@ -22,6 +24,7 @@ pub use files::{
     CERT_MODE, KEY_MODE,
 };
 pub use signer::CaSigner;
+pub use subject::{parse_subject, Attr, Subject};
 
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, KeyPair, KeyUsagePurpose,
@@ -43,6 +46,34 @@ pub enum KeyAlgorithm {
 }
 
 impl KeyAlgorithm {
+    /// Every key algorithm, in the order the CLI lists them.
+    pub const ALL: [KeyAlgorithm; 4] = [
+        KeyAlgorithm::EcP256,
+        KeyAlgorithm::EcP384,
+        KeyAlgorithm::Rsa2048,
+        KeyAlgorithm::Rsa3072,
+    ];
+
+    /// The CLI's name (`--key-type`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyAlgorithm::EcP256 => "ec-p256",
+            KeyAlgorithm::EcP384 => "ec-p384",
+            KeyAlgorithm::Rsa2048 => "rsa-2048",
+            KeyAlgorithm::Rsa3072 => "rsa-3072",
+        }
+    }
+
+    /// As `ca inspect` names it.
+    pub fn describe(self) -> &'static str {
+        match self {
+            KeyAlgorithm::EcP256 => "EC P-256",
+            KeyAlgorithm::EcP384 => "EC P-384",
+            KeyAlgorithm::Rsa2048 => "RSA 2048",
+            KeyAlgorithm::Rsa3072 => "RSA 3072",
+        }
+    }
+
     fn generate(self) -> Result<KeyPair, rcgen::Error> {
         match self {
             KeyAlgorithm::EcP256 => KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256),
@@ -65,6 +96,8 @@ pub struct CaSpec {
     pub common_name: String,
     /// Subject organization (O), if any.
     pub organization: Option<String>,
+    /// More subject attributes (OU, C, ST, L), in order.
+    pub more: Vec<(Attr, String)>,
     /// Start of validity.
     pub not_before: SystemTime,
     /// Days of validity from `not_before`.
@@ -78,6 +111,7 @@ impl CaSpec {
             key,
             common_name: common_name.into(),
             organization: None,
+            more: Vec::new(),
             not_before: SystemTime::now() - Duration::from_secs(3600),
             days,
         }
@@ -86,6 +120,18 @@ impl CaSpec {
     pub fn organization(mut self, organization: impl Into<String>) -> CaSpec {
         self.organization = Some(organization.into());
         self
+    }
+
+    /// A CA with the whole `subject` (as [`parse_subject`] read it).
+    pub fn with_subject(key: KeyAlgorithm, subject: &Subject, days: u32) -> CaSpec {
+        let mut spec = CaSpec::new(key, subject.common_name().unwrap_or_default(), days);
+        spec.more = subject
+            .attrs
+            .iter()
+            .filter(|(a, _)| *a != Attr::CommonName)
+            .cloned()
+            .collect();
+        spec
     }
 }
 
@@ -140,6 +186,16 @@ pub fn make_ca(spec: &CaSpec) -> Result<CaMaterial, PkiError> {
     dn.push(DnType::CommonName, spec.common_name.as_str());
     if let Some(o) = &spec.organization {
         dn.push(DnType::OrganizationName, o.as_str());
+    }
+    for (attr, value) in &spec.more {
+        if *attr == Attr::Country {
+            // X.520: a country name is a PrintableString.
+            let printable = rcgen::string::PrintableString::try_from(value.as_str())
+                .map_err(|_| PkiError::Subject(format!("C={value:?} is not printable")))?;
+            dn.push(attr.dn_type(), rcgen::DnValue::PrintableString(printable));
+        } else {
+            dn.push(attr.dn_type(), value.as_str());
+        }
     }
     params.distinguished_name = dn;
     params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));

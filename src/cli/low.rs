@@ -23,6 +23,10 @@ Examples:
   jitr-infra redrive --stage prod        the failure queue through the activator, then a sweep
   jitr-infra smoke --stage dev --ca-key certs/dev-ca.key   one throwaway device end to end
 
+  jitr-infra ca create --name acme-prod --out certs --key-type ec-p384
+  jitr-infra ca inspect certs/acme-prod.pem
+  jitr-infra device issue --stage dev --cn sensor-0001 --ca-key certs/dev-ca.key --out devices
+
 Exit codes: 0 success, 1 error, 2 usage error, 3 changes found (diff),
 4 approval required but not given (deploy, destroy), 5 needs attention (status, redrive);
 smoke: 0 only when the device was activated, published and cleaned up, else 1.";
@@ -152,6 +156,16 @@ pub enum Command {
               value_parser = clap::value_parser!(u32).range(1..=1000))]
         max_pages: u32,
     },
+    /// Certificate authorities: make one (`ca create`) or inspect one (`ca inspect`).
+    Ca {
+        #[command(subcommand)]
+        command: CaCommand,
+    },
+    /// Device certificates: issue them with a stage's CA (`device issue`).
+    Device {
+        #[command(subcommand)]
+        command: DeviceCommand,
+    },
     /// Re-deliver the failure queue's events to the activator (synchronously; a message is
     /// deleted only when its event was handled without error), then run a sweep. Exit 0
     /// when every message was redriven and the sweep completed, 5 when messages remain or the
@@ -218,4 +232,122 @@ pub struct SmokeArgs {
     /// Leave the device registered (certificate ACTIVE, Thing) instead of removing it
     #[arg(long)]
     pub keep: bool,
+}
+
+/// A key type for `ca create` and `device issue`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum KeyType {
+    #[value(name = "ec-p256")]
+    EcP256,
+    #[value(name = "ec-p384")]
+    EcP384,
+    #[value(name = "rsa-2048")]
+    Rsa2048,
+    #[value(name = "rsa-3072")]
+    Rsa3072,
+}
+
+impl From<KeyType> for crate::pki::KeyAlgorithm {
+    fn from(k: KeyType) -> Self {
+        use crate::pki::KeyAlgorithm as K;
+        match k {
+            KeyType::EcP256 => K::EcP256,
+            KeyType::EcP384 => K::EcP384,
+            KeyType::Rsa2048 => K::Rsa2048,
+            KeyType::Rsa3072 => K::Rsa3072,
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CaCommand {
+    /// Make a self-signed CA: OUT/NAME.pem (certificate) and OUT/NAME.key (private key, mode
+    /// 0600). Refuses to overwrite either. The key is never printed. For production, keep the
+    /// CA key in an HSM or use AWS Private CA (see the README).
+    #[command(after_help = "Examples:
+  jitr-infra ca create --name acme-dev --out certs
+  jitr-infra ca create --name acme-prod --out /secure/ca --key-type ec-p384 --days 3650 \\
+      --subject 'CN=Acme production CA,O=Acme,C=DE'")]
+    Create {
+        /// The CA's file name (NAME.pem, NAME.key): letters, digits, '.', '_', '-'
+        #[arg(long, value_name = "NAME")]
+        name: String,
+        /// The directory to write into (created when missing)
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// The CA's key type
+        #[arg(long, value_enum, default_value_t = KeyType::EcP256)]
+        key_type: KeyType,
+        /// Days of validity
+        #[arg(long, value_name = "N", default_value_t = crate::cli::certs::DEFAULT_CA_DAYS,
+              value_parser = clap::value_parser!(u32).range(1..=36500))]
+        days: u32,
+        /// The subject: CN (required), O, OU, C, ST, L, comma-separated [default: CN=<NAME> CA]
+        #[arg(long, value_name = "DN")]
+        subject: Option<String>,
+    },
+    /// Show a CA certificate as AWS IoT and the activator see it: certificate id, subject,
+    /// issuer, serial, key and signature algorithms, validity, CA constraints, key usage,
+    /// whether the activator can verify what it signs, and warnings. Warnings do not change
+    /// the exit code (0); a file that is not a certificate exits 1.
+    #[command(after_help = "Example: jitr-infra ca inspect certs/dev-ca.pem --json")]
+    Inspect {
+        /// The certificate (PEM)
+        file: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeviceCommand {
+    /// Issue device certificates signed by a stage's CA: OUT/CN.crt, OUT/CN.key (0600) and
+    /// OUT/CN.chain.pem (device then CA) per device. Every CN is checked against the stage's
+    /// activator.subject_pattern (and Thing naming) before anything is written; no output file
+    /// may exist. The CA key comes from --ca-key, --ca-key-env, or else the stage's own
+    /// ca.verification.private_key_file/_env.
+    #[command(after_help = "Examples:
+  jitr-infra device issue --stage dev --cn sensor-0001 --ca-key certs/dev-ca.key --out devices
+  jitr-infra device issue --stage prod --ca-key-env CA_KEY --out devices \\
+      --cn-template 'sensor-{:04}' --count 100 --start 1")]
+    Issue {
+        /// Stage name: stacks/<STAGE>.yaml
+        #[arg(long, short, default_value = DEFAULT_STAGE)]
+        stage: String,
+        /// The device's subject CN (and file name)
+        #[arg(
+            long,
+            value_name = "NAME",
+            required_unless_present = "cn_template",
+            conflicts_with = "cn_template"
+        )]
+        cn: Option<String>,
+        /// A CN per device: '{}' or '{:0N}' is the device's number
+        #[arg(long, value_name = "TEMPLATE")]
+        cn_template: Option<String>,
+        /// How many devices (with --cn-template)
+        #[arg(long, value_name = "N", requires = "cn_template", default_value_t = 1,
+              value_parser = clap::value_parser!(u32).range(1..=10000))]
+        count: u32,
+        /// The first device's number (with --cn-template)
+        #[arg(long, value_name = "N", requires = "cn_template", default_value_t = 1)]
+        start: u32,
+        /// The CA private key file (PEM; must not be readable by group or others)
+        #[arg(long, value_name = "FILE", conflicts_with = "ca_key_env")]
+        ca_key: Option<PathBuf>,
+        /// An environment variable holding the CA private key (PEM)
+        #[arg(long, value_name = "VAR")]
+        ca_key_env: Option<String>,
+        /// The stage's CA to sign with (needed when the stage has several)
+        #[arg(long, value_name = "NAME")]
+        ca: Option<String>,
+        /// The directory to write into (created when missing)
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// The devices' key type
+        #[arg(long, value_enum, default_value_t = KeyType::EcP256)]
+        key_type: KeyType,
+        /// Days of validity (cut at the CA's notAfter, with a note)
+        #[arg(long, value_name = "N", default_value_t = crate::pki::DEFAULT_DEVICE_DAYS,
+              value_parser = clap::value_parser!(u32).range(1..=36500))]
+        days: u32,
+    },
 }

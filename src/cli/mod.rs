@@ -4,11 +4,12 @@
 //! the writers passed to [`run`] (see [`console::Console`]), so tests capture it; `main` only
 //! maps the result to an exit code.
 
+pub mod certs;
 pub mod commands;
 pub mod console;
 mod low;
 
-pub use low::{Cli, Command, SmokeArgs};
+pub use low::{CaCommand, Cli, Command, DeviceCommand, KeyType, SmokeArgs};
 
 use crate::deploy::{Options, RequireApproval};
 use crate::error::Error;
@@ -55,6 +56,9 @@ pub enum Action {
     Destroy { yes: bool, detach_devices: bool },
     Status { max_pages: u32 },
     Redrive(crate::ops::redrive::Options),
+    CaCreate(certs::CaCreate),
+    CaInspect { file: PathBuf },
+    DeviceIssue(certs::DeviceIssue),
     Smoke(crate::smoke::Options),
 }
 
@@ -122,10 +126,15 @@ impl Args {
                     sweep: !no_sweep,
                 }),
             ),
+            Command::Ca { command } => (DEFAULT_STAGE.to_string(), ca_action(command)),
+            Command::Device { command } => device_action(command),
             Command::Smoke(a) => (a.stage.clone(), Action::Smoke(a.options())),
         };
         let root = match &action {
-            Action::Schema => cli.project.unwrap_or_default(),
+            // The CA commands read and write the files they are given; no project needed.
+            Action::Schema | Action::CaCreate(_) | Action::CaInspect { .. } => {
+                cli.project.unwrap_or_default()
+            }
             // init makes the project; it needs none.
             Action::Init { dir, .. } => dir.clone(),
             _ => project_root(cli.project.as_deref())?,
@@ -173,6 +182,54 @@ impl Args {
     }
 }
 
+fn ca_action(command: CaCommand) -> Action {
+    match command {
+        CaCommand::Create {
+            name,
+            out,
+            key_type,
+            days,
+            subject,
+        } => Action::CaCreate(certs::CaCreate {
+            name,
+            out,
+            key: key_type.into(),
+            days,
+            subject,
+        }),
+        CaCommand::Inspect { file } => Action::CaInspect { file },
+    }
+}
+
+fn device_action(command: DeviceCommand) -> (String, Action) {
+    let DeviceCommand::Issue {
+        stage,
+        cn,
+        cn_template,
+        count,
+        start,
+        ca_key,
+        ca_key_env,
+        ca,
+        out,
+        key_type,
+        days,
+    } = command;
+    let issue = certs::DeviceIssue {
+        cn,
+        cn_template,
+        count,
+        start,
+        ca_key,
+        ca_key_env,
+        ca,
+        out,
+        key: key_type.into(),
+        days,
+    };
+    (stage, Action::DeviceIssue(issue))
+}
+
 /// The project root: `--project`, else the current directory; it must hold `stacks/`.
 pub fn project_root(arg: Option<&Path>) -> Result<PathBuf, Error> {
     let root = match arg {
@@ -207,6 +264,9 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<i32, Er
         } => commands::destroy(&args, *yes, *detach_devices, &console),
         Action::Status { max_pages } => commands::status(&args, *max_pages, &console),
         Action::Redrive(opts) => commands::redrive(&args, opts, &console),
+        Action::CaCreate(c) => certs::ca_create(c, &console),
+        Action::CaInspect { file } => certs::ca_inspect(file, &console),
+        Action::DeviceIssue(d) => certs::device_issue(&args, d, &console),
         Action::Smoke(opts) => commands::smoke(&args, opts, &console),
     }
 }

@@ -1,17 +1,16 @@
 //! `jitr-infra init [DIR]`: scaffolds a working project in an empty directory (or one holding
 //! only `.git`): the `dev` stage, a fresh development CA (key mode 0600), the device policy
 //! template, a `.gitignore` and the CI workflow. Everything is rendered in memory first; the
-//! writes come last, each file created new (never overwriting), and a failed write removes
-//! what this run made.
+//! writes come last, through the same writer as `ca create` ([`pki::write_new_files`]: each
+//! file created new, never overwriting, all or none), and a failed write removes the
+//! directories this run made.
 
 mod name;
 
 pub use name::{sanitize, RegionSource, DEFAULT_REGION, STAGE};
 
-use crate::pki::{self, CaSpec, KeyAlgorithm, PkiError};
-use std::fs::OpenOptions;
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use crate::pki::{self, CaSpec, KeyAlgorithm, NewFile, PkiError, WriteError};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 /// The stage file `init` writes.
@@ -71,6 +70,8 @@ pub enum InitError {
         #[source]
         source: std::io::Error,
     },
+    #[error("{0}; init removed the directories it had made")]
+    Files(WriteError),
 }
 
 fn and_more(n: usize) -> String {
@@ -232,11 +233,10 @@ fn check_empty(dir: &Path) -> Result<(), InitError> {
     })
 }
 
-/// What this run made, to remove if a later write fails.
+/// The directories this run made, to remove if the write fails.
 #[derive(Default)]
 struct Made {
     dirs: Vec<PathBuf>,
-    files: Vec<PathBuf>,
 }
 
 impl Made {
@@ -250,49 +250,46 @@ impl Made {
         Ok(())
     }
 
-    /// Creates `path` new (never over an existing file) with `mode` from the start.
-    fn file(&mut self, path: &Path, contents: &[u8], mode: u32) -> std::io::Result<u32> {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(path)?;
-        self.files.push(path.to_path_buf());
-        f.write_all(contents)?;
-        f.sync_all()?;
-        Ok(f.metadata()?.permissions().mode() & 0o7777)
-    }
-
-    /// Removes the files, then the directories, newest first.
+    /// Removes the directories, newest first.
     fn undo(self) {
-        for f in self.files.iter().rev() {
-            let _ = std::fs::remove_file(f);
-        }
         for d in self.dirs.iter().rev() {
             let _ = std::fs::remove_dir(d);
         }
     }
 }
 
-/// Writes every file; on the first failure removes what it made and reports the failure.
+/// Makes the directories, then writes every file or none; on failure removes the
+/// directories it made and reports the failure.
 fn write(dir: &Path, files: &[Planned]) -> Result<Vec<(String, u32)>, InitError> {
     let mut made = Made::default();
-    let mut created = Vec::new();
-    for f in files {
-        let path = dir.join(f.path);
-        let result = path
-            .parent()
-            .map_or(Ok(()), |parent| made.dir_all(parent))
-            .and_then(|()| made.file(&path, f.contents.as_bytes(), f.mode));
-        match result {
-            Ok(mode) => created.push((f.path.to_string(), mode)),
-            Err(source) => {
-                made.undo();
-                return Err(InitError::Write { path, source });
-            }
+    let new: Vec<NewFile<'_>> = files
+        .iter()
+        .map(|f| NewFile {
+            path: dir.join(f.path),
+            contents: f.contents.as_bytes(),
+            mode: f.mode,
+        })
+        .collect();
+    for f in &new {
+        let parent = f.path.parent().unwrap_or(dir);
+        if let Err(source) = made.dir_all(parent) {
+            made.undo();
+            return Err(InitError::Write {
+                path: parent.to_path_buf(),
+                source,
+            });
         }
     }
-    Ok(created)
+    if let Err(e) = pki::write_new_files(&new) {
+        made.undo();
+        return Err(InitError::Files(e));
+    }
+    let mode = |p: &Path| std::fs::metadata(p).map_or(0, |m| m.permissions().mode() & 0o7777);
+    Ok(files
+        .iter()
+        .zip(&new)
+        .map(|(f, n)| (f.path.to_string(), mode(&n.path)))
+        .collect())
 }
 
 #[cfg(test)]
@@ -357,7 +354,7 @@ mod tests {
             },
         ];
         let e = write(&dir, &files).unwrap_err();
-        assert!(e.to_string().contains("sub/a/b"), "{e}");
+        assert!(e.to_string().contains("sub/a"), "{e}");
         assert!(!dir.exists(), "the directory this run made is gone too");
 
         std::fs::create_dir(&dir).unwrap();

@@ -9,7 +9,9 @@ use crate::error::Error;
 use crate::ops::Deployed;
 use crate::pki::{self, CaSigner, DeviceSpec, KeyAlgorithm};
 use crate::stage::Stage;
-use jitr_contract::activator::{is_thing_name, ActivatorConfig, ThingNameSource};
+use jitr_contract::activator::{
+    anchored_subject_pattern, is_thing_name, ActivatorConfig, ThingNameSource,
+};
 use rustls::ClientConfig;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -146,11 +148,13 @@ pub(super) fn common_name(
     pattern: Option<&str>,
 ) -> Result<(String, String), Error> {
     let regex = match pattern {
-        Some(p) => Some(regex_lite::Regex::new(&format!("^(?:{p})$")).map_err(|e| {
-            Error::Smoke(format!(
-                "the activator's subject_pattern {p:?} is not a regex: {e}"
-            ))
-        })?),
+        Some(p) => Some(
+            regex_lite::Regex::new(&anchored_subject_pattern(p)).map_err(|e| {
+                Error::Smoke(format!(
+                    "the activator's subject_pattern {p:?} is not a regex: {e}"
+                ))
+            })?,
+        ),
         None => None,
     };
     let matches = |name: &str| regex.as_ref().is_none_or(|r| r.is_match(name));

@@ -368,7 +368,9 @@ impl Validator<'_> {
             }
         }
         if let Some(pattern) = &a.subject_pattern {
-            if let Err(e) = regex_lite::Regex::new(&format!("^(?:{pattern})$")) {
+            if let Err(e) =
+                regex_lite::Regex::new(&jitr_contract::activator::anchored_subject_pattern(pattern))
+            {
                 self.problem(
                     "activator.subject_pattern",
                     format!("not a valid regular expression: {e}"),

@@ -16,7 +16,7 @@
 //!
 //! The same function serves the sweep: a [`SweepRequest`] payload runs [`sweep`] instead.
 
-use jitr_contract::activator::ENV_SUBJECT_PATTERN;
+use jitr_contract::activator::{anchored_subject_pattern, ENV_SUBJECT_PATTERN};
 use jitr_contract::activator::{ActivationReport, ActivatorConfig, Outcome, ReasonCode};
 use jitr_contract::event::RegisteredEvent;
 use jitr_contract::metrics as m;
@@ -70,9 +70,13 @@ impl Activator {
         let subject_pattern = match &config.subject_pattern {
             None => None,
             // Anchored: the pattern must match the whole CN, not a substring of it.
-            Some(p) => Some(regex_lite::Regex::new(&format!("^(?:{p})$")).map_err(|e| {
-                ActivatorError::Config(format!("{ENV_SUBJECT_PATTERN} is not a valid regex: {e}"))
-            })?),
+            Some(p) => Some(
+                regex_lite::Regex::new(&anchored_subject_pattern(p)).map_err(|e| {
+                    ActivatorError::Config(format!(
+                        "{ENV_SUBJECT_PATTERN} is not a valid regex: {e}"
+                    ))
+                })?,
+            ),
         };
         Ok(Activator {
             iot,

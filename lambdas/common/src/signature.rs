@@ -163,7 +163,7 @@ fn short(h: Hash) -> &'static str {
 }
 
 /// "name (dotted OID)" when the registry knows the name, else the dotted OID.
-fn describe_oid(oid: &Oid) -> String {
+pub fn describe_oid(oid: &Oid) -> String {
     let id = oid.to_id_string();
     if id == oid::DSA_WITH_SHA256 {
         return format!("dsa-with-sha256 ({id})");

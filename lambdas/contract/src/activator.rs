@@ -215,6 +215,13 @@ impl ActivatorConfig {
     }
 }
 
+/// The regular expression the activator compiles from `activator.subject_pattern`: anchored,
+/// so the pattern must match the whole subject CN, not a substring of it. `device issue` and
+/// the stage checks compile the same.
+pub fn anchored_subject_pattern(pattern: &str) -> String {
+    format!("^(?:{pattern})$")
+}
+
 /// AWS IoT Thing (and thing group) names: 1 to 128 characters of `[a-zA-Z0-9:_-]`.
 pub fn is_thing_name(name: &str) -> bool {
     (1..=128).contains(&name.len())
