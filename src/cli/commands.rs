@@ -308,6 +308,34 @@ pub fn redrive(
     })
 }
 
+/// `revoke`: `{"stage", "stack", "dryRun", "method", "scanned", "revoked": [RevokeReport]}`;
+/// exit 1 (an error) when nothing matched.
+pub fn revoke(
+    args: &Args,
+    opts: &crate::ops::revoke_find::Options,
+    console: &Console,
+) -> Result<i32, Error> {
+    let rt = runtime()?;
+    let st = stage::load(&args.root, &args.stage)?;
+    let clients = rt.block_on(Clients::new(&args.target(&st.region)));
+    rt.block_on(deploy::account::check(&clients, &st))?;
+    let deployed = rt.block_on(crate::ops::deployed(&clients, &st, "revoke"))?;
+    let progress = |text: &str| {
+        if !console.json() {
+            console.note(text);
+        }
+    };
+    let r = rt.block_on(crate::ops::revoke_find::revoke_matching(
+        &clients.iot,
+        &st,
+        &deployed,
+        opts,
+        &progress,
+    ))?;
+    console.result(&r, || crate::ops::revoke_find::text(&r));
+    Ok(exit::OK)
+}
+
 /// `--yes`, or the operator's answer on a terminal.
 fn confirm_destroy(stack: &str, yes: bool, console: &Console) -> Result<(), Error> {
     if yes {

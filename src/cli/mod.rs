@@ -55,6 +55,7 @@ pub enum Action {
     Destroy { yes: bool, detach_devices: bool },
     Status { max_pages: u32 },
     Redrive(crate::ops::redrive::Options),
+    Revoke(crate::ops::revoke_find::Options),
 }
 
 #[derive(Debug, Clone)]
@@ -121,6 +122,26 @@ impl Args {
                     sweep: !no_sweep,
                 }),
             ),
+            Command::Revoke {
+                stage,
+                certificate_id,
+                serial,
+                cn,
+                dry_run,
+            } => {
+                use crate::ops::revoke_find::Target;
+                // clap's group makes exactly one of them present.
+                let target = match (certificate_id, serial, cn) {
+                    (Some(id), _, _) => Target::CertificateId(id),
+                    (_, Some(serial), _) => Target::Serial(serial),
+                    (_, _, Some(cn)) => Target::Cn(cn),
+                    _ => unreachable!("clap requires one of --certificate-id, --serial, --cn"),
+                };
+                (
+                    stage,
+                    Action::Revoke(crate::ops::revoke_find::Options { target, dry_run }),
+                )
+            }
         };
         let root = match &action {
             Action::Schema => cli.project.unwrap_or_default(),
@@ -205,6 +226,7 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<i32, Er
         } => commands::destroy(&args, *yes, *detach_devices, &console),
         Action::Status { max_pages } => commands::status(&args, *max_pages, &console),
         Action::Redrive(opts) => commands::redrive(&args, opts, &console),
+        Action::Revoke(opts) => commands::revoke(&args, opts, &console),
     }
 }
 
