@@ -165,8 +165,8 @@ async fn revoke_by_cn_id_and_serial_detaches_policy_and_thing_and_is_idempotent(
     let (id, arn, _) = d.device(&iot, &cn).await;
     d.deliver(&id).await;
     assert_eq!(status_of(&iot, &id).await, "ACTIVE");
-    assert_eq!(attached_policies(&iot, &arn).await, [d.policy.clone()]);
-    assert_eq!(things_of(&iot, &arn).await, [cn.clone()]);
+    assert_eq!(attached_policies(&iot, &arn).await, vec![d.policy.clone()]);
+    assert_eq!(things_of(&iot, &arn).await, vec![cn.clone()]);
 
     // --dry-run says what it would do and changes nothing.
     let (code, v, o) = d.json(&["revoke", "--stage", "e2e", "--cn", &cn, "--dry-run"]);
