@@ -48,6 +48,19 @@ impl Synthesized {
 /// Loads stage `name` and composes the template with the embedded Lambdas. Writes nothing.
 pub fn synthesize(root: &Path, name: &str) -> Result<Synthesized, Error> {
     let stage = stage::load(root, name)?;
+    if stage.revocation.is_some() {
+        // TODO(issue 11): the list ships in a Lambda layer (JITR_REVOCATION_FILE); until synth
+        // renders it, a stage asking for it must not deploy without it.
+        return Err(Error::Template {
+            stage_file: stage.file.clone(),
+            problems: vec![
+                "revocation: checked, but this version cannot ship the revocation list to the \
+                 activator yet; remove the section to synth, diff or deploy (revoke deployed \
+                 devices with `jitr-infra revoke`)"
+                    .into(),
+            ],
+        });
+    }
     finish(stage, &embedded_assets(), assets::EMBEDDED.iter().collect())
 }
 

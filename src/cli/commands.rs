@@ -70,10 +70,21 @@ pub fn validate(args: &Args, all: bool, console: &Console) -> Result<i32, Error>
     for name in &names {
         match synth::validate(&args.root, name) {
             Ok(t) => {
+                let warnings = stage::load(&args.root, name)
+                    .ok()
+                    .and_then(|s| s.revocation)
+                    .map(|r| r.warnings)
+                    .unwrap_or_default();
                 if !console.json() {
                     console.print(&format!("{name}: ok ({} resources)\n", t.resources.len()));
+                    for w in &warnings {
+                        console.note(&format!("warning: {name}: {w}\n"));
+                    }
                 }
-                results.push(json!({"stage": name, "ok": true, "resources": t.resources.len()}));
+                results.push(
+                    json!({"stage": name, "ok": true, "resources": t.resources.len(),
+                    "warnings": warnings}),
+                );
             }
             Err(e) => {
                 failed += 1;
