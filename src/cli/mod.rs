@@ -122,26 +122,7 @@ impl Args {
                     sweep: !no_sweep,
                 }),
             ),
-            Command::Revoke {
-                stage,
-                certificate_id,
-                serial,
-                cn,
-                dry_run,
-            } => {
-                use crate::ops::revoke_find::Target;
-                // clap's group makes exactly one of them present.
-                let target = match (certificate_id, serial, cn) {
-                    (Some(id), _, _) => Target::CertificateId(id),
-                    (_, Some(serial), _) => Target::Serial(serial),
-                    (_, _, Some(cn)) => Target::Cn(cn),
-                    _ => unreachable!("clap requires one of --certificate-id, --serial, --cn"),
-                };
-                (
-                    stage,
-                    Action::Revoke(crate::ops::revoke_find::Options { target, dry_run }),
-                )
-            }
+            cmd @ Command::Revoke { .. } => revoke_action(cmd),
         };
         let root = match &action {
             Action::Schema => cli.project.unwrap_or_default(),
@@ -206,6 +187,28 @@ pub fn project_root(arg: Option<&Path>) -> Result<PathBuf, Error> {
         )));
     }
     Ok(root)
+}
+
+/// `revoke`'s stage and action: clap's group makes exactly one of the three present.
+fn revoke_action(cmd: Command) -> (String, Action) {
+    use crate::ops::revoke_find::{Options, Target};
+    let Command::Revoke {
+        stage,
+        certificate_id,
+        serial,
+        cn,
+        dry_run,
+    } = cmd
+    else {
+        unreachable!("called for revoke only")
+    };
+    let target = match (certificate_id, serial, cn) {
+        (Some(id), _, _) => Target::CertificateId(id),
+        (_, Some(serial), _) => Target::Serial(serial),
+        (_, _, Some(cn)) => Target::Cn(cn),
+        _ => unreachable!("clap requires one of --certificate-id, --serial, --cn"),
+    };
+    (stage, Action::Revoke(Options { target, dry_run }))
 }
 
 /// Runs a parsed command; returns the exit code.
