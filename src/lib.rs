@@ -17,5 +17,6 @@ pub mod init;
 pub mod ops;
 pub mod partition;
 pub mod pki;
+pub mod revocation_layer;
 pub mod stage;
 pub mod synth;

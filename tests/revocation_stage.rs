@@ -2,9 +2,6 @@
 //! spelling, a CRL per CA name (PEM or DER) checked to be that CA's, and every problem named
 //! by its field; a CRL past its nextUpdate is a warning, not an error.
 
-use rcgen::{
-    CertificateRevocationListParams, Issuer, KeyIdMethod, KeyPair, RevokedCertParams, SerialNumber,
-};
 use testkit::pki::TestCa;
 use testkit::project::Project;
 
@@ -12,26 +9,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_jitr-infra");
 
 /// A CRL of `ca` revoking `serials`, with nextUpdate in `next_year`: (PEM, DER).
 fn crl(ca: &TestCa, serials: &[&[u8]], next_year: i32) -> (String, Vec<u8>) {
-    let key = KeyPair::from_pem(&ca.key_pem()).unwrap();
-    let issuer = Issuer::from_ca_cert_pem(&ca.pem, key).unwrap();
-    let params = CertificateRevocationListParams {
-        this_update: rcgen::date_time_ymd(2024, 1, 1),
-        next_update: rcgen::date_time_ymd(next_year, 1, 1),
-        crl_number: SerialNumber::from(1u64),
-        issuing_distribution_point: None,
-        revoked_certs: serials
-            .iter()
-            .map(|s| RevokedCertParams {
-                serial_number: SerialNumber::from_slice(s),
-                revocation_time: rcgen::date_time_ymd(2024, 1, 1),
-                reason_code: None,
-                invalidity_date: None,
-            })
-            .collect(),
-        key_identifier_method: KeyIdMethod::Sha256,
-    };
-    let crl = params.signed_by(&issuer).unwrap();
-    (crl.pem().unwrap(), crl.der().to_vec())
+    ca.crl(serials, next_year)
 }
 
 fn project(ca: &TestCa, revocation: &str) -> Project {
@@ -72,10 +50,25 @@ fn serials_and_crls_of_the_stage_cas_validate() {
     let (code, out, err) = validate(&p);
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(!err.contains("warning"), "{err}");
-    // Not shipped yet: synth refuses rather than deploy without the list.
-    let o = p.cli(BIN).args(["synth", "--stage", "t"]).output().unwrap();
-    assert_eq!(o.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("cannot ship the revocation list"));
+    // synth ships the list: the layer's zip is written beside the Lambda zips.
+    let o = p
+        .cli(BIN)
+        .args(["synth", "--stage", "t", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let layer = v["assets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["layer"] == "RevocationListLayer")
+        .unwrap_or_else(|| panic!("no layer asset: {v:#}"));
+    let file = p
+        .dir
+        .join(v["outDir"].as_str().unwrap())
+        .join(layer["file"].as_str().unwrap());
+    assert!(file.is_file(), "{}", file.display());
 
     // DER works as well; an expired CRL is a warning, the stage still validates.
     let (_, der) = crl(&ca, &[&[0x0a, 0x0b]], 2025);

@@ -4,6 +4,7 @@
 use super::console::{self, describe_outcome, destroy_plan_text, display, human, Console};
 use super::{Args, DeployArgs};
 use crate::aws::Clients;
+use crate::constructs;
 use crate::deploy::{self, destroy, Outcome, Reporter as _};
 use crate::error::{exit, Error};
 use crate::stage::{self, CapacityReport, StageFile};
@@ -118,7 +119,7 @@ pub fn synth(args: &Args, out: Option<&Path>, console: &Console) -> Result<i32, 
 }
 
 fn synth_json(s: &Synthesized, dir: &Path) -> serde_json::Value {
-    let assets: Vec<_> = s
+    let mut assets: Vec<_> = s
         .bundles
         .iter()
         .map(|b| {
@@ -126,6 +127,10 @@ fn synth_json(s: &Synthesized, dir: &Path) -> serde_json::Value {
                 "bytes": b.zip.len(), "sha256": b.sha256})
         })
         .collect();
+    assets.extend(s.layer.iter().map(|l| {
+        json!({"layer": constructs::REVOCATION_LIST_LAYER.as_str(),
+            "file": format!("asset.{}.zip", l.sha256), "bytes": l.zip.len(), "sha256": l.sha256})
+    }));
     json!({
         "stage": s.stage.name,
         "stackName": s.stage.stack_name,
@@ -149,12 +154,20 @@ fn synth_text(s: &Synthesized, dir: &Path) -> String {
     if s.needs_template_upload() {
         text.push_str("  (over 51,200 bytes: deploy uploads the template to S3)\n");
     }
-    for b in &s.bundles {
+    let layer = s.layer.iter().map(|l| {
+        let serials = s.stage.revocation.as_ref().map_or(0, |r| r.list.len());
+        let what = format!("revocation list layer ({serials} serials)");
+        (l.sha256.as_str(), l.zip.len(), what)
+    });
+    let bundles = s
+        .bundles
+        .iter()
+        .map(|b| (b.sha256, b.zip.len(), b.package.to_string()));
+    for (sha256, bytes, what) in bundles.chain(layer) {
         text.push_str(&format!(
-            "  {:<40} {:>9}  {}\n",
-            format!("asset.{}.zip", &b.sha256[..12]).replace(".zip", "….zip"),
-            human(b.zip.len()),
-            b.package,
+            "  {:<40} {:>9}  {what}\n",
+            format!("asset.{}.zip", &sha256[..12]).replace(".zip", "….zip"),
+            human(bytes),
         ));
     }
     text
