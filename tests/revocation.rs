@@ -5,7 +5,7 @@
 
 use aws_sdk_iot::types::CertificateStatus;
 use jitr_lambda_common::pki::Certificate;
-use serde_json::Value;
+use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::process::Output;
 use testkit::jitr::{attached_policies, output_text as text, registered_event};
@@ -34,14 +34,7 @@ impl Deployed {
             .collect::<String>()
             .trim_end_matches('-')
             .to_string();
-        fixture.stage(
-            "e2e",
-            &format!(
-                "stack_name: {stack}\nregion: {}\nca:\n  certificate: certs/ca.pem\n  mode: SNI_ONLY\n\
-                 activator:\n  log_retention_days: 1\n  timeout_seconds: 10\n{stage_extra}",
-                testkit::REGION
-            ),
-        );
+        fixture.stage("e2e", &stage_text(&stack, stage_extra));
         let dir = fixture.dir.clone();
         let mut d = Deployed {
             fixture,
@@ -51,9 +44,7 @@ impl Deployed {
             ca_id: String::new(),
             policy: String::new(),
         };
-        let (code, outcome, o) =
-            d.json(&["deploy", "--stage", "e2e", "--require-approval", "never"]);
-        assert_eq!(code, 0, "{}", text(&o));
+        let outcome = d.deploy();
         d.ca_id = outcome["outputs"]["CaCertificateId"]
             .as_str()
             .unwrap()
@@ -63,6 +54,20 @@ impl Deployed {
             .unwrap_or_else(|| panic!("no DevicePolicyName output: {outcome:#}"))
             .to_string();
         d
+    }
+
+    /// Deploys stage `e2e` as its file now says; the outcome.
+    fn deploy(&self) -> Value {
+        let (code, outcome, o) =
+            self.json(&["deploy", "--stage", "e2e", "--require-approval", "never"]);
+        assert_eq!(code, 0, "{}", text(&o));
+        outcome
+    }
+
+    /// Rewrites the stage file with `stage_extra` after the common part.
+    fn restage(&self, stage_extra: &str) {
+        self.fixture
+            .stage("e2e", &stage_text(&self.stack, stage_extra));
     }
 
     fn run(&self, args: &[&str]) -> Output {
@@ -117,6 +122,14 @@ impl Deployed {
             .unwrap();
         assert_eq!(out.function_error(), None, "{:?}", out.payload());
     }
+}
+
+fn stage_text(stack: &str, stage_extra: &str) -> String {
+    format!(
+        "stack_name: {stack}\nregion: {}\nca:\n  certificate: certs/ca.pem\n  mode: SNI_ONLY\n\
+         activator:\n  log_retention_days: 1\n  timeout_seconds: 10\n{stage_extra}",
+        testkit::REGION
+    )
 }
 
 async fn lambda_client() -> aws_sdk_lambda::Client {
@@ -271,4 +284,139 @@ async fn revoke_by_cn_id_and_serial_detaches_policy_and_thing_and_is_idempotent(
     // Usage: exactly one of --certificate-id, --serial, --cn.
     let o = d.run(&["revoke", "--stage", "e2e"]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+}
+
+impl Deployed {
+    /// One run of the deployed activator's sweep (synchronously); its report.
+    async fn sweep(&self) -> Value {
+        let event = json!({"kind": "jitr-sweep", "version": 1, "trigger": "schedule"});
+        let out = lambda_client()
+            .await
+            .invoke()
+            .function_name(format!("{}-activator", self.stack))
+            .payload(aws_smithy_types::Blob::new(event.to_string()))
+            .send()
+            .await
+            .unwrap();
+        let payload = out
+            .payload()
+            .map(|p| p.as_ref().to_vec())
+            .unwrap_or_default();
+        assert_eq!(
+            out.function_error(),
+            None,
+            "{}",
+            String::from_utf8_lossy(&payload)
+        );
+        serde_json::from_slice(&payload).unwrap_or(Value::Null)
+    }
+}
+
+/// Big-endian bytes of a serial in normal form (what a CRL lists).
+fn serial_bytes(serial: &str) -> Vec<u8> {
+    let even = if serial.len() % 2 == 1 {
+        format!("0{serial}")
+    } else {
+        serial.to_string()
+    };
+    (0..even.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&even[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+/// A listed certificate is REVOKED, has no policy and no Thing.
+async fn kept_out(iot: &aws_sdk_iot::Client, id: &str, arn: &str, when: &str) {
+    assert_eq!(status_of(iot, id).await, "REVOKED", "{when}");
+    assert!(attached_policies(iot, arn).await.is_empty(), "{when}");
+    assert!(things_of(iot, arn).await.is_empty(), "{when}");
+}
+
+/// The revocation list ships with the stack: a deploy that adds `revocation:` adds the layer and
+/// changes the activator (nothing else), and the deployed activator reads the list from its
+/// layer: a device listed by serial and one listed by the CA's CRL are REVOKED whether their
+/// event comes (twice) or the sweep finds them, never ACTIVE, without policy or Thing; an
+/// unlisted device activates; a device already ACTIVE when listed stays ACTIVE.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_deployed_revocation_list_keeps_listed_devices_out() {
+    // Sweeps look at certificates pending for at least grace_minutes: 0 here.
+    let sweep_now = "reconciler:\n  grace_minutes: 0\n";
+    let d = Deployed::new(sweep_now);
+    let iot = moto().iot().await;
+    let (active, active_arn, active_serial) = d.device(&iot, &unique("early")).await;
+    d.deliver(&active).await;
+    assert_eq!(status_of(&iot, &active).await, "ACTIVE");
+
+    let (by_serial, by_serial_arn, serial) = d.device(&iot, &unique("listed")).await;
+    let (by_crl, by_crl_arn, crl_serial) = d.device(&iot, &unique("crl")).await;
+    let (free, free_arn, _) = d.device(&iot, &unique("free")).await;
+    let (crl, _) = d.ca.crl(&[&serial_bytes(&crl_serial)], 2099);
+    d.fixture.write("certs/ca.crl", &crl);
+    // By serial as openssl prints it (upper case); the active device's too.
+    d.restage(&format!(
+        "{sweep_now}revocation:\n  serials: [\"{}\", \"0x{active_serial}\"]\n  crl_files:\n    \
+         default: certs/ca.crl\n",
+        serial.to_uppercase()
+    ));
+
+    // The change: the layer is added, the activator modified in place; nothing else.
+    let (code, diff, o) = d.json(&["diff", "--stage", "e2e"]);
+    assert_eq!(code, 3, "{}", text(&o));
+    let changes: Vec<(String, String)> = diff["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["logicalId"].as_str().unwrap().to_string(),
+                r["kind"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        changes,
+        [
+            ("RevocationListLayer".to_string(), "added".to_string()),
+            ("ActivatorFunction".to_string(), "modified".to_string()),
+        ],
+        "{diff:#}"
+    );
+    assert_ne!(diff["resources"][1]["replacement"], "yes", "{diff:#}");
+    d.deploy();
+    let conf = lambda_client()
+        .await
+        .get_function_configuration()
+        .function_name(format!("{}-activator", d.stack))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(conf.layers().len(), 1, "{conf:?}");
+
+    // Listed by serial: its event, twice, then a sweep.
+    for when in ["event", "re-delivered event"] {
+        d.deliver(&by_serial).await;
+        kept_out(&iot, &by_serial, &by_serial_arn, when).await;
+    }
+    // Listed by the CRL: the sweep finds it first, then its event comes twice.
+    let report = d.sweep().await;
+    kept_out(&iot, &by_crl, &by_crl_arn, "sweep").await;
+    kept_out(&iot, &by_serial, &by_serial_arn, "sweep").await;
+    for when in ["late event", "late re-delivered event"] {
+        d.deliver(&by_crl).await;
+        kept_out(&iot, &by_crl, &by_crl_arn, when).await;
+    }
+    // The unlisted pending device: the same sweep activated it.
+    assert_eq!(status_of(&iot, &free).await, "ACTIVE", "{report:#}");
+    assert_eq!(
+        attached_policies(&iot, &free_arn).await,
+        vec![d.policy.clone()]
+    );
+    // Already ACTIVE when listed: stays ACTIVE (jitr-infra revoke is for that), also when
+    // its event comes again.
+    d.deliver(&active).await;
+    assert_eq!(status_of(&iot, &active).await, "ACTIVE");
+    assert_eq!(
+        attached_policies(&iot, &active_arn).await,
+        vec![d.policy.clone()]
+    );
 }
