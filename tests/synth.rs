@@ -904,7 +904,7 @@ fn the_revocation_list_ships_as_the_activators_layer() {
     assert_eq!(p.synth("rev").layer.unwrap().sha256, layer.sha256);
     p.write(
         "stacks/rev.yaml",
-        &REVOCATION_STAGE.replace("\"0x00ff\"", "\"0x00fe\""),
+        REVOCATION_STAGE.replace("\"0x00ff\"", "\"0x00fe\""),
     );
     assert_ne!(p.synth("rev").layer.unwrap().sha256, layer.sha256);
     // Without the section: no layer, no Layers, no variable.
