@@ -419,4 +419,34 @@ async fn the_deployed_revocation_list_keeps_listed_devices_out() {
         attached_policies(&iot, &active_arn).await,
         vec![d.policy.clone()]
     );
+
+    // A changed list: a new layer version replaces the old, the activator follows it.
+    let (late, late_arn, late_serial) = d.device(&iot, &unique("late")).await;
+    d.restage(&format!(
+        "{sweep_now}revocation:\n  serials: [\"{serial}\", \"{late_serial}\"]\n  crl_files:\n    \
+         default: certs/ca.crl\n"
+    ));
+    let (code, diff, o) = d.json(&["diff", "--stage", "e2e"]);
+    assert_eq!(code, 3, "{}", text(&o));
+    let layer = &diff["resources"][0];
+    assert_eq!(layer["logicalId"], "RevocationListLayer", "{diff:#}");
+    assert_eq!(layer["replacement"], "yes", "{diff:#}");
+    d.deploy();
+    let layers: Vec<String> = lambda_client()
+        .await
+        .get_function_configuration()
+        .function_name(format!("{}-activator", d.stack))
+        .send()
+        .await
+        .unwrap()
+        .layers()
+        .iter()
+        .filter_map(|l| l.arn().map(str::to_string))
+        .collect();
+    assert_eq!(layers.len(), 1);
+    assert_ne!(Some(layers[0].as_str()), conf.layers()[0].arn());
+    for when in ["event after the list changed", "its re-delivery"] {
+        d.deliver(&late).await;
+        kept_out(&iot, &late, &late_arn, when).await;
+    }
 }
