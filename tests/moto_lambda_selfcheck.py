@@ -682,6 +682,18 @@ def check_layers(cfn, lam, s3) -> None:
     arn = outputs(cfn, "layers").get("LayerArn", "")
     check("CloudFormation: Ref of a LayerVersion is its ARN, under its LayerName", arn.endswith(":layer:selfcheck-layer:1"), arn)
     check("Lambda: the function's Layers hold the version", layers() == [arn], layers())
+    content = lam.get_layer_version(LayerName="selfcheck-layer", VersionNumber=1)["Content"]
+    try:
+        fetched = urllib.request.urlopen(content["Location"], timeout=10).read()
+    except (OSError, ValueError) as e:
+        fetched = repr(e).encode()
+    digest = base64.b64encode(hashlib.sha256(fetched).digest()).decode()
+    try:
+        text = zipfile.ZipFile(io.BytesIO(fetched)).read("data/x.txt").decode()
+    except (zipfile.BadZipFile, KeyError):
+        text = None
+    check("Lambda: GetLayerVersion's Content.Location downloads the layer (CodeSha256 matches)",
+          text == "layer one" and digest == content["CodeSha256"], (content, fetched[:80]))
     _, out = invoke(lam, "selfcheck-layered", {"read": "MY_FILE"})
     env = out.get("env", {}) if isinstance(out, dict) else {}
     check("executor: the layer's file is readable where the /opt/ variable points", isinstance(out, dict) and out.get("read") == "layer one", out)

@@ -17,6 +17,13 @@ Developer Guide, "Adding layers to functions":
 https://docs.aws.amazon.com/lambda/latest/dg/adding-layers.html), so deleted versions stay
 readable to the executor here.
 
+GetLayerVersion's `Content.Location` is "a link to the layer archive in Amazon S3 that is valid
+for 10 minutes" (AWS Lambda API Reference, "LayerVersionContentOutput":
+https://docs.aws.amazon.com/lambda/latest/api/API_LayerVersionContentOutput.html); moto answers
+"s3://", which nothing can download. Here it is a presigned GET URL (10 minutes) of the object
+the layer was published from (moto keeps no copy of its own to link to), so a client fetches
+a layer as it would from AWS.
+
 AWS Lambda Developer Guide, "Packaging your layer content"
 (https://docs.aws.amazon.com/lambda/latest/dg/packaging-layers.html): Lambda extracts a
 function's layers into /opt of its execution environment. Our functions run as local processes
@@ -39,7 +46,7 @@ from moto.awslambda.models import LambdaFunction, LayerVersion, lambda_backends
 from moto.cloudformation.parsing import ResourceMap, get_references_from_template
 
 from . import lambda_executor
-from ._base import WORK_DIR
+from ._base import ENDPOINT, WORK_DIR
 
 # Layer versions CloudFormation deleted, by ARN: functions that hold them still run with them.
 _deleted: dict[str, LayerVersion] = {}
@@ -104,6 +111,27 @@ def _resource_diff(self, other_template, parameters=None):
 
 
 ResourceMap.build_resource_diff = _resource_diff
+
+_moto_layer_version = LayerVersion.get_layer_version
+
+
+def _layer_version(self) -> dict[str, Any]:
+    out = _moto_layer_version(self)
+    bucket, key = self.content.get("S3Bucket"), self.content.get("S3Key")
+    if bucket and key:
+        import boto3
+
+        s3 = boto3.client(
+            "s3", endpoint_url=ENDPOINT, region_name=self.region,
+            aws_access_key_id="testing", aws_secret_access_key="testing",
+        )
+        out["Content"]["Location"] = s3.generate_presigned_url(
+            "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=600
+        )
+    return out
+
+
+LayerVersion.get_layer_version = _layer_version
 
 _moto_create_function = LambdaFunction.create_from_cloudformation_json.__func__  # type: ignore[attr-defined]
 _moto_update_function = LambdaFunction.update_from_cloudformation_json.__func__  # type: ignore[attr-defined]
