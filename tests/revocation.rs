@@ -8,6 +8,7 @@ use jitr_lambda_common::pki::Certificate;
 use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::process::Output;
+use std::time::Duration;
 use testkit::jitr::{attached_policies, output_text as text, registered_event};
 use testkit::pki::TestCa;
 use testkit::{moto, unique};
@@ -132,15 +133,18 @@ fn stage_text(stack: &str, stage_extra: &str) -> String {
     )
 }
 
-async fn lambda_client() -> aws_sdk_lambda::Client {
+async fn sdk_conf() -> aws_config::SdkConfig {
     let creds = aws_sdk_lambda::config::Credentials::new("testing", "testing", None, None, "t");
-    let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
         .region(aws_config::Region::new(testkit::REGION))
         .endpoint_url(moto().endpoint())
         .credentials_provider(creds)
         .load()
-        .await;
-    aws_sdk_lambda::Client::new(&conf)
+        .await
+}
+
+async fn lambda_client() -> aws_sdk_lambda::Client {
+    aws_sdk_lambda::Client::new(&sdk_conf().await)
 }
 
 async fn status_of(iot: &aws_sdk_iot::Client, id: &str) -> String {
@@ -312,6 +316,39 @@ impl Deployed {
     }
 }
 
+/// The deployed activator run by the test harness (testkit's Runtime API host) with the
+/// function's environment and its layer fetched and extracted as Lambda does
+/// (`testkit::lambda::deployed`): the listed device's event revokes it.
+async fn harness_keeps_out(d: &Deployed, iot: &aws_sdk_iot::Client, id: &str, arn: &str) {
+    let function = format!("{}-activator", d.stack);
+    let f = testkit::lambda::deployed(&sdk_conf().await, &function).await;
+    let opt = f.opt.clone().expect("the activator has a layer");
+    let file = &f
+        .env
+        .iter()
+        .find(|(k, _)| k == "JITR_REVOCATION_FILE")
+        .expect("JITR_REVOCATION_FILE")
+        .1;
+    assert!(
+        file.starts_with(&*opt.to_string_lossy()) && std::path::Path::new(file).is_file(),
+        "{file} in {}",
+        opt.display()
+    );
+    let host = testkit::runtime::RuntimeHost::start();
+    let mut env = testkit::aws_env(moto().endpoint());
+    env.extend(f.env);
+    let activator = jitr_infra::assets::activator();
+    let bootstrap = testkit::lambda::unpack(activator.package, activator.zip);
+    let mut child = host.spawn(&bootstrap, &env);
+    let request = host.invoke(registered_event(id, &d.ca_id), Duration::from_secs(30));
+    let answer = host.wait_result(&request, Duration::from_secs(60));
+    let _ = child.kill();
+    let _ = child.wait();
+    let answer = answer.expect("the harness's activator answers");
+    assert!(answer.result.is_ok(), "{:?}", answer.result);
+    kept_out(iot, id, arn, "the harness's activator").await;
+}
+
 /// Big-endian bytes of a serial in normal form (what a CRL lists).
 fn serial_bytes(serial: &str) -> Vec<u8> {
     let even = if serial.len() % 2 == 1 {
@@ -350,12 +387,13 @@ async fn the_deployed_revocation_list_keeps_listed_devices_out() {
     let (by_serial, by_serial_arn, serial) = d.device(&iot, &unique("listed")).await;
     let (by_crl, by_crl_arn, crl_serial) = d.device(&iot, &unique("crl")).await;
     let (free, free_arn, _) = d.device(&iot, &unique("free")).await;
+    let (local, local_arn, local_serial) = d.device(&iot, &unique("local")).await;
     let (crl, _) = d.ca.crl(&[&serial_bytes(&crl_serial)], 2099);
     d.fixture.write("certs/ca.crl", &crl);
     // By serial as openssl prints it (upper case); the active device's too.
     d.restage(&format!(
-        "{sweep_now}revocation:\n  serials: [\"{}\", \"0x{active_serial}\"]\n  crl_files:\n    \
-         default: certs/ca.crl\n",
+        "{sweep_now}revocation:\n  serials: [\"{}\", \"0x{active_serial}\", \"{local_serial}\"]\n  \
+         crl_files:\n    default: certs/ca.crl\n",
         serial.to_uppercase()
     ));
 
@@ -391,6 +429,7 @@ async fn the_deployed_revocation_list_keeps_listed_devices_out() {
         .await
         .unwrap();
     assert_eq!(conf.layers().len(), 1, "{conf:?}");
+    harness_keeps_out(&d, &iot, &local, &local_arn).await;
 
     // Listed by serial: its event, twice, then a sweep.
     for when in ["event", "re-delivered event"] {

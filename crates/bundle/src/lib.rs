@@ -421,6 +421,38 @@ pub fn unzip_file(zip: &[u8], name: &str) -> Result<(Vec<u8>, u32), BundleError>
     Ok((bytes, mode))
 }
 
+/// One file of a zip, as [`unzip_all`] reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unzipped {
+    /// A relative path that stays inside the directory it is extracted into.
+    pub path: PathBuf,
+    pub bytes: Vec<u8>,
+    /// Unix mode (0 when the zip records none).
+    pub mode: u32,
+}
+
+/// Every file of `zip` in its order (directories skipped). A path that would leave the
+/// directory it is extracted into (absolute, or through `..`) is an error.
+pub fn unzip_all(zip: &[u8]) -> Result<Vec<Unzipped>, BundleError> {
+    let fail = |e: &dyn fmt::Display| BundleError::Zip(format!("reading the zip: {e}"));
+    let mut archive = zip::ZipArchive::new(Cursor::new(zip)).map_err(|e| fail(&e))?;
+    let mut files = Vec::new();
+    for i in 0..archive.len() {
+        let mut entry = archive.by_index(i).map_err(|e| fail(&e))?;
+        if entry.is_dir() {
+            continue;
+        }
+        let path = entry
+            .enclosed_name()
+            .ok_or_else(|| fail(&"an entry's path leaves the extraction directory"))?;
+        let mode = entry.unix_mode().unwrap_or(0);
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut entry, &mut bytes).map_err(|e| fail(&e))?;
+        files.push(Unzipped { path, bytes, mode });
+    }
+    Ok(files)
+}
+
 /// Hex SHA-256.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex(&Sha256::digest(bytes))
@@ -486,5 +518,23 @@ mod tests {
         assert_eq!(archive.by_index(1).unwrap().name().unwrap(), "bin/tool");
         let entry = archive.by_name("jitr/revocation.json").unwrap();
         assert_eq!(entry.unix_mode().unwrap() & 0o777, 0o644);
+        drop(entry);
+        let all = unzip_all(&zip_files(&files).unwrap()).unwrap();
+        assert_eq!(all.len(), 2);
+        assert_eq!(all[0].path, PathBuf::from("jitr/revocation.json"));
+        assert_eq!(
+            (all[1].bytes.as_slice(), all[1].mode & 0o777),
+            (&b"x"[..], 0o755)
+        );
+        let escape = zip_files(&[ZipFile {
+            name: "../evil",
+            bytes: b"x",
+            mode: 0o644,
+        }])
+        .unwrap();
+        assert!(unzip_all(&escape)
+            .unwrap_err()
+            .to_string()
+            .contains("leaves"));
     }
 }
