@@ -17,6 +17,7 @@ pub mod init;
 pub mod ops;
 pub mod partition;
 pub mod pki;
+pub mod revocation_layer;
 pub mod smoke;
 pub mod stage;
 pub mod synth;

@@ -13,6 +13,7 @@ use crate::constructs::{
     VERIFICATION_PARAMETER,
 };
 use crate::error::{io, Error};
+use crate::revocation_layer::{layer_zip, LayerZip};
 use crate::stage::{self, Problem, Stage, StageError};
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -32,11 +33,33 @@ pub struct Synthesized {
     pub manifest_json: String,
     /// The Lambda zips this binary carries, in the order of [`assets::EMBEDDED`].
     pub bundles: Vec<&'static Embedded>,
+    /// The revocation list's layer, when the stage has `revocation:`.
+    pub layer: Option<LayerZip>,
 }
 
 impl Synthesized {
     pub fn template_file(&self) -> String {
         format!("{}.template.json", self.stage.stack_name)
+    }
+
+    /// Every asset file (the Lambda zips, then the layer): its key in the output directory
+    /// and the asset bucket, and its bytes.
+    pub fn asset_files(&self) -> Vec<(String, &[u8])> {
+        let bundles = self.bundles.iter().map(|b| (b.sha256, b.zip));
+        let layer = self
+            .layer
+            .iter()
+            .map(|l| (l.sha256.as_str(), l.zip.as_slice()));
+        bundles
+            .chain(layer)
+            .map(|(sha256, bytes)| {
+                let key = AssetRef {
+                    sha256: sha256.to_string(),
+                }
+                .key();
+                (key, bytes)
+            })
+            .collect()
     }
 
     /// Over CloudFormation's inline limit: deploy uploads it to S3.
@@ -100,6 +123,7 @@ pub fn finish(
     let template = compose(&stage, assets)?;
     let template_json = template.render();
     let template_sha256 = assets::sha256_hex(template_json.as_bytes());
+    let layer = stage.revocation.as_ref().map(|r| layer_zip(&r.list));
     let mut s = Synthesized {
         stage,
         template,
@@ -107,6 +131,7 @@ pub fn finish(
         template_sha256,
         manifest_json: String::new(),
         bundles,
+        layer,
     };
     s.manifest_json = manifest(&s);
     Ok(s)
@@ -135,22 +160,22 @@ fn manifest(s: &Synthesized) -> String {
                     .map(|v| json!({ "name": VERIFICATION_PARAMETER, "source": v.describe() })),
             )
             .collect();
+    // A Lambda zip says its package, the layer its logical id.
+    let entry = |(what, name): (&str, &str), sha256: &str, bytes: usize| {
+        let key = AssetRef {
+            sha256: sha256.to_string(),
+        }
+        .key();
+        json!({ (what): name, "file": key, "sha256": sha256, "bytes": bytes, "s3Key": key })
+    };
     let assets: Vec<_> = s
         .bundles
         .iter()
-        .map(|b| {
-            let key = AssetRef {
-                sha256: b.sha256.to_string(),
-            }
-            .key();
-            json!({
-                "package": b.package,
-                "file": key,
-                "sha256": b.sha256,
-                "bytes": b.zip.len(),
-                "s3Key": key,
-            })
-        })
+        .map(|b| entry(("package", b.package), b.sha256, b.zip.len()))
+        .chain(s.layer.iter().map(|l| {
+            let id = constructs::REVOCATION_LIST_LAYER.as_str();
+            entry(("layer", id), &l.sha256, l.zip.len())
+        }))
         .collect();
     let manifest = json!({
         "version": 1,
@@ -200,12 +225,8 @@ pub fn write(s: &Synthesized, out: &Path) -> Result<(), Error> {
         };
         put(&s.template_file(), s.template_json.as_bytes())?;
         put("manifest.json", s.manifest_json.as_bytes())?;
-        for b in &s.bundles {
-            let key = AssetRef {
-                sha256: b.sha256.to_string(),
-            }
-            .key();
-            put(&key, b.zip)?;
+        for (key, bytes) in s.asset_files() {
+            put(&key, bytes)?;
         }
         let had_old = out.exists();
         if had_old {

@@ -142,6 +142,8 @@ while True:
         urllib.request.urlopen(urllib.request.Request(api + f"/invocation/{rid}/error", body, method="POST"))
         continue
     out = {"event": event, "pid": os.getpid(), "headers": headers, "env": dict(os.environ)}
+    if "read" in event:  # the file an environment variable names
+        out["read"] = open(os.environ[event["read"]]).read()
     urllib.request.urlopen(urllib.request.Request(api + f"/invocation/{rid}/response", json.dumps(out).encode(), method="POST"))
 '''
 
@@ -436,6 +438,7 @@ def run_checks(endpoint: str, activator_zip: str, provider_zip: str) -> None:
     print("8. CloudFormation alarms, a Number parameter in a function's environment")
     check_alarms(cfn, client("cloudwatch"))
     check_environment_strings(cfn, lam)
+    check_layers(cfn, lam, s3)
     print("9. CloudWatch over Smithy RPC v2 CBOR; metrics from EMF log events")
     check_cloudwatch_cbor(endpoint, client("cloudwatch"))
     check_emf(logs, client("cloudwatch"))
@@ -633,6 +636,82 @@ def check_environment_strings(cfn, lam) -> None:
     variables = lam.get_function_configuration(FunctionName="selfcheck-env")["Environment"]["Variables"]
     check("Lambda: a Number parameter's Ref in the environment is the string \"7\"", variables == {"UNITS": "7", "TEXT": "x"}, variables)
     cfn.delete_stack(StackName="env")
+
+
+def check_layers(cfn, lam, s3) -> None:
+    """AWS::Lambda::LayerVersion through CloudFormation, and a function reading its layer."""
+    covers("lambda_layers")
+
+    def layer_zip(text: str) -> bytes:
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w") as z:
+            z.writestr("data/x.txt", text)
+        return buffer.getvalue()
+
+    s3.put_object(Bucket="assets", Key="layer-1.zip", Body=layer_zip("layer one"))
+    s3.put_object(Bucket="assets", Key="layer-2.zip", Body=layer_zip("layer two"))
+    s3.put_object(Bucket="assets", Key="fake.zip", Body=fake_zip())
+
+    def body(key: str | None) -> str:
+        function = {
+            "FunctionName": "selfcheck-layered", "Runtime": "provided.al2023", "Handler": "bootstrap", "Role": ROLE,
+            "Code": {"S3Bucket": "assets", "S3Key": "fake.zip"}, "Timeout": 5,
+            "Environment": {"Variables": {"MY_FILE": "/opt/data/x.txt", "OTHER": "/optional"}},
+        }
+        resources = {"Fn": {"Type": "AWS::Lambda::Function", "Properties": function}}
+        if key:
+            resources["Layer"] = {"Type": "AWS::Lambda::LayerVersion", "Properties": {
+                "LayerName": "selfcheck-layer", "CompatibleRuntimes": ["provided.al2023"],
+                "CompatibleArchitectures": ["x86_64"], "Content": {"S3Bucket": "assets", "S3Key": key}}}
+            function["Layers"] = [{"Ref": "Layer"}]
+        template = {"Resources": dict(sorted(resources.items(), key=lambda kv: kv[0] != "Layer"))}
+        if key:
+            template["Outputs"] = {"LayerArn": {"Value": {"Ref": "Layer"}}}
+        return json.dumps(template)
+
+    def layers() -> list[str]:
+        conf = lam.get_function(FunctionName="selfcheck-layered")["Configuration"]
+        return [layer["Arn"] for layer in conf.get("Layers", [])]
+
+    def versions() -> list[int]:
+        return [v["Version"] for v in lam.list_layer_versions(LayerName="selfcheck-layer")["LayerVersions"]]
+
+    cfn.create_stack(StackName="layers", TemplateBody=body("layer-1.zip"))
+    status, _ = wait_stack(cfn, "layers")
+    check("CloudFormation: a LayerVersion stack reaches CREATE_COMPLETE", status == "CREATE_COMPLETE", (status, events(cfn, "layers")))
+    arn = outputs(cfn, "layers").get("LayerArn", "")
+    check("CloudFormation: Ref of a LayerVersion is its ARN, under its LayerName", arn.endswith(":layer:selfcheck-layer:1"), arn)
+    check("Lambda: the function's Layers hold the version", layers() == [arn], layers())
+    content = lam.get_layer_version(LayerName="selfcheck-layer", VersionNumber=1)["Content"]
+    try:
+        fetched = urllib.request.urlopen(content["Location"], timeout=10).read()
+    except (OSError, ValueError) as e:
+        fetched = repr(e).encode()
+    digest = base64.b64encode(hashlib.sha256(fetched).digest()).decode()
+    try:
+        text = zipfile.ZipFile(io.BytesIO(fetched)).read("data/x.txt").decode()
+    except (zipfile.BadZipFile, KeyError):
+        text = None
+    check("Lambda: GetLayerVersion's Content.Location downloads the layer (CodeSha256 matches)",
+          text == "layer one" and digest == content["CodeSha256"], (content, fetched[:80]))
+    _, out = invoke(lam, "selfcheck-layered", {"read": "MY_FILE"})
+    env = out.get("env", {}) if isinstance(out, dict) else {}
+    check("executor: the layer's file is readable where the /opt/ variable points", isinstance(out, dict) and out.get("read") == "layer one", out)
+    check("executor: /opt/ values point into a directory of the function's own, others unchanged",
+          not env.get("MY_FILE", "/opt/").startswith("/opt/") and env.get("OTHER") == "/optional", env)
+    cfn.update_stack(StackName="layers", TemplateBody=body("layer-2.zip"))
+    status, _ = wait_stack(cfn, "layers")
+    new_arn = outputs(cfn, "layers").get("LayerArn", "")
+    check("CloudFormation: new content replaces the layer: version 2, the function follows, version 1 deleted",
+          status == "UPDATE_COMPLETE" and new_arn.endswith(":layer:selfcheck-layer:2") and layers() == [new_arn] and versions() == [2],
+          (status, new_arn, layers(), versions()))
+    _, out = invoke(lam, "selfcheck-layered", {"read": "MY_FILE"})
+    check("executor: the new version's file after the update", isinstance(out, dict) and out.get("read") == "layer two", out)
+    cfn.update_stack(StackName="layers", TemplateBody=body(None))
+    status, _ = wait_stack(cfn, "layers")
+    check("CloudFormation: dropping Layers and the layer leaves the function without layers, no version left",
+          status == "UPDATE_COMPLETE" and layers() == [] and versions() == [], (status, layers(), versions()))
+    cfn.delete_stack(StackName="layers")
 
 
 def check_list_certificates_by_ca(iot, endpoint: str) -> None:

@@ -418,13 +418,15 @@ impl Deployed {
     }
 
     /// Fills the failure queue the way AWS does: the deployed activator's real `bootstrap`,
-    /// with the stack's environment, under Lambda's asynchronous invocation (2 containers, two
+    /// with the stack's environment (and its layers, as Lambda gives them: see
+    /// `testkit::lambda::deployed`), under Lambda's asynchronous invocation (2 containers, two
     /// retries, then an invocation record to the on-failure queue), while `iot` fails.
     async fn fail_events(&self, iot: &ThrottlingProxy, events: &[Value]) -> AsyncStats {
         let mut env = testkit::aws_env(&iot.url());
         env.extend(
-            self.function_env()
+            testkit::lambda::deployed(&self.conf, &self.function())
                 .await
+                .env
                 .into_iter()
                 .filter(|(k, _)| k.starts_with("JITR_")),
         );

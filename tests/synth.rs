@@ -550,6 +550,7 @@ fn write_template_variants(p: &Project, ca: &TestCa) -> Vec<PathBuf> {
         ("alarms-no-sweep", "stack_name: jitr-lint-e\nregion: us-east-1\nca:\n  certificate: certs/lint.pem\n  mode: SNI_ONLY\nactivator:\n  api_rates:\n    DescribeCertificate: 0.1\n    UpdateCertificate: 10000\n  api_share: 0.05\nreconciler:\n  enabled: false\nalarms:\n  email: ops@example.com\n"),
         ("sweep-bounds", "stack_name: jitr-lint-f\nregion: ap-southeast-2\nca:\n  certificate: certs/lint.pem\n  mode: SNI_ONLY\nreconciler:\n  every_minutes: 1\n  grace_minutes: 0\n  horizon_days: 400\n  max_pages: 10000\n"),
         ("sweep-daily", "stack_name: jitr-lint-g\nregion: eu-central-1\nca:\n  certificate: certs/lint.pem\n  mode: SNI_ONLY\nreconciler:\n  every_minutes: 1440\n  grace_minutes: 1440\n  horizon_days: 2\n"),
+        ("revocation", REVOCATION_STAGE),
     ];
     for (name, text) in variants {
         p.write(&format!("stacks/{name}.yaml"), text);
@@ -557,6 +558,7 @@ fn write_template_variants(p: &Project, ca: &TestCa) -> Vec<PathBuf> {
     p.write("templates/no-things.json.hbs", NO_THINGS_POLICY);
     p.write("certs/lint.pem", &ca.pem);
     p.write("certs/verification.pem", &verification);
+    p.write("certs/lint.crl", &ca.crl(&[&[0x0a, 0x0b]], 2099).0);
     let out = p.dir.join("lint");
     std::fs::create_dir_all(&out).unwrap();
     let mut files = Vec::new();
@@ -574,6 +576,10 @@ fn write_template_variants(p: &Project, ca: &TestCa) -> Vec<PathBuf> {
     }
     files
 }
+
+/// A stage with a revocation list: serials written in the stage and a CRL of its CA
+/// (`certs/lint.crl`).
+const REVOCATION_STAGE: &str = "stack_name: jitr-lint-h\nregion: us-west-2\nca:\n  certificate: certs/lint.pem\n  mode: SNI_ONLY\nrevocation:\n  serials: [\"1A:2B:3C\", \"0x00ff\"]\n  crl_files:\n    default: certs/lint.crl\n";
 
 /// A device policy for a stage without Things: the client id is the certificate subject's CN.
 const NO_THINGS_POLICY: &str = r#"{
@@ -837,4 +843,76 @@ fn ca_adopt_is_written_only_when_asked() {
     assert_eq!(props("adopting")["Adopt"], json!("true"));
     // Absent, not "false": stacks deployed before `adopt` existed see no change.
     assert_eq!(props("owning").get("Adopt"), None);
+}
+
+/// A stage with `revocation:` ships its list as the activator's layer: the zip is an asset
+/// (named by its digest, written and listed in the manifest), the template has the
+/// LayerVersion (content in the asset bucket) and the activator its `Layers` and
+/// `JITR_REVOCATION_FILE`; a stage without it has none of these.
+#[test]
+fn the_revocation_list_ships_as_the_activators_layer() {
+    let ca = TestCa::new("Layer CA");
+    let p = project(&[("rev", REVOCATION_STAGE)]);
+    p.write("certs/lint.pem", &ca.pem);
+    p.write("certs/lint.crl", &ca.crl(&[&[0x0a, 0x0b]], 2099).0);
+    let s = p.synth("rev");
+    let layer = s
+        .layer
+        .as_ref()
+        .expect("a layer for a stage with revocation");
+    let (json, _) = jitr_bundle::unzip_file(&layer.zip, "jitr/revocation.json").unwrap();
+    let list: Value = serde_json::from_slice(&json).unwrap();
+    let ca_id = jitr_lambda_common::pki::Certificate::from_pem(&ca.pem)
+        .unwrap()
+        .aws_iot_id();
+    assert_eq!(
+        list,
+        json!({"revoked": {"1a2b3c": ["*"], "a0b": [ca_id], "ff": ["*"]}})
+    );
+    let t: Value = serde_json::from_str(&s.template_json).unwrap();
+    let r = &t["Resources"]["RevocationListLayer"];
+    assert_eq!(r["Type"], "AWS::Lambda::LayerVersion");
+    assert_eq!(
+        r["Properties"]["Content"]["S3Key"],
+        json!(format!("asset.{}.zip", layer.sha256))
+    );
+    assert_eq!(
+        r["Properties"]["CompatibleRuntimes"],
+        json!(["provided.al2023"])
+    );
+    let f = &t["Resources"]["ActivatorFunction"]["Properties"];
+    assert_eq!(f["Layers"], json!([{"Ref": "RevocationListLayer"}]));
+    assert_eq!(
+        f["Environment"]["Variables"]["JITR_REVOCATION_FILE"],
+        "/opt/jitr/revocation.json"
+    );
+    let keys: Vec<String> = s.asset_files().into_iter().map(|(k, _)| k).collect();
+    assert!(
+        keys.contains(&format!("asset.{}.zip", layer.sha256)),
+        "{keys:?}"
+    );
+    let manifest: Value = serde_json::from_str(&s.manifest_json).unwrap();
+    let listed = manifest["assets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["layer"] == "RevocationListLayer")
+        .expect("the layer in the manifest");
+    assert_eq!(listed["sha256"], json!(layer.sha256));
+    assert_eq!(listed["bytes"], json!(layer.zip.len()));
+    // The same list gives the same layer; another list another one.
+    assert_eq!(p.synth("rev").layer.unwrap().sha256, layer.sha256);
+    p.write(
+        "stacks/rev.yaml",
+        REVOCATION_STAGE.replace("\"0x00ff\"", "\"0x00fe\""),
+    );
+    assert_ne!(p.synth("rev").layer.unwrap().sha256, layer.sha256);
+    // Without the section: no layer, no Layers, no variable.
+    let (_, dev) = template_of("dev");
+    assert!(dev["Resources"].get("RevocationListLayer").is_none());
+    let f = &dev["Resources"]["ActivatorFunction"]["Properties"];
+    assert!(f.get("Layers").is_none());
+    assert!(f["Environment"]["Variables"]
+        .get("JITR_REVOCATION_FILE")
+        .is_none());
 }

@@ -4,6 +4,7 @@
 use super::console::{self, describe_outcome, destroy_plan_text, display, human, Console};
 use super::{Args, DeployArgs};
 use crate::aws::Clients;
+use crate::constructs;
 use crate::deploy::{self, destroy, Outcome, Reporter as _};
 use crate::error::{exit, Error};
 use crate::stage::{self, CapacityReport, StageFile};
@@ -70,10 +71,21 @@ pub fn validate(args: &Args, all: bool, console: &Console) -> Result<i32, Error>
     for name in &names {
         match synth::validate(&args.root, name) {
             Ok(t) => {
+                let warnings = stage::load(&args.root, name)
+                    .ok()
+                    .and_then(|s| s.revocation)
+                    .map(|r| r.warnings)
+                    .unwrap_or_default();
                 if !console.json() {
                     console.print(&format!("{name}: ok ({} resources)\n", t.resources.len()));
+                    for w in &warnings {
+                        console.note(&format!("warning: {name}: {w}\n"));
+                    }
                 }
-                results.push(json!({"stage": name, "ok": true, "resources": t.resources.len()}));
+                results.push(
+                    json!({"stage": name, "ok": true, "resources": t.resources.len(),
+                    "warnings": warnings}),
+                );
             }
             Err(e) => {
                 failed += 1;
@@ -107,7 +119,7 @@ pub fn synth(args: &Args, out: Option<&Path>, console: &Console) -> Result<i32, 
 }
 
 fn synth_json(s: &Synthesized, dir: &Path) -> serde_json::Value {
-    let assets: Vec<_> = s
+    let mut assets: Vec<_> = s
         .bundles
         .iter()
         .map(|b| {
@@ -115,6 +127,10 @@ fn synth_json(s: &Synthesized, dir: &Path) -> serde_json::Value {
                 "bytes": b.zip.len(), "sha256": b.sha256})
         })
         .collect();
+    assets.extend(s.layer.iter().map(|l| {
+        json!({"layer": constructs::REVOCATION_LIST_LAYER.as_str(),
+            "file": format!("asset.{}.zip", l.sha256), "bytes": l.zip.len(), "sha256": l.sha256})
+    }));
     json!({
         "stage": s.stage.name,
         "stackName": s.stage.stack_name,
@@ -138,12 +154,20 @@ fn synth_text(s: &Synthesized, dir: &Path) -> String {
     if s.needs_template_upload() {
         text.push_str("  (over 51,200 bytes: deploy uploads the template to S3)\n");
     }
-    for b in &s.bundles {
+    let layer = s.layer.iter().map(|l| {
+        let serials = s.stage.revocation.as_ref().map_or(0, |r| r.list.len());
+        let what = format!("revocation list layer ({serials} serials)");
+        (l.sha256.as_str(), l.zip.len(), what)
+    });
+    let bundles = s
+        .bundles
+        .iter()
+        .map(|b| (b.sha256, b.zip.len(), b.package.to_string()));
+    for (sha256, bytes, what) in bundles.chain(layer) {
         text.push_str(&format!(
-            "  {:<40} {:>9}  {}\n",
-            format!("asset.{}.zip", &b.sha256[..12]).replace(".zip", "….zip"),
-            human(b.zip.len()),
-            b.package,
+            "  {:<40} {:>9}  {what}\n",
+            format!("asset.{}.zip", &sha256[..12]).replace(".zip", "….zip"),
+            human(bytes),
         ));
     }
     text
@@ -319,6 +343,34 @@ pub fn smoke(args: &Args, opts: &crate::smoke::Options, console: &Console) -> Re
     let r = rt.block_on(crate::smoke::run(&clients, &st, &deployed, opts, &progress))?;
     console.result(&r, || crate::smoke::text::text(&r));
     Ok(if r.ok { exit::OK } else { exit::ERROR })
+}
+
+/// `revoke`: `{"stage", "stack", "dryRun", "method", "scanned", "revoked": [RevokeReport]}`;
+/// exit 1 (an error) when nothing matched.
+pub fn revoke(
+    args: &Args,
+    opts: &crate::ops::revoke_find::Options,
+    console: &Console,
+) -> Result<i32, Error> {
+    let rt = runtime()?;
+    let st = stage::load(&args.root, &args.stage)?;
+    let clients = rt.block_on(Clients::new(&args.target(&st.region)));
+    rt.block_on(deploy::account::check(&clients, &st))?;
+    let deployed = rt.block_on(crate::ops::deployed(&clients, &st, "revoke"))?;
+    let progress = |text: &str| {
+        if !console.json() {
+            console.note(text);
+        }
+    };
+    let r = rt.block_on(crate::ops::revoke_find::revoke_matching(
+        &clients.iot,
+        &st,
+        &deployed,
+        opts,
+        &progress,
+    ))?;
+    console.result(&r, || crate::ops::revoke_find::text(&r));
+    Ok(exit::OK)
 }
 
 /// `--yes`, or the operator's answer on a terminal.

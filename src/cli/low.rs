@@ -3,7 +3,7 @@
 
 use crate::deploy::RequireApproval;
 use crate::stage::DEFAULT_STAGE;
-use clap::{Parser, Subcommand};
+use clap::{ArgGroup, Parser, Subcommand};
 use std::path::PathBuf;
 
 const EXAMPLES: &str = "\
@@ -26,6 +26,7 @@ Examples:
   jitr-infra ca create --name acme-prod --out certs --key-type ec-p384
   jitr-infra ca inspect certs/acme-prod.pem
   jitr-infra device issue --stage dev --cn sensor-0001 --ca-key certs/dev-ca.key --out devices
+  jitr-infra revoke --stage prod --cn sensor-17   REVOKED, device policy and Thing detached
 
 Exit codes: 0 success, 1 error, 2 usage error, 3 changes found (diff),
 4 approval required but not given (deploy, destroy), 5 needs attention (status, redrive);
@@ -195,6 +196,38 @@ pub enum Command {
   jitr-infra smoke --stage dev --ca-key certs/dev-ca.key
   jitr-infra smoke --stage prod --ca-key-env JITR_CA_KEY --cn acme-smoke-0001 --timeout 120
   jitr-infra smoke --stage dev --ca-key k.pem --endpoint abc-ats.iot.eu-west-1.amazonaws.com:443")]
+    /// Revoke device certificates of the stage's CAs: AWS IoT status REVOKED (the device is
+    /// disconnected and cannot reconnect), the stage's device policy detached, the certificate
+    /// detached from its Things (the Things stay). A second revoke reports "already revoked".
+    /// Exit 0 when something matched, 1 when nothing did.
+    #[command(
+        group(ArgGroup::new("which").required(true).args(["certificate_id", "serial", "cn"])),
+        after_help = "Examples:
+  jitr-infra revoke --stage prod --cn sensor-17
+  jitr-infra revoke --stage prod --certificate-id 3f9a...e1 --dry-run
+  jitr-infra revoke --stage prod --serial 1A:2B:3C:4D   (scans the CAs' certificates: one
+                                                        DescribeCertificate each, ~10/s)"
+    )]
+    Revoke {
+        /// Stage name: stacks/<STAGE>.yaml
+        #[arg(long, short, default_value = DEFAULT_STAGE)]
+        stage: String,
+        /// The AWS IoT certificate id (64 hex digits)
+        #[arg(long, value_name = "ID")]
+        certificate_id: Option<String>,
+        /// The certificate's serial number in hex (colons, 0x, case and leading zeros do not
+        /// matter). AWS IoT cannot search by serial: every certificate of the stage's CAs is
+        /// described, paced under the DescribeCertificate quota; the cost is shown first
+        #[arg(long, value_name = "HEX")]
+        serial: Option<String>,
+        /// The subject common name: through the Thing named after it when the activator names
+        /// Things by CN, otherwise (or when there is no such Thing) by a scan like --serial
+        #[arg(long, value_name = "NAME")]
+        cn: Option<String>,
+        /// Show what would be revoked and detached; change nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
     Smoke(SmokeArgs),
 }
 

@@ -60,6 +60,7 @@ pub enum Action {
     CaInspect { file: PathBuf },
     DeviceIssue(certs::DeviceIssue),
     Smoke(crate::smoke::Options),
+    Revoke(crate::ops::revoke_find::Options),
 }
 
 #[derive(Debug, Clone)]
@@ -129,6 +130,7 @@ impl Args {
             Command::Ca { command } => (DEFAULT_STAGE.to_string(), ca_action(command)),
             Command::Device { command } => device_action(command),
             Command::Smoke(a) => (a.stage.clone(), Action::Smoke(a.options())),
+            cmd @ Command::Revoke { .. } => revoke_action(cmd),
         };
         let root = match &action {
             // The CA commands read and write the files they are given; no project needed.
@@ -246,6 +248,28 @@ pub fn project_root(arg: Option<&Path>) -> Result<PathBuf, Error> {
     Ok(root)
 }
 
+/// `revoke`'s stage and action: clap's group makes exactly one of the three present.
+fn revoke_action(cmd: Command) -> (String, Action) {
+    use crate::ops::revoke_find::{Options, Target};
+    let Command::Revoke {
+        stage,
+        certificate_id,
+        serial,
+        cn,
+        dry_run,
+    } = cmd
+    else {
+        unreachable!("called for revoke only")
+    };
+    let target = match (certificate_id, serial, cn) {
+        (Some(id), _, _) => Target::CertificateId(id),
+        (_, Some(serial), _) => Target::Serial(serial),
+        (_, _, Some(cn)) => Target::Cn(cn),
+        _ => unreachable!("clap requires one of --certificate-id, --serial, --cn"),
+    };
+    (stage, Action::Revoke(Options { target, dry_run }))
+}
+
 /// Runs a parsed command; returns the exit code.
 pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<i32, Error> {
     let args = Args::resolve(cli)?;
@@ -268,6 +292,7 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<i32, Er
         Action::CaInspect { file } => certs::ca_inspect(file, &console),
         Action::DeviceIssue(d) => certs::device_issue(&args, d, &console),
         Action::Smoke(opts) => commands::smoke(&args, opts, &console),
+        Action::Revoke(opts) => commands::revoke(&args, opts, &console),
     }
 }
 

@@ -174,7 +174,10 @@ fn lambda(stage: &Stage, names: &Names, asset: &AssetRef, reserved: Value) -> Re
         };
         (k, value)
     });
-    let env: Vec<(&str, Value)> = env.chain(pacing_env(stage)).collect();
+    let env: Vec<(&str, Value)> = env
+        .chain(pacing_env(stage))
+        .chain(super::revocation::function_env(stage))
+        .collect();
     let f = function(
         ACTIVATOR_FUNCTION,
         &names.activator_function,
@@ -185,6 +188,7 @@ fn lambda(stage: &Stage, names: &Names, asset: &AssetRef, reserved: Value) -> Re
         a.timeout_seconds,
     )
     .prop("Environment", Value::map([("Variables", Value::map(env))]))
+    .prop_opt("Layers", super::revocation::function_layers(stage))
     .scanner_skip("CKV_AWS_116", scanner::ACTIVATOR_DESTINATION);
     let f = match &stage.kms_key_arn {
         Some(key) => f.prop("KmsKeyArn", key.as_str()),

@@ -10,6 +10,7 @@ mod ca;
 pub mod device_policy;
 pub mod iam;
 pub mod reconciler;
+mod revocation;
 mod rule;
 
 use crate::cfn::{LogicalId, Output, Resource, Template, Value};
@@ -20,6 +21,7 @@ use ca::ca_registration;
 use iam::Statement;
 use jitr_contract::ca_registration::{ATTR_CA_CERTIFICATE_ARN, ATTR_CA_CERTIFICATE_ID};
 use reconciler::reconciler;
+use revocation::revocation_layer;
 use rule::registration_rule;
 
 pub const CA_PROVIDER_ROLE: LogicalId = LogicalId("CaProviderRole");
@@ -49,6 +51,8 @@ pub const ALARM_IOT_THROTTLING: LogicalId = LogicalId("AlarmIotThrottlingSustain
 pub const ALARM_RULE_FAILURES: LogicalId = LogicalId("AlarmRuleFailures");
 pub const ALARM_PENDING_OVER_GRACE: LogicalId = LogicalId("AlarmPendingOverGrace");
 pub const ALARM_MALFORMED_EVENTS: LogicalId = LogicalId("AlarmMalformedEvents");
+// The revocation list (issue 11), only for a stage with `revocation:`.
+pub const REVOCATION_LIST_LAYER: LogicalId = LogicalId("RevocationListLayer");
 
 /// The template parameter carrying the `DEFAULT`-mode verification certificate, which
 /// deploy makes (it needs the account's registration code and the operator's CA key).
@@ -105,6 +109,8 @@ pub struct Names {
     pub sweep_marker: String,
     /// Every alarm's name starts with this (`<stack>-alarm-`), then a kebab-case name.
     pub alarm_prefix: String,
+    /// The revocation list's layer (each deploy that changes the list adds a version).
+    pub revocation_layer: String,
 }
 
 impl Names {
@@ -119,6 +125,7 @@ impl Names {
             sweep_schedule: format!("{stack_name}-sweep"),
             sweep_marker: format!("/{stack_name}/sweep-marker"),
             alarm_prefix: format!("{stack_name}-alarm-"),
+            revocation_layer: format!("{stack_name}-revocation-list"),
         }
     }
 }
@@ -167,6 +174,8 @@ pub fn jitr_stack(stage: &Stage, assets: &Assets) -> Result<Template, ComposeErr
                 .prop("ThingGroupName", group.as_str()),
         );
     }
+    // Before the activator, whose `Layers` names it.
+    revocation_layer(&mut t, stage, &names);
     activator(&mut t, stage, &names, &assets.activator);
     registration_rule(&mut t, stage, &names);
     reconciler(&mut t, stage, &names);

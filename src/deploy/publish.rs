@@ -12,7 +12,7 @@
 
 use super::Reporter;
 use crate::aws::{self, Clients};
-use crate::constructs::{self, AssetRef};
+use crate::constructs;
 use crate::error::{BucketError, Error};
 use crate::synth::Synthesized;
 use aws_sdk_s3::config::http::HttpResponse;
@@ -28,8 +28,9 @@ pub struct AssetBucket<'a> {
     owner: String,
 }
 
-/// Makes sure the asset bucket exists and is `account`'s, uploads every Lambda zip (and the
-/// template when it must go by URL), and returns the template's URL in that case.
+/// Makes sure the asset bucket exists and is `account`'s, uploads every asset (the Lambda zips
+/// and the revocation list's layer; the template too when it must go by URL), and returns the
+/// template's URL in that case.
 pub async fn publish(
     clients: &Clients,
     account: &str,
@@ -37,12 +38,8 @@ pub async fn publish(
     reporter: &dyn Reporter,
 ) -> Result<Option<String>, Error> {
     let bucket = AssetBucket::ensure(clients, account).await?;
-    for b in &s.bundles {
-        let key = AssetRef {
-            sha256: b.sha256.to_string(),
-        }
-        .key();
-        bucket.upload(&key, b.zip.to_vec(), reporter).await?;
+    for (key, bytes) in s.asset_files() {
+        bucket.upload(&key, bytes.to_vec(), reporter).await?;
     }
     if !s.needs_template_upload() {
         return Ok(None);

@@ -4,6 +4,7 @@
 
 pub mod redrive;
 pub mod revoke;
+pub mod revoke_find;
 pub mod status;
 pub mod status_text;
 

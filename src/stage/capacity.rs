@@ -215,6 +215,7 @@ mod tests {
             protection: Default::default(),
             reconciler: ReconcilerSection::default(),
             alarms: AlarmsSection::default(),
+            revocation: None,
         }
     }
 

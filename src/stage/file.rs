@@ -55,6 +55,23 @@ pub struct StageFile {
     /// Where the stack's alarms notify (they exist either way).
     #[serde(default)]
     pub alarms: AlarmsSection,
+    /// Device certificates never to let in: the activator sets them REVOKED instead of
+    /// activating them. Shipped with the stack; takes effect at the next deploy.
+    #[serde(default)]
+    pub revocation: Option<RevocationSection>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RevocationSection {
+    /// Device certificate serial numbers in hex (`1A:2B:...`, `0x1a2b`, any case), of any of
+    /// the stage's CAs; at most 20 bytes each.
+    #[serde(default)]
+    pub serials: Vec<String>,
+    /// A CRL (PEM or DER) per CA name (`default` for a one-CA stage): it must be signed by that
+    /// CA; its revoked serials are added for that CA. A CRL past its nextUpdate is a warning.
+    #[serde(default)]
+    pub crl_files: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]

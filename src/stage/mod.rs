@@ -15,11 +15,13 @@ use std::path::{Path, PathBuf};
 mod capacity;
 mod file;
 mod locate;
+mod revocation;
 mod validate;
 
 pub use capacity::{CapacityReport, Repeated, ReservationSource, DUPLICATE_EVENTS, EXAMPLE_BATCH};
 pub use file::*;
 pub use locate::locate;
+pub use revocation::Revocation;
 use validate::Validator;
 
 /// The stage used when none is named.
@@ -59,6 +61,8 @@ pub struct Stage {
     pub protection: ProtectionSection,
     pub reconciler: ReconcilerSection,
     pub alarms: AlarmsSection,
+    /// The serials the activator must never let in (`revocation:`), checked.
+    pub revocation: Option<Revocation>,
 }
 
 /// The name of the CA of a one-CA stage (`ca:` written as one CA, not a list).

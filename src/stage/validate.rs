@@ -11,7 +11,7 @@ pub(super) struct Validator<'a> {
 }
 
 impl Validator<'_> {
-    fn problem(&mut self, field: &str, message: impl Into<String>) {
+    pub(super) fn problem(&mut self, field: &str, message: impl Into<String>) {
         self.problems.push(Problem {
             field: field.to_string(),
             line: locate(self.text, field),
@@ -20,6 +20,18 @@ impl Validator<'_> {
     }
 
     fn read(&mut self, field: &str, path: &str) -> Option<String> {
+        let bytes = self.read_bytes(field, path)?;
+        match String::from_utf8(bytes) {
+            Ok(t) => Some(t),
+            Err(_) => {
+                self.problem(field, format!("{path}: not UTF-8 text"));
+                None
+            }
+        }
+    }
+
+    /// The file at `path` (relative to the project root), or a problem for `field`.
+    pub(super) fn read_bytes(&mut self, field: &str, path: &str) -> Option<Vec<u8>> {
         if Path::new(path).is_absolute() || path.contains("..") {
             // Absolute paths would make the output depend on this machine.
             self.problem(
@@ -28,7 +40,7 @@ impl Validator<'_> {
             );
             return None;
         }
-        match std::fs::read_to_string(self.root.join(path)) {
+        match std::fs::read(self.root.join(path)) {
             Ok(t) => Some(t),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 self.problem(field, format!("{path}: file not found"));
@@ -91,6 +103,10 @@ impl Validator<'_> {
         if let Some(email) = &raw.alarms.email {
             self.email(email);
         }
+        let revocation = match (&raw.revocation, &ca) {
+            (Some(r), Some(ca)) => self.revocation(r, std::slice::from_ref(ca)),
+            _ => None,
+        };
         let device_policy = self.device_policy(raw.device_policy);
         if let (Some(arn), Some(partition)) = (&raw.encryption.kms_key_arn, partition) {
             self.kms_key_arn(arn, partition, &raw.region);
@@ -110,6 +126,7 @@ impl Validator<'_> {
             protection: raw.protection,
             reconciler: raw.reconciler,
             alarms: raw.alarms,
+            revocation,
         })
     }
 

@@ -58,6 +58,10 @@ it restores and where AWS documents it:
 12. IoT ListCertificatesByCA pages (pageSize, marker, nextMarker) and orders by creation date,
     newest first unless isAscendingOrder, as on AWS (moto returns every certificate at once),
     with a test hook that backdates a certificate's creation date.
+13. Lambda layers (issue 11): CloudFormation publishes, replaces (a new version) and deletes
+    AWS::Lambda::LayerVersion, `Ref` is the version's ARN, functions get their `Layers`; a
+    function's layers are extracted for its process, into a directory of its own standing in
+    for Lambda's /opt (environment values under /opt/ point there).
 
 Everything here patches moto 5.2.x internals (pinned in scripts/requirements-test.txt); each
 patch says what moto does and why we differ. `tests/moto_lambda_selfcheck.py` checks every
@@ -68,7 +72,7 @@ Modules: 1 iot_certificate_ids; 2 lambda_executor; 3, 4 custom_resources; 5 iot_
 reserved_concurrency_throttle, stack_deletion, stack_policy; 9 s3_expected_owner,
 lambda_account_concurrency; 10 cloudwatch_alarm_cfn,
 lambda_environment_strings; 11 cloudwatch_rpc_v2_cbor, emf_metrics; 12
-iot_list_certificates_by_ca. `_base` holds the server's address and the shared moto imports.
+iot_list_certificates_by_ca; 13 lambda_layers. `_base` holds the server's address and the shared moto imports.
 """
 from __future__ import annotations
 
@@ -93,6 +97,7 @@ PATCHES = (
     "cloudwatch_rpc_v2_cbor",
     "emf_metrics",
     "iot_list_certificates_by_ca",
+    "lambda_layers",
 )
 
 

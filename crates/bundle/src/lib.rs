@@ -369,33 +369,88 @@ fn cargo_home() -> Option<PathBuf> {
 /// Packs `binary` as the zip Lambda expects: a single `bootstrap`, mode 0755, deflated, with
 /// a fixed timestamp. The same bytes in give the same bytes out.
 pub fn zip_bootstrap(binary: &[u8]) -> Result<Vec<u8>, BundleError> {
+    zip_files(&[ZipFile {
+        name: "bootstrap",
+        bytes: binary,
+        mode: 0o755,
+    }])
+}
+
+/// One file of a zip made by [`zip_files`].
+#[derive(Debug, Clone, Copy)]
+pub struct ZipFile<'a> {
+    /// The path inside the zip (`/`-separated, relative).
+    pub name: &'a str,
+    pub bytes: &'a [u8],
+    /// Unix permission bits.
+    pub mode: u32,
+}
+
+/// Packs `files`, in the order given, deflated, with a fixed timestamp and the given modes:
+/// the same files in give the same bytes out (the Lambda zips, and the layer synth makes of
+/// the stage's revocation list).
+pub fn zip_files(files: &[ZipFile<'_>]) -> Result<Vec<u8>, BundleError> {
+    let fail = |e: &dyn fmt::Display| BundleError::Zip(e.to_string());
     let mut writer = zip::ZipWriter::new(Cursor::new(Vec::new()));
-    let options = zip::write::SimpleFileOptions::default()
-        .compression_method(zip::CompressionMethod::Deflated)
-        .compression_level(Some(9))
-        .last_modified_time(zip_epoch())
-        .unix_permissions(0o755);
-    writer
-        .start_file("bootstrap", options)
-        .map_err(|e| BundleError::Zip(e.to_string()))?;
-    writer
-        .write_all(binary)
-        .map_err(|e| BundleError::Zip(e.to_string()))?;
-    let cursor = writer
-        .finish()
-        .map_err(|e| BundleError::Zip(e.to_string()))?;
+    for f in files {
+        let options = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated)
+            .compression_level(Some(9))
+            .last_modified_time(zip_epoch())
+            .unix_permissions(f.mode);
+        writer.start_file(f.name, options).map_err(|e| fail(&e))?;
+        writer.write_all(f.bytes).map_err(|e| fail(&e))?;
+    }
+    let cursor = writer.finish().map_err(|e| fail(&e))?;
     Ok(cursor.into_inner())
 }
 
 /// The `bootstrap` a Lambda zip holds, and its unix mode: what Lambda runs.
 pub fn unzip_bootstrap(zip: &[u8]) -> Result<(Vec<u8>, u32), BundleError> {
+    unzip_file(zip, "bootstrap")
+}
+
+/// The file `name` of `zip`, and its unix mode (0 when the zip records none).
+pub fn unzip_file(zip: &[u8], name: &str) -> Result<(Vec<u8>, u32), BundleError> {
     let fail = |e: &dyn fmt::Display| BundleError::Zip(format!("reading the zip: {e}"));
     let mut archive = zip::ZipArchive::new(Cursor::new(zip)).map_err(|e| fail(&e))?;
-    let mut entry = archive.by_name("bootstrap").map_err(|e| fail(&e))?;
+    let mut entry = archive.by_name(name).map_err(|e| fail(&e))?;
     let mode = entry.unix_mode().unwrap_or(0);
     let mut bytes = Vec::new();
     std::io::Read::read_to_end(&mut entry, &mut bytes).map_err(|e| fail(&e))?;
     Ok((bytes, mode))
+}
+
+/// One file of a zip, as [`unzip_all`] reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unzipped {
+    /// A relative path that stays inside the directory it is extracted into.
+    pub path: PathBuf,
+    pub bytes: Vec<u8>,
+    /// Unix mode (0 when the zip records none).
+    pub mode: u32,
+}
+
+/// Every file of `zip` in its order (directories skipped). A path that would leave the
+/// directory it is extracted into (absolute, or through `..`) is an error.
+pub fn unzip_all(zip: &[u8]) -> Result<Vec<Unzipped>, BundleError> {
+    let fail = |e: &dyn fmt::Display| BundleError::Zip(format!("reading the zip: {e}"));
+    let mut archive = zip::ZipArchive::new(Cursor::new(zip)).map_err(|e| fail(&e))?;
+    let mut files = Vec::new();
+    for i in 0..archive.len() {
+        let mut entry = archive.by_index(i).map_err(|e| fail(&e))?;
+        if entry.is_dir() {
+            continue;
+        }
+        let path = entry
+            .enclosed_name()
+            .ok_or_else(|| fail(&"an entry's path leaves the extraction directory"))?;
+        let mode = entry.unix_mode().unwrap_or(0);
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut entry, &mut bytes).map_err(|e| fail(&e))?;
+        files.push(Unzipped { path, bytes, mode });
+    }
+    Ok(files)
 }
 
 /// Hex SHA-256.
@@ -437,5 +492,49 @@ mod tests {
         assert_eq!(entry.name().unwrap(), "bootstrap");
         assert_eq!(entry.unix_mode().unwrap() & 0o777, 0o755);
         assert_eq!(entry.last_modified(), Some(zip_epoch()));
+    }
+
+    #[test]
+    fn zip_files_keeps_paths_modes_and_order() {
+        let files = [
+            ZipFile {
+                name: "jitr/revocation.json",
+                bytes: b"{}\n",
+                mode: 0o644,
+            },
+            ZipFile {
+                name: "bin/tool",
+                bytes: b"x",
+                mode: 0o755,
+            },
+        ];
+        let a = zip_files(&files).unwrap();
+        assert_eq!(a, zip_files(&files).unwrap());
+        let mut archive = zip::ZipArchive::new(Cursor::new(a)).unwrap();
+        assert_eq!(
+            archive.by_index(0).unwrap().name().unwrap(),
+            "jitr/revocation.json"
+        );
+        assert_eq!(archive.by_index(1).unwrap().name().unwrap(), "bin/tool");
+        let entry = archive.by_name("jitr/revocation.json").unwrap();
+        assert_eq!(entry.unix_mode().unwrap() & 0o777, 0o644);
+        drop(entry);
+        let all = unzip_all(&zip_files(&files).unwrap()).unwrap();
+        assert_eq!(all.len(), 2);
+        assert_eq!(all[0].path, PathBuf::from("jitr/revocation.json"));
+        assert_eq!(
+            (all[1].bytes.as_slice(), all[1].mode & 0o777),
+            (&b"x"[..], 0o755)
+        );
+        let escape = zip_files(&[ZipFile {
+            name: "../evil",
+            bytes: b"x",
+            mode: 0o644,
+        }])
+        .unwrap();
+        assert!(unzip_all(&escape)
+            .unwrap_err()
+            .to_string()
+            .contains("leaves"));
     }
 }

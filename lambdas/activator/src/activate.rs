@@ -84,7 +84,14 @@ impl Activator {
         if let Some(not_ours) = not_issued_by(id, &cert, ca?)? {
             return Ok(not_ours);
         }
-        // Ours: now the stage's acceptance checks.
+        // Ours. Listed as revoked: never let in (before any other check).
+        if self
+            .revocation
+            .is_revoked(&cert.serial_hex(), &self.config.ca_certificate_id)
+        {
+            return self.revoke_listed(inv, id, &cert).await;
+        }
+        // Now the stage's acceptance checks.
         if let Err((code, reason)) = self.acceptance_checks(&cert) {
             return self.reject(inv, id, code, reason).await;
         }
@@ -221,6 +228,37 @@ impl Activator {
         Ok(())
     }
 
+    /// The serial is on the stage's revocation list: REVOKED, whatever `on_reject` says.
+    async fn revoke_listed(
+        &self,
+        inv: &Invocation<'_>,
+        id: &str,
+        cert: &Certificate,
+    ) -> Result<ActivationReport, ActivatorError> {
+        self.set_revoked(inv, id).await?;
+        inv.tally.count(jitr_contract::metrics::REVOKED_BY_LIST);
+        Ok(ActivationReport::new(id, Outcome::Revoked).because(
+            ReasonCode::RevokedList,
+            format!(
+                "serial {} is on the stage's revocation list",
+                cert.serial_hex()
+            ),
+        ))
+    }
+
+    async fn set_revoked(&self, inv: &Invocation<'_>, id: &str) -> Result<(), ActivatorError> {
+        self.iot_call(inv, IotApi::UpdateCertificate, || {
+            self.iot
+                .update_certificate()
+                .certificate_id(id)
+                .new_status(CertificateStatus::Revoked)
+                .send()
+        })
+        .await
+        .map(|_| ())
+        .map_err(|e| aws("UpdateCertificate(REVOKED)", e))
+    }
+
     async fn reject(
         &self,
         inv: &Invocation<'_>,
@@ -231,15 +269,7 @@ impl Activator {
         let outcome = match self.config.reject_action {
             RejectAction::LeavePending => Outcome::Rejected,
             RejectAction::Revoke => {
-                self.iot_call(inv, IotApi::UpdateCertificate, || {
-                    self.iot
-                        .update_certificate()
-                        .certificate_id(id)
-                        .new_status(CertificateStatus::Revoked)
-                        .send()
-                })
-                .await
-                .map_err(|e| aws("UpdateCertificate(REVOKED)", e))?;
+                self.set_revoked(inv, id).await?;
                 Outcome::Revoked
             }
         };

@@ -21,6 +21,7 @@ use jitr_contract::activator::{ActivationReport, ActivatorConfig, Outcome, Reaso
 use jitr_contract::event::RegisteredEvent;
 use jitr_contract::metrics as m;
 use jitr_contract::rates::{IotApi, RateConfig};
+use jitr_contract::revocation::{RevocationList, ENV_REVOCATION_FILE};
 use jitr_contract::sweep::{SweepConfig, SweepRequest};
 use jitr_lambda_common::pki::Certificate;
 use limiter::{CallError, Clock, Deadline, Limiter, TokioClock};
@@ -50,6 +51,28 @@ pub struct Activator {
     limiter: Limiter,
     recent: recent::Recent,
     sweep: Option<sweep::Sweeper>,
+    /// Serials never to let in (the stage's `revocation`), read once per container.
+    revocation: RevocationList,
+}
+
+/// The revocation list the function's environment names ([`ENV_REVOCATION_FILE`], a file
+/// the stack ships in a Lambda layer); an empty list when the variable is unset. A set
+/// variable whose file is missing or malformed is a configuration error: the list means
+/// "never let in", so the activator must not run without it.
+pub fn revocation_from_env(
+    get: impl Fn(&str) -> Option<String>,
+) -> Result<RevocationList, ActivatorError> {
+    let Some(path) = get(ENV_REVOCATION_FILE).filter(|p| !p.trim().is_empty()) else {
+        return Ok(RevocationList::default());
+    };
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        ActivatorError::Config(format!(
+            "{ENV_REVOCATION_FILE}={path}: cannot read the revocation list ({e}); the \
+             function's revocation layer is missing or does not hold it"
+        ))
+    })?;
+    RevocationList::from_json(&text)
+        .map_err(|e| ActivatorError::Config(format!("{ENV_REVOCATION_FILE}={path}: {e}")))
 }
 
 /// One invocation: its deadline and what it did (written as EMF when it ends).
@@ -87,6 +110,7 @@ impl Activator {
             limiter: Limiter::new(&RateConfig::default(), Arc::new(TokioClock)),
             recent: recent::Recent::default(),
             sweep: None,
+            revocation: RevocationList::default(),
         })
     }
 
@@ -105,6 +129,12 @@ impl Activator {
     /// Serves sweep requests too, keeping the marker with `ssm`.
     pub fn with_sweep(mut self, ssm: aws_sdk_ssm::Client, config: SweepConfig) -> Self {
         self.sweep = Some(sweep::Sweeper::new(ssm, config));
+        self
+    }
+
+    /// Sets REVOKED, and never activates, the certificates `list` names.
+    pub fn with_revocation(mut self, list: RevocationList) -> Self {
+        self.revocation = list;
         self
     }
 

@@ -17,12 +17,14 @@ async fn build() -> Result<Activator, ActivatorError> {
         RateConfig::from_lookup(lookup).map_err(|e| ActivatorError::Config(e.to_string()))?;
     let sweep =
         SweepConfig::from_lookup(lookup).map_err(|e| ActivatorError::Config(e.to_string()))?;
+    let revocation = jitr_activator::revocation_from_env(lookup)?;
     let unretried = jitr_lambda_common::aws_config_without_retries().await;
     let iot = aws_sdk_iot::Client::new(&unretried);
     let ssm = aws_sdk_ssm::Client::new(&jitr_lambda_common::aws_config().await);
     Ok(Activator::new(iot, config)?
         .with_rates(&rates)
-        .with_sweep(ssm, sweep))
+        .with_sweep(ssm, sweep)
+        .with_revocation(revocation))
 }
 
 #[tokio::main(flavor = "current_thread")]

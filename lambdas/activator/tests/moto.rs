@@ -730,3 +730,127 @@ async fn endless_throttling_fails_as_iot_throttled_before_the_deadline() {
     assert!(proxy.requests().len() >= 3, "it retried");
     assert_eq!(f.status(&id).await, CertificateStatus::PendingActivation);
 }
+
+/// A revocation list naming the serial of `pem`, for `ca_id`.
+fn list_revoking(pem: &str, ca: &str) -> jitr_contract::revocation::RevocationList {
+    let mut list = jitr_contract::revocation::RevocationList::default();
+    let serial = jitr_lambda_common::pki::Certificate::from_pem(pem)
+        .unwrap()
+        .serial_hex();
+    list.add(serial, ca);
+    list
+}
+
+#[tokio::test]
+async fn a_listed_serial_is_revoked_never_activated_even_when_redelivered() {
+    let f = Fixture::new().await;
+    let pem = f.ca.issue(&unique("listed"));
+    let (id, arn) = f.register_pending(&f.ca, &pem).await;
+    let lines = Arc::new(Mutex::new(Vec::<String>::new()));
+    let sink = lines.clone();
+    // on_reject is leave-pending: the list revokes all the same.
+    let activator = f
+        .activator(f.config())
+        .with_revocation(list_revoking(&pem, &f.ca_id))
+        .with_metrics(Emf::to("jitr-test-activator", move |l| {
+            sink.lock().unwrap().push(l.to_string())
+        }));
+    let report = activator.handle(f.event(&id)).await.unwrap();
+    assert_eq!(report.outcome, Outcome::Revoked);
+    assert_eq!(report.reason_code, Some(ReasonCode::RevokedList));
+    assert_eq!(f.status(&id).await, CertificateStatus::Revoked);
+    assert!(f.policies_of(&arn).await.is_empty());
+    let things = f
+        .iot
+        .list_principal_things()
+        .principal(&arn)
+        .send()
+        .await
+        .unwrap();
+    assert!(things.things().is_empty());
+    let emf = lines.lock().unwrap().join("\n");
+    assert!(emf.contains(r#""RevokedByList":1"#), "{emf}");
+    // Re-delivered, to this container and to a cold one: never activated.
+    for a in [
+        &activator,
+        &f.activator(f.config())
+            .with_revocation(list_revoking(&pem, &f.ca_id)),
+    ] {
+        let again = a.handle(f.event(&id)).await.unwrap();
+        assert_ne!(again.outcome, Outcome::Activated);
+        assert_eq!(f.status(&id).await, CertificateStatus::Revoked);
+    }
+    // A list for another CA's id does not touch this CA's certificate with the same serial.
+    let other = f.ca.issue(&unique("other"));
+    let (other_id, _) = f.register_pending(&f.ca, &other).await;
+    let report = f
+        .activator(f.config())
+        .with_revocation(list_revoking(&other, &"f".repeat(64)))
+        .handle(f.event(&other_id))
+        .await
+        .unwrap();
+    assert_eq!(report.outcome, Outcome::Activated);
+}
+
+#[tokio::test]
+async fn the_sweep_revokes_a_listed_pending_certificate_and_activates_the_rest() {
+    let f = Fixture::new().await;
+    let listed = f.ca.issue(&unique("swept-listed"));
+    let (listed_id, listed_arn) = f.register_pending(&f.ca, &listed).await;
+    let (fine_id, _) = f
+        .register_pending(&f.ca, &f.ca.issue(&unique("swept-fine")))
+        .await;
+    let ssm_conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(testkit::REGION))
+        .endpoint_url(moto().endpoint())
+        .credentials_provider(aws_sdk_iot::config::Credentials::new(
+            "testing", "testing", None, None, "sweep",
+        ))
+        .load()
+        .await;
+    let sweep = jitr_contract::sweep::SweepConfig {
+        grace_seconds: 0,
+        ..Default::default()
+    };
+    let activator = f
+        .activator(f.config())
+        .with_revocation(list_revoking(&listed, jitr_contract::revocation::ANY_CA))
+        .with_sweep(aws_sdk_ssm::Client::new(&ssm_conf), sweep);
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let request = serde_json::to_value(jitr_contract::sweep::SweepRequest::new("test")).unwrap();
+    let report = activator.invoke(request, 0).await.unwrap();
+    assert_eq!(report["activated"], 1, "{report:#}");
+    assert_eq!(f.status(&listed_id).await, CertificateStatus::Revoked);
+    assert!(f.policies_of(&listed_arn).await.is_empty());
+    assert_eq!(f.status(&fine_id).await, CertificateStatus::Active);
+}
+
+#[test]
+fn a_revocation_file_that_is_missing_is_a_configuration_error() {
+    use jitr_contract::revocation::ENV_REVOCATION_FILE;
+    let none = jitr_activator::revocation_from_env(|_| None).unwrap();
+    assert!(none.is_empty());
+    let err = jitr_activator::revocation_from_env(|k| {
+        (k == ENV_REVOCATION_FILE).then(|| "/nonexistent/jitr/revocation.json".to_string())
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("JITR_REVOCATION_FILE=/nonexistent/jitr/revocation.json")
+            && err.contains("revocation layer"),
+        "{err}"
+    );
+    let path = std::env::temp_dir().join(format!("{}.json", unique("jitr-revocation")));
+    std::fs::write(&path, r#"{"revoked":{"1a":["*"]}}"#).unwrap();
+    let list = jitr_activator::revocation_from_env(|k| {
+        (k == ENV_REVOCATION_FILE).then(|| path.display().to_string())
+    })
+    .unwrap();
+    assert!(list.is_revoked("1a", "any"));
+    std::fs::write(&path, "not json").unwrap();
+    assert!(jitr_activator::revocation_from_env(|k| {
+        (k == ENV_REVOCATION_FILE).then(|| path.display().to_string())
+    })
+    .is_err());
+    std::fs::remove_file(&path).unwrap();
+}

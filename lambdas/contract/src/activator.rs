@@ -331,6 +331,9 @@ pub enum ReasonCode {
     SubjectPattern,
     /// The payload is not a registered-certificate event.
     MalformedEvent,
+    /// The certificate's serial is on the stage's revocation list: set REVOKED, never
+    /// activated, whatever `on_reject` says.
+    RevokedList,
 }
 
 impl ReasonCode {
@@ -345,6 +348,7 @@ impl ReasonCode {
             ReasonCode::Validity => "validity",
             ReasonCode::SubjectPattern => "subject-pattern",
             ReasonCode::MalformedEvent => "malformed-event",
+            ReasonCode::RevokedList => "revoked-list",
         }
     }
 }
@@ -461,6 +465,7 @@ mod tests {
             ReasonCode::Validity,
             ReasonCode::SubjectPattern,
             ReasonCode::MalformedEvent,
+            ReasonCode::RevokedList,
         ] {
             assert_eq!(serde_json::to_value(code).unwrap(), code.as_str());
         }

@@ -16,6 +16,9 @@ pub const DUPLICATE_SKIPPED: &str = "DuplicateSkipped";
 pub const REJECTED: &str = "Rejected";
 pub const REVOKED: &str = "Revoked";
 pub const IGNORED: &str = "Ignored";
+/// Certificates set REVOKED because the stage's revocation list names their serial (also
+/// counted in [`REVOKED`]).
+pub const REVOKED_BY_LIST: &str = "RevokedByList";
 /// Payloads that were not registered-certificate events (handled, not retried).
 pub const MALFORMED_EVENTS: &str = "MalformedEvents";
 /// Invocations that failed (Lambda retries them, then the failure queue holds them).

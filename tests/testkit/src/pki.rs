@@ -30,6 +30,32 @@ impl TestCa {
         }
     }
 
+    /// A CRL of this CA revoking `serials` (big-endian bytes), with nextUpdate on 1 January
+    /// `next_year`: (PEM, DER).
+    pub fn crl(&self, serials: &[&[u8]], next_year: i32) -> (String, Vec<u8>) {
+        use rcgen::{
+            CertificateRevocationListParams, KeyIdMethod, RevokedCertParams, SerialNumber,
+        };
+        let params = CertificateRevocationListParams {
+            this_update: rcgen::date_time_ymd(2024, 1, 1),
+            next_update: rcgen::date_time_ymd(next_year, 1, 1),
+            crl_number: SerialNumber::from(1u64),
+            issuing_distribution_point: None,
+            revoked_certs: serials
+                .iter()
+                .map(|s| RevokedCertParams {
+                    serial_number: SerialNumber::from_slice(s),
+                    revocation_time: rcgen::date_time_ymd(2024, 1, 1),
+                    reason_code: None,
+                    invalidity_date: None,
+                })
+                .collect(),
+            key_identifier_method: KeyIdMethod::Sha256,
+        };
+        let crl = params.signed_by(&self.issuer).unwrap();
+        (crl.pem().unwrap(), crl.der().to_vec())
+    }
+
     /// A CA whose validity ended in 2001.
     pub fn expired(cn: &str) -> TestCa {
         Self::build(cn, true)
