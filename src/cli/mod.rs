@@ -74,64 +74,7 @@ impl Args {
     /// Resolves the parsed command line: the project root is checked (except for `schema`),
     /// defaults are applied.
     pub fn resolve(cli: Cli) -> Result<Args, Error> {
-        let (stage, action) = match cli.command {
-            Command::Schema => (DEFAULT_STAGE.to_string(), Action::Schema),
-            Command::Init { dir, name } => (
-                crate::init::STAGE.to_string(),
-                Action::Init {
-                    dir: dir
-                        .or_else(|| cli.project.clone())
-                        .unwrap_or_else(|| PathBuf::from(".")),
-                    name,
-                },
-            ),
-            Command::List => (DEFAULT_STAGE.to_string(), Action::List),
-            Command::Synth { stage, out } => (stage, Action::Synth { out }),
-            Command::Validate { stage, all } => (stage, Action::Validate { all }),
-            Command::Diff { stage } => (stage, Action::Diff),
-            Command::Deploy {
-                stage,
-                require_approval,
-                no_execute,
-                outputs_file,
-            } => (
-                stage,
-                Action::Deploy(DeployArgs {
-                    require_approval,
-                    execute: !no_execute,
-                    outputs_file,
-                }),
-            ),
-            Command::Destroy {
-                stage,
-                yes,
-                detach_devices,
-            } => (
-                stage,
-                Action::Destroy {
-                    yes,
-                    detach_devices,
-                },
-            ),
-            Command::Status { stage, max_pages } => (stage, Action::Status { max_pages }),
-            Command::Redrive {
-                stage,
-                dry_run,
-                max,
-                no_sweep,
-            } => (
-                stage,
-                Action::Redrive(crate::ops::redrive::Options {
-                    dry_run,
-                    max,
-                    sweep: !no_sweep,
-                }),
-            ),
-            Command::Ca { command } => (DEFAULT_STAGE.to_string(), ca_action(command)),
-            Command::Device { command } => device_action(command),
-            Command::Smoke(a) => (a.stage.clone(), Action::Smoke(a.options())),
-            cmd @ Command::Revoke { .. } => revoke_action(cmd),
-        };
+        let (stage, action) = stage_and_action(cli.command, cli.project.as_ref());
         let root = match &action {
             // The CA commands read and write the files they are given; no project needed.
             Action::Schema | Action::CaCreate(_) | Action::CaInspect { .. } => {
@@ -246,6 +189,68 @@ pub fn project_root(arg: Option<&Path>) -> Result<PathBuf, Error> {
         )));
     }
     Ok(root)
+}
+
+/// The stage a command names (the default for those that name none) and what it does.
+fn stage_and_action(command: Command, project: Option<&PathBuf>) -> (String, Action) {
+    match command {
+        Command::Schema => (DEFAULT_STAGE.to_string(), Action::Schema),
+        Command::Init { dir, name } => (
+            crate::init::STAGE.to_string(),
+            Action::Init {
+                dir: dir
+                    .or_else(|| project.cloned())
+                    .unwrap_or_else(|| PathBuf::from(".")),
+                name,
+            },
+        ),
+        Command::List => (DEFAULT_STAGE.to_string(), Action::List),
+        Command::Synth { stage, out } => (stage, Action::Synth { out }),
+        Command::Validate { stage, all } => (stage, Action::Validate { all }),
+        Command::Diff { stage } => (stage, Action::Diff),
+        Command::Deploy {
+            stage,
+            require_approval,
+            no_execute,
+            outputs_file,
+        } => (
+            stage,
+            Action::Deploy(DeployArgs {
+                require_approval,
+                execute: !no_execute,
+                outputs_file,
+            }),
+        ),
+        Command::Destroy {
+            stage,
+            yes,
+            detach_devices,
+        } => (
+            stage,
+            Action::Destroy {
+                yes,
+                detach_devices,
+            },
+        ),
+        Command::Status { stage, max_pages } => (stage, Action::Status { max_pages }),
+        Command::Redrive {
+            stage,
+            dry_run,
+            max,
+            no_sweep,
+        } => (
+            stage,
+            Action::Redrive(crate::ops::redrive::Options {
+                dry_run,
+                max,
+                sweep: !no_sweep,
+            }),
+        ),
+        Command::Ca { command } => (DEFAULT_STAGE.to_string(), ca_action(command)),
+        Command::Device { command } => device_action(command),
+        Command::Smoke(a) => (a.stage.clone(), Action::Smoke(a.options())),
+        cmd @ Command::Revoke { .. } => revoke_action(cmd),
+    }
 }
 
 /// `revoke`'s stage and action: clap's group makes exactly one of the three present.
