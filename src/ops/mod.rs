@@ -105,8 +105,13 @@ pub async fn deployed(
         .and_then(|o| o.output_value())
         .filter(|v| !v.is_empty())
         .map(str::to_string);
-    let ca_certificate_id =
-        output.or_else(|| function.env(jitr_contract::activator::ENV_CA_CERTIFICATE_ID));
+    // With several CAs the variable lists them all; `status` reports the first (the CA named
+    // `default` when there is one, through the output).
+    let ca_certificate_id = output.or_else(|| {
+        function
+            .env(jitr_contract::activator::ENV_CA_CERTIFICATE_ID)
+            .and_then(|ids| ids.split(',').next().map(|id| id.trim().to_string()))
+    });
     Ok(Deployed {
         stage: stage.name.clone(),
         stack_name: name.to_string(),

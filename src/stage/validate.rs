@@ -8,10 +8,12 @@ pub(super) struct Validator<'a> {
     pub(super) root: &'a Path,
     pub(super) text: &'a str,
     pub(super) problems: Vec<Problem>,
+    /// What does not stop a deploy but should be read (a CA that expires soon).
+    pub(super) warnings: Vec<Problem>,
 }
 
 impl Validator<'_> {
-    fn problem(&mut self, field: &str, message: impl Into<String>) {
+    pub(super) fn problem(&mut self, field: &str, message: impl Into<String>) {
         self.problems.push(Problem {
             field: field.to_string(),
             line: locate(self.text, field),
@@ -84,7 +86,7 @@ impl Validator<'_> {
                 );
             }
         }
-        let ca = self.ca(raw.ca);
+        let cas = self.cas(raw.ca);
         self.activator(&raw.activator);
         self.rates(&raw.activator);
         self.reconciler(&raw.reconciler);
@@ -103,7 +105,8 @@ impl Validator<'_> {
             partition: partition?,
             account: raw.account,
             tags: raw.tags,
-            ca: ca?,
+            cas: cas?,
+            warnings: std::mem::take(&mut self.warnings),
             activator: raw.activator,
             device_policy: device_policy?,
             kms_key_arn: raw.encryption.kms_key_arn,
@@ -226,21 +229,23 @@ impl Validator<'_> {
         }
     }
 
-    fn ca(&mut self, raw: CaSection) -> Option<Ca> {
-        let text = self.read("ca.certificate", &raw.certificate);
+    /// One CA; `at` is its field path (`ca`, or `ca[1]` in a list).
+    pub(super) fn ca(&mut self, at: &str, name: String, raw: CaSection) -> Option<Ca> {
+        let field = |f: &str| format!("{at}.{f}");
+        let text = self.read(&field("certificate"), &raw.certificate);
         let certificate = text
             .as_deref()
             .and_then(|pem| match Certificate::from_pem(pem) {
                 Ok(c) => Some(c),
                 Err(e) => {
-                    self.problem("ca.certificate", format!("{}: {e}", raw.certificate));
+                    self.problem(&field("certificate"), format!("{}: {e}", raw.certificate));
                     None
                 }
             });
         if let Some(c) = &certificate {
             if text.as_deref().is_some_and(|t| t.contains("PRIVATE KEY")) {
                 self.problem(
-                    "ca.certificate",
+                    &field("certificate"),
                     format!(
                         "{}: holds a private key; keep only the certificate in the project",
                         raw.certificate
@@ -249,7 +254,7 @@ impl Validator<'_> {
             }
             if !c.is_ca() {
                 self.problem(
-                    "ca.certificate",
+                    &field("certificate"),
                     format!(
                         "{}: `{}` is not a CA certificate (basicConstraints CA:TRUE is missing)",
                         raw.certificate,
@@ -257,38 +262,45 @@ impl Validator<'_> {
                     ),
                 );
             }
-            if let Err(e) = c.check_validity_at(unix_now()) {
-                self.problem("ca.certificate", format!("{}: CA {e}", raw.certificate));
+            match c.check_validity_at(unix_now()) {
+                Err(e) => self.problem(
+                    &field("certificate"),
+                    format!("{}: CA {e}", raw.certificate),
+                ),
+                Ok(()) => self.expiry(&field("certificate"), &raw.certificate, c),
             }
             // The activator must be able to verify every device certificate this CA signs;
             // one it cannot check would fail every activation of the fleet.
             if let Err(e) = c.check_verifiable_issuer() {
-                self.problem("ca.certificate", format!("{}: {e}", raw.certificate));
+                self.problem(&field("certificate"), format!("{}: {e}", raw.certificate));
             }
         }
         let verification = match (raw.mode, raw.verification) {
             (CertificateMode::SniOnly, None) => None,
             (CertificateMode::SniOnly, Some(_)) => {
                 self.problem(
-                    "ca.verification",
+                    &field("verification"),
                     "is only used with mode DEFAULT; remove it or set mode: DEFAULT",
                 );
                 None
             }
             (CertificateMode::Default, None) => {
                 self.problem(
-                    "ca.mode",
-                    "DEFAULT mode needs `ca.verification` (private_key_file, private_key_env or \
-                     certificate_file); or use SNI_ONLY, which needs none",
+                    &field("mode"),
+                    format!(
+                        "DEFAULT mode needs `{at}.verification` (private_key_file, private_key_env \
+                         or certificate_file); or use SNI_ONLY, which needs none"
+                    ),
                 );
                 None
             }
-            (CertificateMode::Default, Some(v)) => self.verification(v, certificate.as_ref()),
+            (CertificateMode::Default, Some(v)) => self.verification(at, v, certificate.as_ref()),
         };
         let mut pem = text?.trim().to_string();
         pem.push('\n');
         Some(Ca {
-            name: DEFAULT_CA_NAME.to_string(),
+            name,
+            field: at.to_string(),
             certificate_file: raw.certificate,
             pem,
             certificate: certificate?,
@@ -303,6 +315,7 @@ impl Validator<'_> {
 
     fn verification(
         &mut self,
+        at: &str,
         raw: VerificationSection,
         ca: Option<&Certificate>,
     ) -> Option<Verification> {
@@ -316,7 +329,7 @@ impl Validator<'_> {
         .count();
         if set != 1 {
             self.problem(
-                "ca.verification",
+                &format!("{at}.verification"),
                 format!("set exactly one of private_key_file, private_key_env, certificate_file ({set} set)"),
             );
             return None;
@@ -324,7 +337,7 @@ impl Validator<'_> {
         if let Some(path) = raw.private_key_file {
             // Read at deploy, never at synth; only the path's shape is checked here.
             if path.trim().is_empty() {
-                self.problem("ca.verification.private_key_file", "is empty");
+                self.problem(&format!("{at}.verification.private_key_file"), "is empty");
             }
             return Some(Verification::PrivateKeyFile(path));
         }
@@ -334,25 +347,31 @@ impl Validator<'_> {
                 && var.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
             if !valid {
                 self.problem(
-                    "ca.verification.private_key_env",
+                    &format!("{at}.verification.private_key_env"),
                     format!("{var:?} is not an environment variable name"),
                 );
             }
             return Some(Verification::PrivateKeyEnv(var));
         }
         let path = raw.certificate_file?;
-        let pem = self.read("ca.verification.certificate_file", &path)?;
+        let pem = self.read(&format!("{at}.verification.certificate_file"), &path)?;
         match Certificate::from_pem(&pem) {
             Ok(cert) => {
                 if let Some(ca) = ca {
                     if let Err(e) = cert.verify_signed_by(ca) {
-                        self.problem("ca.verification.certificate_file", format!("{path}: {e}"));
+                        self.problem(
+                            &format!("{at}.verification.certificate_file"),
+                            format!("{path}: {e}"),
+                        );
                     }
                 }
                 Some(Verification::CertificateFile { path, pem })
             }
             Err(e) => {
-                self.problem("ca.verification.certificate_file", format!("{path}: {e}"));
+                self.problem(
+                    &format!("{at}.verification.certificate_file"),
+                    format!("{path}: {e}"),
+                );
                 None
             }
         }

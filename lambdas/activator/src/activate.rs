@@ -26,17 +26,18 @@ impl Activator {
         let ignored = |code, reason: String| {
             Ok(ActivationReport::new(id, Outcome::Ignored).because(code, reason))
         };
-        if event.ca_certificate_id != self.config.ca_certificate_id {
+        if !self.config.accepts_ca(&event.ca_certificate_id) {
             return ignored(
                 ReasonCode::OtherCa,
                 format!(
                     "event is for CA {}, this activator serves CA {}",
-                    event.ca_certificate_id, self.config.ca_certificate_id
+                    event.ca_certificate_id,
+                    self.config.ca_certificate_ids.join(", ")
                 ),
             );
         }
 
-        // The event is a hint; the registry is the truth. Our CA certificate (for the
+        // The event is a hint; the registry is the truth. The event's CA certificate (for the
         // signature check) is read at the same time on a cold start.
         let (described, ca) = tokio::join!(
             self.iot_call(inv, IotApi::DescribeCertificate, || self
@@ -44,7 +45,7 @@ impl Activator {
                 .describe_certificate()
                 .certificate_id(id)
                 .send()),
-            self.our_ca(inv)
+            self.our_ca(inv, &event.ca_certificate_id)
         );
         let described = match described {
             Ok(out) => out,
@@ -81,6 +82,14 @@ impl Activator {
                 )
             }
         };
+        // Both ours (settled_by_registry checked), but the registry names another of our CAs
+        // than the event: the registry is the truth.
+        let ca = match desc.ca_certificate_id() {
+            Some(registry_ca) if registry_ca != event.ca_certificate_id => {
+                self.our_ca(inv, registry_ca).await
+            }
+            _ => ca,
+        };
         if let Some(not_ours) = not_issued_by(id, &cert, ca?)? {
             return Ok(not_ours);
         }
@@ -102,7 +111,7 @@ impl Activator {
             Some(ActivationReport::new(id, Outcome::Ignored).because(code, reason))
         };
         if let Some(ca) = desc.ca_certificate_id() {
-            if ca != self.config.ca_certificate_id {
+            if !self.config.accepts_ca(ca) {
                 return ignored(
                     ReasonCode::OtherCa,
                     format!("certificate belongs to CA {ca}"),
@@ -171,28 +180,39 @@ impl Activator {
         Ok(report)
     }
 
-    async fn our_ca(&self, inv: &Invocation<'_>) -> Result<&Certificate, ActivatorError> {
-        self.ca
-            .get_or_try_init(|| async {
-                let out = self
-                    .iot_call(inv, IotApi::DescribeCACertificate, || {
-                        self.iot
-                            .describe_ca_certificate()
-                            .certificate_id(&self.config.ca_certificate_id)
-                            .send()
-                    })
-                    .await
-                    .map_err(|e| match aws("DescribeCACertificate", e) {
-                        throttled @ ActivatorError::IotThrottled { .. } => throttled,
-                        other => ActivatorError::CaCertificate(other.to_string()),
-                    })?;
-                let pem = out
-                    .certificate_description()
-                    .and_then(|d| d.certificate_pem())
-                    .ok_or_else(|| ActivatorError::CaCertificate("response has no PEM".into()))?;
-                Certificate::from_pem(pem).map_err(|e| ActivatorError::CaCertificate(e.to_string()))
-            })
-            .await
+    /// CA `ca_id`'s certificate (one of ours), read once per container.
+    async fn our_ca(
+        &self,
+        inv: &Invocation<'_>,
+        ca_id: &str,
+    ) -> Result<&Certificate, ActivatorError> {
+        let cell = self
+            .config
+            .ca_certificate_ids
+            .iter()
+            .position(|c| c == ca_id)
+            .and_then(|i| self.cas.get(i))
+            .ok_or_else(|| ActivatorError::CaCertificate(format!("{ca_id} is not ours")))?;
+        cell.get_or_try_init(|| async {
+            let out = self
+                .iot_call(inv, IotApi::DescribeCACertificate, || {
+                    self.iot
+                        .describe_ca_certificate()
+                        .certificate_id(ca_id)
+                        .send()
+                })
+                .await
+                .map_err(|e| match aws("DescribeCACertificate", e) {
+                    throttled @ ActivatorError::IotThrottled { .. } => throttled,
+                    other => ActivatorError::CaCertificate(other.to_string()),
+                })?;
+            let pem = out
+                .certificate_description()
+                .and_then(|d| d.certificate_pem())
+                .ok_or_else(|| ActivatorError::CaCertificate("response has no PEM".into()))?;
+            Certificate::from_pem(pem).map_err(|e| ActivatorError::CaCertificate(e.to_string()))
+        })
+        .await
     }
 
     fn acceptance_checks(&self, cert: &Certificate) -> Result<(), (ReasonCode, String)> {
