@@ -877,7 +877,7 @@ fn rates_reconciler_and_alarms_out_of_range() {
 fn with_ca_list(entries: &str) -> String {
     edit(
         &dev_yaml(),
-        "ca:\n  certificate: certs/dev-ca.pem\n  mode: SNI_ONLY\n",
+        "ca:\n  certificate: certs/dev-ca.pem\n  mode: SNI_ONLY\n  auto_registration: true\n  retain_on_delete: false\n",
         &format!("ca:\n{entries}"),
     )
 }
