@@ -1428,7 +1428,7 @@ async fn a_deletion_still_running_when_destroy_stops_waiting_keeps_onboarding_st
         device_policy: Some("jitr-dev-device".into()),
         attached_certificates: Vec::new(),
         termination_protection: false,
-        registration_rule: Some("jitr_dev_registered".into()),
+        registration_rules: vec!["jitr_dev_registered".into()],
         activator_function: Some("jitr-dev-activator".into()),
         stage_file: "stacks/dev.yaml".into(),
         stage_name: "dev".into(),
