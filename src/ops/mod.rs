@@ -24,6 +24,9 @@ pub struct Deployed {
     /// The registered CA's AWS IoT id (the stack's `CaCertificateId` output, else the
     /// activator's configuration).
     pub ca_certificate_id: Option<String>,
+    /// Every CA the activator serves (its `JITR_CA_CERTIFICATE_ID` list), the one above
+    /// first: a stage rotating its CA has several.
+    pub ca_certificate_ids: Vec<String>,
     pub rule_name: Option<String>,
     pub activator_function: String,
     pub failure_queue_url: Option<String>,
@@ -105,19 +108,28 @@ pub async fn deployed(
         .and_then(|o| o.output_value())
         .filter(|v| !v.is_empty())
         .map(str::to_string);
-    // With several CAs the variable lists them all; `status` reports the first (the CA named
-    // `default` when there is one, through the output).
-    let ca_certificate_id = output.or_else(|| {
-        function
-            .env(jitr_contract::activator::ENV_CA_CERTIFICATE_ID)
-            .and_then(|ids| ids.split(',').next().map(|id| id.trim().to_string()))
-    });
+    // With several CAs the variable lists them all; the output names the CA `default`.
+    let listed: Vec<String> = function
+        .env(jitr_contract::activator::ENV_CA_CERTIFICATE_ID)
+        .map(|ids| ids.split(',').map(|id| id.trim().to_string()).collect())
+        .unwrap_or_default();
+    let ca_certificate_id = output.or_else(|| listed.first().cloned());
+    let ca_certificate_ids: Vec<String> = ca_certificate_id
+        .iter()
+        .chain(
+            listed
+                .iter()
+                .filter(|id| Some(*id) != ca_certificate_id.as_ref()),
+        )
+        .cloned()
+        .collect();
     Ok(Deployed {
         stage: stage.name.clone(),
         stack_name: name.to_string(),
         region: clients.region.clone(),
         alarm_prefix: Names::new(name).alarm_prefix,
         ca_certificate_id,
+        ca_certificate_ids,
         rule_name: physical(constructs::REGISTRATION_RULE),
         activator_function,
         failure_queue_url: physical(constructs::ACTIVATOR_FAILURE_QUEUE),
