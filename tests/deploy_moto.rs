@@ -547,7 +547,8 @@ async fn default_mode_signs_the_verification_certificate_and_keeps_the_key_priva
     );
     assert!(
         String::from_utf8_lossy(&o.stderr).contains(
-            "CA registration unchanged: keeping its verification certificate (no CA key needed)"
+            "CA default registration unchanged: keeping its verification certificate (no CA key \
+             needed)"
         ),
         "{}",
         text(&o)
@@ -1198,7 +1199,10 @@ async fn a_protected_stage_keeps_its_ca_registration_and_refuses_deletion() {
         text(&o)
     );
     assert!(
-        stderr.contains("stack policy set: an update may not replace or remove CaRegistration"),
+        stderr.contains(
+            "stack policy set: an update may not replace or remove any CA registration \
+             (CaRegistration*)"
+        ),
         "{}",
         text(&o)
     );
@@ -1315,7 +1319,8 @@ async fn a_protected_stage_keeps_its_ca_registration_and_refuses_deletion() {
     );
     assert!(o.status.success(), "{}", text(&o));
     let stderr = String::from_utf8_lossy(&o.stderr);
-    let lifted = stderr.find("stack policy lifted: CaRegistration may be replaced or removed");
+    let lifted =
+        stderr.find("stack policy lifted: the CA registrations (CaRegistration*) may be replaced");
     let executing = stderr.find("executing ");
     assert!(lifted.is_some() && lifted < executing, "{}", text(&o));
     assert!(
@@ -1943,6 +1948,18 @@ async fn rotating_the_ca_adds_the_new_one_beside_the_old_and_counts_the_old_one_
         (200, Some("activated")),
         "{body}"
     );
+
+    // `status` reports both CAs: A as `ca`, B among `otherCas`.
+    let out = p.run(
+        &["status", "--stage", "e2e", "--json"],
+        moto().endpoint(),
+        &[],
+    );
+    let st: Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
+    assert_eq!(st["ca"]["id"], json!(a_id), "{st:#}");
+    assert_eq!(st["otherCas"][0]["id"], json!(b_id), "{st:#}");
+    assert_eq!(st["otherCas"][0]["status"], "ACTIVE", "{st:#}");
 
     // Remove A: the diff counts its ACTIVE devices (two) and says so loudly.
     p.edit_stage(|y| y.replace(a_entry, ""));

@@ -108,21 +108,7 @@ pub async fn deployed(
         .and_then(|o| o.output_value())
         .filter(|v| !v.is_empty())
         .map(str::to_string);
-    // With several CAs the variable lists them all; the output names the CA `default`.
-    let listed: Vec<String> = function
-        .env(jitr_contract::activator::ENV_CA_CERTIFICATE_ID)
-        .map(|ids| ids.split(',').map(|id| id.trim().to_string()).collect())
-        .unwrap_or_default();
-    let ca_certificate_id = output.or_else(|| listed.first().cloned());
-    let ca_certificate_ids: Vec<String> = ca_certificate_id
-        .iter()
-        .chain(
-            listed
-                .iter()
-                .filter(|id| Some(*id) != ca_certificate_id.as_ref()),
-        )
-        .cloned()
-        .collect();
+    let (ca_certificate_id, ca_certificate_ids) = ca_ids(output, &function);
     Ok(Deployed {
         stage: stage.name.clone(),
         stack_name: name.to_string(),
@@ -136,6 +122,23 @@ pub async fn deployed(
         stack_alarms,
         function,
     })
+}
+
+/// The CA `status` reports first (the `CaCertificateId` output, the CA named `default`; else
+/// the activator's first) and every CA the activator serves (`JITR_CA_CERTIFICATE_ID` lists
+/// them all), that one first.
+fn ca_ids(output: Option<String>, function: &FunctionSettings) -> (Option<String>, Vec<String>) {
+    let listed: Vec<String> = function
+        .env(jitr_contract::activator::ENV_CA_CERTIFICATE_ID)
+        .map(|ids| ids.split(',').map(|id| id.trim().to_string()).collect())
+        .unwrap_or_default();
+    let first = output.or_else(|| listed.first().cloned());
+    let all = first
+        .iter()
+        .chain(listed.iter().filter(|id| Some(*id) != first.as_ref()))
+        .cloned()
+        .collect();
+    (first, all)
 }
 
 /// The activator's timeout and environment (GetFunctionConfiguration) and its reserved

@@ -243,37 +243,7 @@ impl Validator<'_> {
                 }
             });
         if let Some(c) = &certificate {
-            if text.as_deref().is_some_and(|t| t.contains("PRIVATE KEY")) {
-                self.problem(
-                    &field("certificate"),
-                    format!(
-                        "{}: holds a private key; keep only the certificate in the project",
-                        raw.certificate
-                    ),
-                );
-            }
-            if !c.is_ca() {
-                self.problem(
-                    &field("certificate"),
-                    format!(
-                        "{}: `{}` is not a CA certificate (basicConstraints CA:TRUE is missing)",
-                        raw.certificate,
-                        c.subject()
-                    ),
-                );
-            }
-            match c.check_validity_at(unix_now()) {
-                Err(e) => self.problem(
-                    &field("certificate"),
-                    format!("{}: CA {e}", raw.certificate),
-                ),
-                Ok(()) => self.expiry(&field("certificate"), &raw.certificate, c),
-            }
-            // The activator must be able to verify every device certificate this CA signs;
-            // one it cannot check would fail every activation of the fleet.
-            if let Err(e) = c.check_verifiable_issuer() {
-                self.problem(&field("certificate"), format!("{}: {e}", raw.certificate));
-            }
+            self.ca_certificate(&field("certificate"), &raw.certificate, c, text.as_deref());
         }
         let verification = match (raw.mode, raw.verification) {
             (CertificateMode::SniOnly, None) => None,
@@ -311,6 +281,35 @@ impl Validator<'_> {
             retain_on_delete: raw.retain_on_delete,
             adopt: raw.adopt,
         })
+    }
+
+    /// The CA certificate's own checks: no key beside it, a CA, valid now (a warning when it
+    /// ends soon), and one whose device certificates the activator can verify.
+    fn ca_certificate(&mut self, field: &str, file: &str, c: &Certificate, text: Option<&str>) {
+        if text.is_some_and(|t| t.contains("PRIVATE KEY")) {
+            self.problem(
+                field,
+                format!("{file}: holds a private key; keep only the certificate in the project"),
+            );
+        }
+        if !c.is_ca() {
+            self.problem(
+                field,
+                format!(
+                    "{file}: `{}` is not a CA certificate (basicConstraints CA:TRUE is missing)",
+                    c.subject()
+                ),
+            );
+        }
+        match c.check_validity_at(unix_now()) {
+            Err(e) => self.problem(field, format!("{file}: CA {e}")),
+            Ok(()) => self.expiry(field, file, c),
+        }
+        // The activator must be able to verify every device certificate this CA signs;
+        // one it cannot check would fail every activation of the fleet.
+        if let Err(e) = c.check_verifiable_issuer() {
+            self.problem(field, format!("{file}: {e}"));
+        }
     }
 
     fn verification(

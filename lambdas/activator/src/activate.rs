@@ -82,13 +82,13 @@ impl Activator {
                 )
             }
         };
-        // Both ours (settled_by_registry checked), but the registry names another of our CAs
-        // than the event: the registry is the truth.
-        let ca = match desc.ca_certificate_id() {
-            Some(registry_ca) if registry_ca != event.ca_certificate_id => {
-                self.our_ca(inv, registry_ca).await
-            }
-            _ => ca,
+        // Both ours, but the registry names another of our CAs than the event: it wins.
+        let ca = match desc
+            .ca_certificate_id()
+            .filter(|c| *c != event.ca_certificate_id)
+        {
+            Some(registry_ca) => self.our_ca(inv, registry_ca).await,
+            None => ca,
         };
         if let Some(not_ours) = not_issued_by(id, &cert, ca?)? {
             return Ok(not_ours);
