@@ -27,14 +27,7 @@ impl Activator {
             Ok(ActivationReport::new(id, Outcome::Ignored).because(code, reason))
         };
         if !self.config.accepts_ca(&event.ca_certificate_id) {
-            return ignored(
-                ReasonCode::OtherCa,
-                format!(
-                    "event is for CA {}, this activator serves CA {}",
-                    event.ca_certificate_id,
-                    self.config.ca_certificate_ids.join(", ")
-                ),
-            );
+            return ignored(ReasonCode::OtherCa, self.not_our_ca(event));
         }
 
         // The event is a hint; the registry is the truth. The event's CA certificate (for the
@@ -98,6 +91,14 @@ impl Activator {
             return self.reject(inv, id, code, reason).await;
         }
         self.provision(inv, id, arn, &cert).await
+    }
+
+    fn not_our_ca(&self, event: &RegisteredEvent) -> String {
+        format!(
+            "event is for CA {}, this activator serves CA {}",
+            event.ca_certificate_id,
+            self.config.ca_certificate_ids.join(", ")
+        )
     }
 
     /// The registry's word, before any signature check: another CA's certificate, one that
