@@ -6,6 +6,7 @@
 
 pub mod assets;
 pub mod aws;
+pub mod ca_summary;
 /// The typed CloudFormation model, from the pure core crate.
 pub use jitr_cfn::template as cfn;
 pub mod cli;

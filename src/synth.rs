@@ -10,7 +10,6 @@ use crate::assets::{self, Embedded};
 use crate::cfn::{Template, MAX_INLINE_TEMPLATE_BYTES};
 use crate::constructs::{
     self, AssetRef, Assets, ComposeError, ASSET_BUCKET, RESERVED_CONCURRENCY_PARAMETER,
-    VERIFICATION_PARAMETER,
 };
 use crate::error::{io, Error};
 use crate::revocation_layer::{layer_zip, LayerZip};
@@ -76,9 +75,25 @@ pub fn synthesize(root: &Path, name: &str) -> Result<Synthesized, Error> {
 
 /// Everything `synth` checks, for `validate`: the stage checks and the composed template's
 /// checks. Writes nothing.
-pub fn validate(root: &Path, name: &str) -> Result<Template, Error> {
+pub fn validate(root: &Path, name: &str) -> Result<(Template, Vec<String>), Error> {
     let stage = stage::load(root, name)?;
-    compose(&stage, &embedded_assets())
+    let warnings = warning_lines(&stage);
+    Ok((compose(&stage, &embedded_assets())?, warnings))
+}
+
+/// The stage's warnings as `warning: FILE:LINE: FIELD: MESSAGE` lines.
+pub fn warning_lines(stage: &Stage) -> Vec<String> {
+    stage
+        .warnings
+        .iter()
+        .map(|w| {
+            let file = stage.file.display();
+            match w.line {
+                Some(l) => format!("warning: {file}:{l}: {}: {}", w.field, w.message),
+                None => format!("warning: {file}: {}: {}", w.field, w.message),
+            }
+        })
+        .collect()
 }
 
 /// The embedded Lambdas, named by their digests.
@@ -150,15 +165,18 @@ fn manifest(s: &Synthesized) -> String {
             stage.default_reservation()
         ),
     };
+    let names = crate::constructs::Names::new(&stage.stack_name);
+    let ca_ids: Vec<_> = crate::constructs::sorted_cas(stage)
+        .into_iter()
+        .map(|ca| (ca, crate::constructs::CaIds::new(&ca.name, &names)))
+        .collect();
     let parameters: Vec<_> =
         std::iter::once(json!({ "name": RESERVED_CONCURRENCY_PARAMETER, "source": reservation }))
-            .chain(
-                stage
-                    .ca
-                    .verification
-                    .iter()
-                    .map(|v| json!({ "name": VERIFICATION_PARAMETER, "source": v.describe() })),
-            )
+            .chain(ca_ids.iter().filter_map(|(ca, ids)| {
+                ca.verification
+                    .as_ref()
+                    .map(|v| json!({ "name": ids.verification_parameter, "source": v.describe() }))
+            }))
             .collect();
     // A Lambda zip says its package, the layer its logical id.
     let entry = |(what, name): (&str, &str), sha256: &str, bytes: usize| {
@@ -168,6 +186,19 @@ fn manifest(s: &Synthesized) -> String {
         .key();
         json!({ (what): name, "file": key, "sha256": sha256, "bytes": bytes, "s3Key": key })
     };
+    let cas: Vec<_> = ca_ids
+        .iter()
+        .map(|(ca, ids)| {
+            json!({
+                "name": ca.name,
+                "certificateFile": ca.certificate_file,
+                "awsIotId": ca.certificate.aws_iot_id(),
+                "mode": ca.mode.as_str(),
+                "registration": ids.registration.as_str(),
+                "topicRule": ids.rule_name,
+            })
+        })
+        .collect();
     let assets: Vec<_> = s
         .bundles
         .iter()
@@ -193,6 +224,7 @@ fn manifest(s: &Synthesized) -> String {
             "templateNeedsUpload": s.needs_template_upload(),
             "tags": stage.tags,
             "parameters": parameters,
+            "cas": cas,
         }],
         "assets": assets,
     });

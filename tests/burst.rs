@@ -76,7 +76,7 @@ impl Fleet {
 
     fn activator(&self) -> ActivatorConfig {
         ActivatorConfig {
-            ca_certificate_id: self.ca_id.clone(),
+            ca_certificate_ids: vec![self.ca_id.clone()],
             device_policy_name: self.policy.clone(),
             create_thing: true,
             thing_name_source: ThingNameSource::SubjectCn,

@@ -547,7 +547,8 @@ async fn default_mode_signs_the_verification_certificate_and_keeps_the_key_priva
     );
     assert!(
         String::from_utf8_lossy(&o.stderr).contains(
-            "CA registration unchanged: keeping its verification certificate (no CA key needed)"
+            "CA default registration unchanged: keeping its verification certificate (no CA key \
+             needed)"
         ),
         "{}",
         text(&o)
@@ -1198,7 +1199,10 @@ async fn a_protected_stage_keeps_its_ca_registration_and_refuses_deletion() {
         text(&o)
     );
     assert!(
-        stderr.contains("stack policy set: an update may not replace or remove CaRegistration"),
+        stderr.contains(
+            "stack policy set: an update may not replace or remove any CA registration \
+             (CaRegistration*)"
+        ),
         "{}",
         text(&o)
     );
@@ -1315,7 +1319,8 @@ async fn a_protected_stage_keeps_its_ca_registration_and_refuses_deletion() {
     );
     assert!(o.status.success(), "{}", text(&o));
     let stderr = String::from_utf8_lossy(&o.stderr);
-    let lifted = stderr.find("stack policy lifted: CaRegistration may be replaced or removed");
+    let lifted =
+        stderr.find("stack policy lifted: the CA registrations (CaRegistration*) may be replaced");
     let executing = stderr.find("executing ");
     assert!(lifted.is_some() && lifted < executing, "{}", text(&o));
     assert!(
@@ -1858,5 +1863,122 @@ async fn an_unset_reservation_in_a_big_account_reserves_what_the_rates_need() {
             "reservation": "deployed",
         }),
         "{result:#}"
+    );
+}
+
+/// CA rotation end to end: deploy with CA A and activate a device; add CA B (`ca:` becomes a
+/// list, A named `default`) and deploy: nothing replaces or removes A's registration, and
+/// devices of both CAs activate through the deployed activator; then, with A left out of the
+/// list, `diff` warns with A's ACTIVE device count.
+#[tokio::test(flavor = "multi_thread")]
+async fn rotating_the_ca_adds_the_new_one_beside_the_old_and_counts_the_old_one_s_devices() {
+    let p = Project::new("  mode: SNI_ONLY\n", None);
+    let a_id = deploy(&p);
+    let o = Onboarding::of(&p);
+    let (a_cert, _) = pending_device(&p).await;
+    let (status, body) = invoke(&o.function, &registered_event(&a_cert, &a_id));
+    assert_eq!(
+        (status, body["outcome"].as_str()),
+        (200, Some("activated")),
+        "{body}"
+    );
+
+    // Add B, the existing CA named `default`.
+    let b = TestCa::new(&unique("E2E CA B"));
+    std::fs::write(p.dir.join("certs/b.pem"), &b.pem).unwrap();
+    let one = "ca:\n  certificate: certs/ca.pem\n  mode: SNI_ONLY\n";
+    let a_entry = "  - name: default\n    certificate: certs/ca.pem\n    mode: SNI_ONLY\n";
+    let b_entry = "  - name: ca-b\n    certificate: certs/b.pem\n    mode: SNI_ONLY\n";
+    p.edit_stage(|y| y.replace(one, &format!("ca:\n{a_entry}{b_entry}")));
+    let out = p.run(
+        &["diff", "--stage", "e2e", "--json"],
+        moto().endpoint(),
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let d: Value = serde_json::from_slice(&out.stdout).unwrap();
+    for r in d["resources"].as_array().unwrap() {
+        if r["logicalId"] == "CaRegistration" || r["logicalId"] == "RegistrationRule" {
+            panic!("the existing CA's resources must not change: {r:#}");
+        }
+    }
+    assert!(d["fleetBreaking"].as_array().unwrap().is_empty(), "{d:#}");
+    assert_eq!(d["cas"]["added"][0]["name"], "ca-b", "{d:#}");
+    assert_eq!(d["cas"]["added"][0]["logicalId"], "CaRegistrationCaB");
+    assert_eq!(d["cas"]["removed"], json!([]));
+
+    let o2 = p.run(
+        &[
+            "deploy",
+            "--stage",
+            "e2e",
+            "--require-approval",
+            "never",
+            "--json",
+        ],
+        moto().endpoint(),
+        &[],
+    );
+    assert!(o2.status.success(), "{}", text(&o2));
+    let outcome: Value = serde_json::from_slice(&o2.stdout).unwrap();
+    assert_eq!(
+        outcome["outputs"]["CaCertificateId"],
+        json!(a_id),
+        "A kept its registration"
+    );
+    let b_id = outcome["outputs"]["CaCertificateIdCaB"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_ne!(b_id, a_id);
+
+    // Devices of both CAs activate through the deployed activator.
+    let iot = moto().iot().await;
+    let (b_cert, _) = testkit::jitr::register_pending(&iot, &b, &unique("e2e-b")).await;
+    let (status, body) = invoke(&o.function, &registered_event(&b_cert, &b_id));
+    assert_eq!(
+        (status, body["outcome"].as_str()),
+        (200, Some("activated")),
+        "{body}"
+    );
+    let (a_cert2, _) = pending_device(&p).await;
+    let (status, body) = invoke(&o.function, &registered_event(&a_cert2, &a_id));
+    assert_eq!(
+        (status, body["outcome"].as_str()),
+        (200, Some("activated")),
+        "{body}"
+    );
+
+    // `status` reports both CAs: A as `ca`, B among `otherCas`.
+    let out = p.run(
+        &["status", "--stage", "e2e", "--json"],
+        moto().endpoint(),
+        &[],
+    );
+    let st: Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
+    assert_eq!(st["ca"]["id"], json!(a_id), "{st:#}");
+    assert_eq!(st["otherCas"][0]["id"], json!(b_id), "{st:#}");
+    assert_eq!(st["otherCas"][0]["status"], "ACTIVE", "{st:#}");
+
+    // Remove A: the diff counts its ACTIVE devices (two) and says so loudly.
+    p.edit_stage(|y| y.replace(a_entry, ""));
+    let out = p.run(
+        &["diff", "--stage", "e2e", "--json"],
+        moto().endpoint(),
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let d: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        d["cas"]["removed"][0]["logicalId"], "CaRegistration",
+        "{d:#}"
+    );
+    assert_eq!(d["cas"]["removed"][0]["certificateId"], json!(a_id));
+    assert_eq!(d["cas"]["removed"][0]["activeDevices"], 2, "{d:#}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("CA default has 2 ACTIVE device certificates"),
+        "{stderr}"
     );
 }

@@ -1112,30 +1112,38 @@ fn only_a_new_or_replaced_registration_needs_a_verification_certificate() {
         "  mode: DEFAULT\n  verification:\n    private_key_env: CA_KEY\n",
         "  memory_mb: 128\n",
     );
-    let pem = stage.ca.pem.clone();
-    assert!(deploy::creates_registration(None, &stage), "no stack yet");
+    let ca = &stage.cas()[0];
+    let pem = ca.pem.clone();
+    assert!(
+        deploy::creates_registration(None, &stage, ca),
+        "no stack yet"
+    );
     assert!(!deploy::creates_registration(
         Some(&deployed(&pem, "DEFAULT")),
-        &stage
+        &stage,
+        ca
     ));
     // The same certificate written differently (CRLF line ends) is the same registration.
     assert!(!deploy::creates_registration(
         Some(&deployed(&pem.replace('\n', "\r\n"), "DEFAULT")),
-        &stage
+        &stage,
+        ca
     ));
     let other = TestCa::new("Other CA").pem;
     assert!(deploy::creates_registration(
         Some(&deployed(&other, "DEFAULT")),
-        &stage
+        &stage,
+        ca
     ));
     assert!(deploy::creates_registration(
         Some(&deployed(&pem, "SNI_ONLY")),
-        &stage
+        &stage,
+        ca
     ));
     // A stack deployed in SNI_ONLY mode has no parameter to keep.
     let mut sni = deployed(&pem, "DEFAULT");
     sni["Parameters"] = serde_json::json!({});
-    assert!(deploy::creates_registration(Some(&sni), &stage));
+    assert!(deploy::creates_registration(Some(&sni), &stage, ca));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1420,7 +1428,7 @@ async fn a_deletion_still_running_when_destroy_stops_waiting_keeps_onboarding_st
         device_policy: Some("jitr-dev-device".into()),
         attached_certificates: Vec::new(),
         termination_protection: false,
-        registration_rule: Some("jitr_dev_registered".into()),
+        registration_rules: vec!["jitr_dev_registered".into()],
         activator_function: Some("jitr-dev-activator".into()),
         stage_file: "stacks/dev.yaml".into(),
         stage_name: "dev".into(),

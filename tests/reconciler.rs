@@ -322,6 +322,78 @@ async fn the_sweep_alone_activates_pending_certificates_across_runs() {
     assert_eq!(stats[&IotApi::UpdateCertificate].forwarded, 5);
 }
 
+/// CA rotation: one activator serves two CAs; the sweep visits both within one page budget,
+/// and a run that runs out of pages in the second CA resumes there (`{caId: marker}`).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_sweep_visits_every_ca_within_one_page_budget() {
+    let f = Fleet::new().await;
+    let b = TestCa::new(&unique("Reconciler CA B"));
+    let (b_id, _) = testkit::jitr::register_ca_and_policy(&f.iot, &b, "unused-policy").await;
+    let lost_a = f.pending("lost-a", 3).await;
+    let mut lost_b = Vec::new();
+    for _ in 0..3 {
+        let cn = unique("lost-b");
+        let (id, arn) = register_pending(&f.iot, &b, &cn).await;
+        lost_b.push((id, arn, cn));
+    }
+    for (id, _, _) in lost_a.iter().chain(&lost_b) {
+        backdate(id, 600);
+    }
+    let parameter = format!("/{}/sweep-marker", unique("jitr"));
+    ssm(
+        "PutParameter",
+        json!({"Name": parameter, "Value": "-", "Type": "String"}),
+    );
+    let host = RuntimeHost::start();
+    let mut env = f.env(
+        moto().endpoint(),
+        &[
+            ("JITR_SWEEP_GRACE_SECONDS", "60".into()),
+            ("JITR_SWEEP_HORIZON_SECONDS", "3600".into()),
+            ("JITR_SWEEP_MAX_PAGES", "3".into()),
+            ("JITR_SWEEP_PAGE_SIZE", "2".into()),
+            ("JITR_SWEEP_MARKER_PARAMETER", parameter.clone()),
+        ],
+    );
+    for (k, v) in env.iter_mut() {
+        if k == "JITR_CA_CERTIFICATE_ID" {
+            *v = format!("{},{b_id}", f.ca_id);
+        }
+    }
+    let container = Container::start(&host, &env);
+    let logs = || container.output();
+    let sweep = json!({"kind": "jitr-sweep", "version": 1, "trigger": "schedule"});
+
+    // Run 1: A's two pages (3 certificates, done), then B's first page: out of pages in B.
+    let first = answer(
+        &host,
+        &host.invoke(sweep.clone(), Duration::from_secs(60)),
+        &logs,
+    );
+    assert_eq!(first["pages"], 3, "{first}");
+    assert_eq!(first["listed"], 5, "{first}");
+    assert_eq!(first["activated"], 5, "{first}");
+    assert_eq!(first["complete"], false);
+    let kept: BTreeMap<String, String> =
+        serde_json::from_str(first["markerOut"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        kept.keys().collect::<Vec<_>>(),
+        [&b_id],
+        "resumes in B: {first}"
+    );
+    assert_eq!(marker(&parameter), first["markerOut"].as_str().unwrap());
+
+    // Run 2: B from where run 1 stopped (its last certificate), then A again from its newest.
+    let second = answer(&host, &host.invoke(sweep, Duration::from_secs(60)), &logs);
+    assert_eq!(second["activated"], 1, "{second}");
+    assert_eq!(second["listed"], 4, "{second}");
+    assert_eq!(second["complete"], true, "{second}");
+    assert_eq!(marker(&parameter), "-");
+    for (id, arn, cn) in lost_a.iter().chain(&lost_b) {
+        f.assert_onboarded(id, arn, cn).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn throttled_containers_activate_every_certificate_without_failing() {
     let f = Fleet::new().await;

@@ -551,12 +551,15 @@ fn write_template_variants(p: &Project, ca: &TestCa) -> Vec<PathBuf> {
         ("sweep-bounds", "stack_name: jitr-lint-f\nregion: ap-southeast-2\nca:\n  certificate: certs/lint.pem\n  mode: SNI_ONLY\nreconciler:\n  every_minutes: 1\n  grace_minutes: 0\n  horizon_days: 400\n  max_pages: 10000\n"),
         ("sweep-daily", "stack_name: jitr-lint-g\nregion: eu-central-1\nca:\n  certificate: certs/lint.pem\n  mode: SNI_ONLY\nreconciler:\n  every_minutes: 1440\n  grace_minutes: 1440\n  horizon_days: 2\n"),
         ("revocation", REVOCATION_STAGE),
+        // CA rotation: two CAs, one in each mode.
+        ("two-cas", "stack_name: jitr-lint-h\nregion: eu-west-1\nca:\n  - name: default\n    certificate: certs/lint.pem\n    mode: DEFAULT\n    verification:\n      certificate_file: certs/verification.pem\n  - name: ca-2026\n    certificate: certs/lint-2026.pem\n    mode: SNI_ONLY\n"),
     ];
     for (name, text) in variants {
         p.write(&format!("stacks/{name}.yaml"), text);
     }
     p.write("templates/no-things.json.hbs", NO_THINGS_POLICY);
     p.write("certs/lint.pem", &ca.pem);
+    p.write("certs/lint-2026.pem", &TestCa::new("Lint CA 2026").pem);
     p.write("certs/verification.pem", &verification);
     p.write("certs/lint.crl", &ca.crl(&[&[0x0a, 0x0b]], 2099).0);
     let out = p.dir.join("lint");
@@ -915,4 +918,118 @@ fn the_revocation_list_ships_as_the_activators_layer() {
     assert!(f["Environment"]["Variables"]
         .get("JITR_REVOCATION_FILE")
         .is_none());
+}
+
+/// `ca:` as a list: ids follow names (the CA named `default` keeps the one-CA ids, so turning
+/// `ca:` into a list replaces nothing), and the order of the list changes nothing.
+#[test]
+fn a_ca_list_names_its_resources_by_name_never_by_position() {
+    let head = "stack_name: jitr-rot\nregion: eu-west-1\n";
+    let default = "  - name: default\n    certificate: certs/dev-ca.pem\n    mode: SNI_ONLY\n";
+    let next = "  - name: ca-2026\n    certificate: certs/prod-ca.pem\n    mode: SNI_ONLY\n";
+    let p = project(&[
+        (
+            "one",
+            &format!("{head}ca:\n  certificate: certs/dev-ca.pem\n  mode: SNI_ONLY\n"),
+        ),
+        ("listed-one", &format!("{head}ca:\n{default}")),
+        ("two", &format!("{head}ca:\n{default}{next}")),
+        ("reordered", &format!("{head}ca:\n{next}{default}")),
+    ]);
+    // The stage's name is in the description; every other byte must be equal.
+    let template = |name: &str| {
+        let text = p.synth(name).template_json;
+        text.replace(&format!("for stage {name} ("), "for stage S (")
+    };
+    let one = template("one");
+    assert!(
+        template("listed-one") == one,
+        "a list of `default` is the one CA"
+    );
+    let two = template("two");
+    assert!(
+        template("reordered") == two,
+        "the list's order changes nothing"
+    );
+    let one: Value = serde_json::from_str(&one).unwrap();
+    let t: Value = serde_json::from_str(&two).unwrap();
+    let r = &t["Resources"];
+    // The existing CA's registration, rule and permission are untouched.
+    for id in [
+        "CaRegistration",
+        "RegistrationRule",
+        "ActivatorInvokePermission",
+    ] {
+        assert_eq!(r[id], one["Resources"][id], "{id}");
+    }
+    let dev_ca = std::fs::read_to_string(root().join("certs/dev-ca.pem")).unwrap();
+    let prod_ca = std::fs::read_to_string(root().join("certs/prod-ca.pem")).unwrap();
+    assert_eq!(
+        r["CaRegistration"]["Properties"]["CaCertificatePem"]
+            .as_str()
+            .unwrap()
+            .trim(),
+        dev_ca.trim()
+    );
+    let new = &r["CaRegistrationCa2026"];
+    assert_eq!(new["Type"], "Custom::JitrCaRegistration");
+    assert_eq!(
+        new["Properties"]["CaCertificatePem"]
+            .as_str()
+            .unwrap()
+            .trim(),
+        prod_ca.trim()
+    );
+    let rule = &r["RegistrationRuleCa2026"];
+    assert_eq!(
+        rule["Properties"]["RuleName"],
+        "jitr_rot_registered_ca_2026"
+    );
+    assert!(rule["Properties"]["TopicRulePayload"]["Sql"]["Fn::Sub"]
+        .as_str()
+        .unwrap()
+        .contains("${CaRegistrationCa2026.CaCertificateId}"));
+    assert_eq!(
+        rule["DependsOn"],
+        json!(["ActivatorInvokePermissionCa2026"])
+    );
+    assert!(
+        r["ActivatorInvokePermissionCa2026"]["Properties"]["SourceArn"]["Fn::Sub"]
+            .as_str()
+            .unwrap()
+            .ends_with(":rule/jitr_rot_registered_ca_2026")
+    );
+    // One activator for both: every CA's id in its environment, every CA readable.
+    let env = &r["ActivatorFunction"]["Properties"]["Environment"]["Variables"];
+    assert_eq!(
+        env["JITR_CA_CERTIFICATE_ID"],
+        // By name, like the rest of the template.
+        json!({"Fn::Join": [",", [
+            {"Fn::GetAtt": ["CaRegistrationCa2026", "CaCertificateId"]},
+            {"Fn::GetAtt": ["CaRegistration", "CaCertificateId"]}
+        ]]})
+    );
+    let read_ca = statements(&t)
+        .into_iter()
+        .find(|(_, s)| s["Sid"] == "ReadOurCa")
+        .unwrap()
+        .1;
+    assert_eq!(as_list(&read_ca["Resource"]).len(), 2);
+    // One error log group and role; the role may be assumed by either rule.
+    let arn_like = &r["RegistrationRuleErrorRole"]["Properties"]["AssumeRolePolicyDocument"]
+        ["Statement"][0]["Condition"]["ArnLike"]["aws:SourceArn"];
+    assert_eq!(as_list(arn_like).len(), 2, "{arn_like}");
+    for output in [
+        "CaCertificateId",
+        "CaCertificateIdCa2026",
+        "CaCertificateArnCa2026",
+        "RegistrationRuleNameCa2026",
+    ] {
+        assert!(t["Outputs"].get(output).is_some(), "output {output}");
+    }
+    let m: Value = serde_json::from_str(&p.synth("two").manifest_json).unwrap();
+    let cas = m["stacks"][0]["cas"].as_array().unwrap();
+    let names: Vec<&str> = cas.iter().map(|c| c["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["ca-2026", "default"]);
+    assert_eq!(cas[0]["registration"], "CaRegistrationCa2026");
 }

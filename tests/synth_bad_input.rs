@@ -872,3 +872,135 @@ fn rates_reconciler_and_alarms_out_of_range() {
     }
     assert_all(failures);
 }
+
+/// `ca:` as a list (CA rotation) with `entries` (YAML list items, indented two spaces).
+fn with_ca_list(entries: &str) -> String {
+    edit(
+        &dev_yaml(),
+        "ca:\n  certificate: certs/dev-ca.pem\n  mode: SNI_ONLY\n  auto_registration: true\n  retain_on_delete: false\n",
+        &format!("ca:\n{entries}"),
+    )
+}
+
+#[test]
+fn ca_lists_with_bad_names_or_the_same_certificate_twice() {
+    let mut failures = Vec::new();
+    let two = |a: &str, b: &str| {
+        format!(
+            "  - {a}\n    certificate: certs/dev-ca.pem\n    mode: SNI_ONLY\n  - {b}\n    certificate: certs/next-ca.pem\n    mode: SNI_ONLY\n"
+        )
+    };
+    let next = TestCa::new("Next CA").pem;
+    let cases: [(&str, &str, String, &str, &[&str]); 5] = [
+        (
+            "11a duplicate names",
+            "dupname",
+            two("name: a", "name: a"),
+            "name: a",
+            &["ca[1].name", "already the name of ca[0]"],
+        ),
+        (
+            "11b missing name",
+            "noname",
+            "  - name: default\n    certificate: certs/dev-ca.pem\n    mode: SNI_ONLY\n  - certificate: certs/next-ca.pem\n    mode: SNI_ONLY\n".to_string(),
+            "certificate: certs/next-ca.pem",
+            &["ca[1]", "needs a `name`"],
+        ),
+        (
+            "11c bad name",
+            "badname",
+            two("name: default", "name: CA_2026"),
+            "name: CA_2026",
+            &["ca[1].name", "\"CA_2026\" is not a CA name"],
+        ),
+        (
+            "11d names giving the same logical ids",
+            "samesuffix",
+            two("name: ca-2026", "name: ca2026"),
+            "name: ca2026",
+            &["ca[1].name", "same resource names as ca[0]", "Ca2026"],
+        ),
+        (
+            "11e a name in the one-CA form",
+            "onename",
+            String::new(),
+            "name: ca-2026",
+            &["ca.name", "write `ca:` as a list"],
+        ),
+    ];
+    for (case, name, entries, line_has, texts) in cases {
+        let project = project(name);
+        project.write("certs/next-ca.pem", &next);
+        let yaml = if entries.is_empty() {
+            edit(&dev_yaml(), "ca:\n", "ca:\n  name: ca-2026\n")
+        } else {
+            with_ca_list(&entries)
+        };
+        let mut expect = Expect::new(name);
+        if !line_has.is_empty() {
+            // The last line holding it: the second entry's.
+            let line = yaml
+                .lines()
+                .collect::<Vec<_>>()
+                .iter()
+                .rposition(|l| l.contains(line_has))
+                .unwrap()
+                + 1;
+            expect = expect.line(line);
+        }
+        for t in texts {
+            expect = expect.has(*t);
+        }
+        project.stage(name, &yaml);
+        failures.extend(synth_fails(case, &project, name, &expect));
+    }
+
+    // One certificate under two names: one AWS IoT registration claimed twice.
+    let project = project("samecert");
+    let yaml = with_ca_list(
+        "  - name: default\n    certificate: certs/dev-ca.pem\n    mode: SNI_ONLY\n  - name: ca-2026\n    certificate: certs/dev-ca.pem\n    mode: SNI_ONLY\n",
+    );
+    project.stage("samecert", &yaml);
+    let line = yaml
+        .lines()
+        .collect::<Vec<_>>()
+        .iter()
+        .rposition(|l| l.contains("certificate: certs/dev-ca.pem"))
+        .unwrap()
+        + 1;
+    let expect = Expect::new("samecert")
+        .line(line)
+        .has("ca[1].certificate")
+        .has("the same certificate as CA `default`");
+    failures.extend(synth_fails(
+        "11f same certificate twice",
+        &project,
+        "samecert",
+        &expect,
+    ));
+
+    // An empty list.
+    let yaml = with_ca_list("  []\n").replace("ca:\n  []\n", "ca: []\n");
+    failures.extend(bad_stage(
+        "11g empty list",
+        "emptylist",
+        &yaml,
+        Expect::new("emptylist").has("ca").has("the list is empty"),
+    ));
+    assert_all(failures);
+}
+
+#[test]
+fn unknown_field_in_a_list_entry_is_named_with_its_line() {
+    let yaml = with_ca_list(
+        "  - name: default\n    certificate: certs/dev-ca.pem\n    mode: SNI_ONLY\n    colour: red\n",
+    );
+    assert_all(bad_stage(
+        "12 unknown field in a CA list entry",
+        "listfield",
+        &yaml,
+        Expect::new("listfield")
+            .line(line_of(&yaml, "colour: red"))
+            .has("unknown field `colour`"),
+    ));
+}

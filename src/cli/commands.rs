@@ -70,17 +70,12 @@ pub fn validate(args: &Args, all: bool, console: &Console) -> Result<i32, Error>
     let mut failed = 0;
     for name in &names {
         match synth::validate(&args.root, name) {
-            Ok(t) => {
-                let warnings = stage::load(&args.root, name)
-                    .ok()
-                    .and_then(|s| s.revocation)
-                    .map(|r| r.warnings)
-                    .unwrap_or_default();
+            Ok((t, warnings)) => {
+                for w in &warnings {
+                    console.note(&format!("{w}\n"));
+                }
                 if !console.json() {
                     console.print(&format!("{name}: ok ({} resources)\n", t.resources.len()));
-                    for w in &warnings {
-                        console.note(&format!("warning: {name}: {w}\n"));
-                    }
                 }
                 results.push(
                     json!({"stage": name, "ok": true, "resources": t.resources.len(),
@@ -110,6 +105,9 @@ pub fn validate(args: &Args, all: bool, console: &Console) -> Result<i32, Error>
 /// "templateUpload", "assets": [{"package", "file", "bytes", "sha256"}]}`.
 pub fn synth(args: &Args, out: Option<&Path>, console: &Console) -> Result<i32, Error> {
     let s = synth::synthesize(&args.root, &args.stage)?;
+    for w in synth::warning_lines(&s.stage) {
+        console.note(&format!("{w}\n"));
+    }
     let dir = out
         .map(Path::to_path_buf)
         .unwrap_or_else(|| synth::default_out(&args.root, &args.stage));
@@ -184,8 +182,12 @@ fn runtime() -> Result<tokio::runtime::Runtime, Error> {
 fn synthesize_for_aws(
     rt: &tokio::runtime::Runtime,
     args: &Args,
+    console: &Console,
 ) -> Result<(Synthesized, Clients), Error> {
     let s = synth::synthesize(&args.root, &args.stage)?;
+    for w in synth::warning_lines(&s.stage) {
+        console.note(&format!("{w}\n"));
+    }
     let clients = rt.block_on(Clients::new(&args.target(&s.stage.region)));
     Ok((s, clients))
 }
@@ -197,21 +199,29 @@ struct WithCapacity<'a, T: serde::Serialize> {
     result: &'a T,
     #[serde(skip_serializing_if = "Option::is_none")]
     capacity: Option<CapacityReport>,
+    /// `diff`: the CAs added and removed, and CAs moving between logical ids.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cas: Option<&'a crate::ca_summary::CaSummary>,
 }
 
 /// `diff`: the `StackDiff` and the stage's `capacity`; exit 3 when anything would change.
 pub fn diff(args: &Args, console: &Console) -> Result<i32, Error> {
     let rt = runtime()?;
-    let (s, clients) = synthesize_for_aws(&rt, args)?;
-    let d = rt.block_on(deploy::diff_stack(&clients, &s))?;
+    let (s, clients) = synthesize_for_aws(&rt, args, console)?;
+    let (d, cas) = rt.block_on(deploy::diff_stack(&clients, &s))?;
     let capacity = CapacityReport::of(&s.stage, None);
     let result = WithCapacity {
         result: &d,
         capacity: Some(capacity.clone()),
+        cas: Some(&cas),
     };
+    for warning in cas.warnings() {
+        console.note(&format!("{warning}\n"));
+    }
     console.result(&result, || {
+        let ca_lines: String = cas.lines().iter().map(|l| format!("{l}\n")).collect();
         format!(
-            "{}{}\n",
+            "{}{ca_lines}{}\n",
             crate::diff::render_text(&d, console::color(false)),
             capacity.line()
         )
@@ -232,7 +242,7 @@ pub fn diff(args: &Args, console: &Console) -> Result<i32, Error> {
 /// reservation deploy decided.
 pub fn deploy(args: &Args, d: &DeployArgs, console: &Console) -> Result<i32, Error> {
     let rt = runtime()?;
-    let (s, clients) = synthesize_for_aws(&rt, args)?;
+    let (s, clients) = synthesize_for_aws(&rt, args, console)?;
     let opts = args.deploy_options();
     let outcome = rt.block_on(deploy::deploy(&clients, &args.root, &s, &opts, console))?;
     if let Some(diff) = console.last_diff() {
@@ -248,6 +258,7 @@ pub fn deploy(args: &Args, d: &DeployArgs, console: &Console) -> Result<i32, Err
     let result = WithCapacity {
         result: &outcome,
         capacity: console.last_capacity(),
+        cas: None,
     };
     console.result(&result, || describe_outcome(&outcome));
     Ok(exit::OK)

@@ -172,7 +172,7 @@ pub fn destroy_plan_text(plan: &DestroyPlan, detach_devices: bool) -> String {
         "the CA will be DEREGISTERED: devices signed by it can no longer register\n"
     });
     let mut first = Vec::new();
-    if let Some(rule) = &plan.registration_rule {
+    for rule in &plan.registration_rules {
         first.push(format!("topic rule {rule} disabled"));
     }
     if let Some(f) = &plan.activator_function {

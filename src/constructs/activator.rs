@@ -3,10 +3,10 @@
 
 use super::iam::{arn, role, Statement};
 use super::{
-    function, log_group, logs_statement, scanner, AssetRef, Names, ACTIVATOR_FAILURE_QUEUE,
+    function, log_group, logs_statement, scanner, AssetRef, CaIds, Names, ACTIVATOR_FAILURE_QUEUE,
     ACTIVATOR_FUNCTION, ACTIVATOR_INVOKE_CONFIG, ACTIVATOR_LOG_GROUP, ACTIVATOR_ROLE,
-    CA_REGISTRATION, DEVICE_POLICY, DEVICE_THING_GROUP, NO_RESERVATION_CONDITION,
-    RESERVED_CONCURRENCY_PARAMETER, SWEEP_MARKER_PARAMETER,
+    DEVICE_POLICY, DEVICE_THING_GROUP, NO_RESERVATION_CONDITION, RESERVED_CONCURRENCY_PARAMETER,
+    SWEEP_MARKER_PARAMETER,
 };
 use crate::cfn::{Condition, Parameter, Pseudo, Resource, Template, Value};
 use crate::stage::Stage;
@@ -71,10 +71,18 @@ fn statements(stage: &Stage, names: &Names) -> Vec<Statement> {
         Statement::new(
             "ReadOurCa",
             &["iot:DescribeCACertificate"],
-            vec![arn(
-                "iot",
-                &format!("cacert/${{{}.{}}}", CA_REGISTRATION, ATTR_CA_CERTIFICATE_ID),
-            )],
+            CaIds::all(stage, names)
+                .iter()
+                .map(|(_, ids)| {
+                    arn(
+                        "iot",
+                        &format!(
+                            "cacert/${{{}.{}}}",
+                            ids.registration, ATTR_CA_CERTIFICATE_ID
+                        ),
+                    )
+                })
+                .collect(),
         ),
         Statement::new(
             "AttachDevicePolicy",
@@ -151,12 +159,25 @@ fn thing_statements(thing_group: Option<&str>) -> Vec<Statement> {
     statements
 }
 
+/// `JITR_CA_CERTIFICATE_ID`: the one CA's id, or every CA's id joined by commas (in name
+/// order, like the rest of the template).
+fn ca_ids_value(stage: &Stage, names: &Names) -> Value {
+    let mut ids: Vec<Value> = CaIds::all(stage, names)
+        .iter()
+        .map(|(_, ids)| ids.registration.get_att(ATTR_CA_CERTIFICATE_ID))
+        .collect();
+    match ids.len() {
+        1 => ids.remove(0),
+        _ => Value::Join(",".into(), ids),
+    }
+}
+
 /// The activator function, configured through its environment (the contract crate's names).
 fn lambda(stage: &Stage, names: &Names, asset: &AssetRef, reserved: Value) -> Resource {
     let a = &stage.activator;
     let config = ActivatorConfig {
-        // Replaced below by the CA id from the custom resource.
-        ca_certificate_id: String::new(),
+        // Replaced below by the CA ids from the custom resources.
+        ca_certificate_ids: Vec::new(),
         device_policy_name: names.device_policy.clone(),
         create_thing: a.create_thing,
         thing_name_source: a.thing_name,
@@ -166,7 +187,7 @@ fn lambda(stage: &Stage, names: &Names, asset: &AssetRef, reserved: Value) -> Re
     };
     let env = config.to_env().into_iter().map(|(k, v)| {
         let value = if k == jitr_contract::activator::ENV_CA_CERTIFICATE_ID {
-            CA_REGISTRATION.get_att(ATTR_CA_CERTIFICATE_ID)
+            ca_ids_value(stage, names)
         } else if k == jitr_contract::activator::ENV_DEVICE_POLICY_NAME {
             DEVICE_POLICY.r#ref()
         } else {

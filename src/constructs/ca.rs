@@ -4,12 +4,12 @@
 
 use super::iam::{arn, role, Statement};
 use super::{
-    function, log_group, logs_statement, scanner, AssetRef, Names, CA_PROVIDER_FUNCTION,
-    CA_PROVIDER_LOG_GROUP, CA_PROVIDER_ROLE, CA_PROVIDER_TIMEOUT_SECONDS, CA_REGISTRATION,
-    CA_SERVICE_TIMEOUT_SECONDS, VERIFICATION_PARAMETER,
+    function, log_group, logs_statement, scanner, sorted_cas, AssetRef, CaIds, Names,
+    CA_PROVIDER_FUNCTION, CA_PROVIDER_LOG_GROUP, CA_PROVIDER_ROLE, CA_PROVIDER_TIMEOUT_SECONDS,
+    CA_SERVICE_TIMEOUT_SECONDS,
 };
 use crate::cfn::{Parameter, Resource, Template, Value};
-use crate::stage::Stage;
+use crate::stage::{Ca, Stage};
 use jitr_contract::ca_registration::{CaRegistrationProperties, RESOURCE_TYPE};
 use serde_json::Value as Json;
 
@@ -59,25 +59,31 @@ pub(super) fn ca_registration(t: &mut Template, stage: &Stage, names: &Names, as
         .scanner_skip("CKV_AWS_115", scanner::PROVIDER_NO_RESERVATION)
         .depends_on(CA_PROVIDER_LOG_GROUP),
     );
-    if let Some(v) = &stage.ca.verification {
-        t.parameters.push(Parameter {
-            name: VERIFICATION_PARAMETER,
-            kind: "String",
-            description: format!(
-                "DEFAULT-mode verification certificate (PEM, public): {}",
-                v.describe()
-            ),
-            default: None,
-            no_echo: false,
-        });
+    for ca in sorted_cas(stage) {
+        let ids = CaIds::new(&ca.name, names);
+        if let Some(v) = &ca.verification {
+            let of = match ids.suffix.is_empty() {
+                true => String::new(),
+                false => format!(" of CA {}", ca.name),
+            };
+            t.parameters.push(Parameter {
+                name: ids.verification_parameter,
+                kind: "String",
+                description: format!(
+                    "DEFAULT-mode verification certificate{of} (PEM, public): {}",
+                    v.describe()
+                ),
+                default: None,
+                no_echo: false,
+            });
+        }
+        t.add(registration(ca, &ids));
     }
-    t.add(registration(stage));
 }
 
 /// The resource, its properties serialized from [`CaRegistrationProperties`]: the names, the
 /// order and the string forms the provider expects come from the type, not from here.
-fn registration(stage: &Stage) -> Resource {
-    let ca = &stage.ca;
+fn registration(ca: &Ca, ids: &CaIds) -> Resource {
     let properties = CaRegistrationProperties::<Json> {
         service_token: Some(CA_PROVIDER_FUNCTION.get_att("Arn").to_json()),
         service_timeout: Some(CA_SERVICE_TIMEOUT_SECONDS),
@@ -86,7 +92,7 @@ fn registration(stage: &Stage) -> Resource {
         verification_certificate_pem: ca
             .verification
             .as_ref()
-            .map(|_| Value::Ref(VERIFICATION_PARAMETER.to_string()).to_json()),
+            .map(|_| Value::Ref(ids.verification_parameter.to_string()).to_json()),
         status: ca.status,
         auto_registration: ca.auto_registration,
         retain_on_delete: ca.retain_on_delete,
@@ -96,7 +102,7 @@ fn registration(stage: &Stage) -> Resource {
         unreachable!("a struct of strings, numbers and JSON serializes to an object")
     };
     properties.into_iter().fold(
-        Resource::new(CA_REGISTRATION, RESOURCE_TYPE),
+        Resource::new(ids.registration, RESOURCE_TYPE),
         |r, (name, value)| r.prop(&name, template_value(value)),
     )
 }
@@ -127,7 +133,7 @@ fn template_value(json: Json) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::constructs::{jitr_stack, Assets};
+    use crate::constructs::{jitr_stack, Assets, CA_REGISTRATION};
     use jitr_contract::ca_registration::CertificateMode;
     use serde_json::json;
     use std::path::Path;
@@ -169,14 +175,14 @@ mod tests {
         for name in ["dev", "prod"] {
             let mut stage = crate::stage::load(root, name).unwrap();
             for adopt in [false, true] {
-                stage.ca.adopt = adopt;
+                stage.cas_mut()[0].adopt = adopt;
                 let written = template_properties(&stage);
                 // Every property the template writes is one the provider knows, by name.
                 serde_json::from_value::<CaRegistrationProperties<Json>>(written.clone())
                     .unwrap_or_else(|e| panic!("{name}: {e}\n{written:#}"));
                 let got = CaRegistrationProperties::from_value(delivered(&written))
                     .unwrap_or_else(|e| panic!("{name}: {e}\n{written:#}"));
-                let ca = &stage.ca;
+                let ca = &stage.cas()[0];
                 assert_eq!(
                     got,
                     CaRegistrationProperties {

@@ -7,6 +7,7 @@
 mod activator;
 mod alarms;
 mod ca;
+pub mod ca_ids;
 pub mod device_policy;
 pub mod iam;
 pub mod reconciler;
@@ -18,6 +19,7 @@ use crate::stage::Stage;
 use activator::activator;
 use alarms::alarms;
 use ca::ca_registration;
+pub use ca_ids::{sorted_cas, CaIds};
 use iam::Statement;
 use jitr_contract::ca_registration::{ATTR_CA_CERTIFICATE_ARN, ATTR_CA_CERTIFICATE_ID};
 use reconciler::reconciler;
@@ -195,22 +197,32 @@ pub fn jitr_stack(stage: &Stage, assets: &Assets) -> Result<Template, ComposeErr
 
 /// The stack's outputs (deploy prints them; `status` and `redrive` read some).
 fn outputs(stage: &Stage, names: &Names) -> Vec<Output> {
-    let mut outputs = vec![
-        Output {
-            name: "CaCertificateId",
-            description: "AWS IoT id of the registered device CA",
-            value: CA_REGISTRATION.get_att(ATTR_CA_CERTIFICATE_ID),
-        },
-        Output {
-            name: "CaCertificateArn",
-            description: "ARN of the registered device CA",
-            value: CA_REGISTRATION.get_att(ATTR_CA_CERTIFICATE_ARN),
-        },
-        Output {
-            name: "RegistrationRuleName",
-            description: "Topic rule on the CA's registered-certificate events",
-            value: Value::str(names.rule.as_str()),
-        },
+    let mut outputs = Vec::new();
+    for ca in sorted_cas(stage) {
+        let ids = CaIds::new(&ca.name, names);
+        let of = |what: &str| match ids.suffix.is_empty() {
+            true => jitr_cfn::template::intern(what),
+            false => jitr_cfn::template::intern(&format!("{what} (CA {})", ca.name)),
+        };
+        outputs.extend([
+            Output {
+                name: ids.id_output,
+                description: of("AWS IoT id of the registered device CA"),
+                value: ids.registration.get_att(ATTR_CA_CERTIFICATE_ID),
+            },
+            Output {
+                name: ids.arn_output,
+                description: of("ARN of the registered device CA"),
+                value: ids.registration.get_att(ATTR_CA_CERTIFICATE_ARN),
+            },
+            Output {
+                name: ids.rule_output,
+                description: of("Topic rule on the CA's registered-certificate events"),
+                value: Value::str(ids.rule_name.as_str()),
+            },
+        ]);
+    }
+    outputs.extend([
         Output {
             name: "ActivatorFunctionArn",
             description: "The activator Lambda",
@@ -226,7 +238,7 @@ fn outputs(stage: &Stage, names: &Names) -> Vec<Output> {
             description: "Events the activator failed on after Lambda's retries",
             value: ACTIVATOR_FAILURE_QUEUE.r#ref(),
         },
-    ];
+    ]);
     if stage.reconciler.enabled {
         outputs.push(Output {
             name: "SweepMarkerParameterName",

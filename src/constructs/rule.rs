@@ -2,41 +2,49 @@
 //! activator, and where it logs the events it failed to deliver.
 
 use super::iam::{role, Statement};
-use super::{
-    log_group, Names, ACTIVATOR_FUNCTION, ACTIVATOR_INVOKE_PERMISSION, CA_REGISTRATION,
-    REGISTRATION_RULE, RULE_ERROR_LOG_GROUP, RULE_ERROR_ROLE,
-};
+use super::{log_group, CaIds, Names, ACTIVATOR_FUNCTION, RULE_ERROR_LOG_GROUP, RULE_ERROR_ROLE};
 use crate::cfn::{Pseudo, Resource, Template, Value};
 use crate::stage::Stage;
 use jitr_contract::ca_registration::ATTR_CA_CERTIFICATE_ID;
 
+/// One topic rule per CA (a rule's SQL names one CA's topic), each with its permission to
+/// invoke the activator; one error log group and role for all of them.
 pub(super) fn registration_rule(t: &mut Template, stage: &Stage, names: &Names) {
-    let rule_arn = format!(
-        "arn:${{AWS::Partition}}:iot:${{AWS::Region}}:${{AWS::AccountId}}:rule/{}",
-        names.rule
-    );
+    let rule_arn = |rule: &str| {
+        format!("arn:${{AWS::Partition}}:iot:${{AWS::Region}}:${{AWS::AccountId}}:rule/{rule}")
+    };
+    let cas = CaIds::all(stage, names);
     t.add(log_group(
         stage,
         RULE_ERROR_LOG_GROUP,
         format!("/aws/iot/rules/{}/errors", names.rule),
     ));
-    t.add(error_role(&rule_arn));
-    t.add(
-        Resource::new(ACTIVATOR_INVOKE_PERMISSION, "AWS::Lambda::Permission")
-            .prop("Action", "lambda:InvokeFunction")
-            .prop("FunctionName", ACTIVATOR_FUNCTION.get_att("Arn"))
-            .prop("Principal", "iot.amazonaws.com")
-            // The rule's ARN from its (explicit) name rather than `Fn::GetAtt`: the rule then
-            // depends on the permission, so it never fires before it may invoke.
-            .prop("SourceArn", Value::sub(rule_arn))
-            .prop("SourceAccount", Value::Pseudo(Pseudo::AccountId)),
-    );
-    t.add(topic_rule(names));
+    let arns: Vec<Value> = cas
+        .iter()
+        .map(|(_, ids)| Value::sub(rule_arn(&ids.rule_name)))
+        .collect();
+    t.add(error_role(match <[Value; 1]>::try_from(arns) {
+        Ok([one]) => one,
+        Err(several) => Value::list(several),
+    }));
+    for (_, ids) in &cas {
+        t.add(
+            Resource::new(ids.permission, "AWS::Lambda::Permission")
+                .prop("Action", "lambda:InvokeFunction")
+                .prop("FunctionName", ACTIVATOR_FUNCTION.get_att("Arn"))
+                .prop("Principal", "iot.amazonaws.com")
+                // The rule's ARN from its (explicit) name rather than `Fn::GetAtt`: the rule
+                // then depends on the permission, so it never fires before it may invoke.
+                .prop("SourceArn", Value::sub(rule_arn(&ids.rule_name)))
+                .prop("SourceAccount", Value::Pseudo(Pseudo::AccountId)),
+        );
+        t.add(topic_rule(ids));
+    }
 }
 
-/// The role the rule's error action writes its log with; only our account's rule may assume it
-/// (confused-deputy protection).
-fn error_role(rule_arn: &str) -> Resource {
+/// The role the rule's error action writes its log with; only our account's rules may assume
+/// it (confused-deputy protection): `rule_arns` is one ARN or a list of them (any of which).
+fn error_role(rule_arns: Value) -> Resource {
     role(
         RULE_ERROR_ROLE,
         "Lets the JITR topic rule log the events it failed to deliver",
@@ -46,10 +54,7 @@ fn error_role(rule_arn: &str) -> Resource {
                 "StringEquals",
                 Value::map([("aws:SourceAccount", Value::Pseudo(Pseudo::AccountId))]),
             ),
-            (
-                "ArnLike",
-                Value::map([("aws:SourceArn", Value::sub(rule_arn))]),
-            ),
+            ("ArnLike", Value::map([("aws:SourceArn", rule_arns)])),
         ])),
         &[Statement::new(
             "WriteRuleErrors",
@@ -63,11 +68,11 @@ fn error_role(rule_arn: &str) -> Resource {
     )
 }
 
-fn topic_rule(names: &Names) -> Resource {
+fn topic_rule(ids: &CaIds) -> Resource {
     let sql = format!(
         "SELECT * FROM '{}${{{}.{}}}' WHERE certificateStatus = \"{}\"",
         jitr_contract::event::REGISTERED_TOPIC_PREFIX,
-        CA_REGISTRATION,
+        ids.registration,
         ATTR_CA_CERTIFICATE_ID,
         jitr_contract::event::PENDING_ACTIVATION
     );
@@ -82,8 +87,8 @@ fn topic_rule(names: &Names) -> Resource {
             ("RoleArn", RULE_ERROR_ROLE.get_att("Arn")),
         ]),
     )]);
-    Resource::new(REGISTRATION_RULE, "AWS::IoT::TopicRule")
-        .prop("RuleName", names.rule.as_str())
+    Resource::new(ids.rule, "AWS::IoT::TopicRule")
+        .prop("RuleName", ids.rule_name.as_str())
         .prop(
             "TopicRulePayload",
             Value::map([
@@ -100,5 +105,5 @@ fn topic_rule(names: &Names) -> Resource {
                 ("ErrorAction", error_action),
             ]),
         )
-        .depends_on(ACTIVATOR_INVOKE_PERMISSION)
+        .depends_on(ids.permission)
 }

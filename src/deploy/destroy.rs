@@ -45,8 +45,9 @@ pub struct DestroyPlan {
     pub attached_certificates: Vec<String>,
     /// CloudFormation termination protection is on: the deletion would be refused.
     pub termination_protection: bool,
-    /// The registration topic rule and the activator function: onboarding, stopped first.
-    pub registration_rule: Option<String>,
+    /// The registration topic rules (one per CA) and the activator function: onboarding,
+    /// stopped first.
+    pub registration_rules: Vec<String>,
     pub activator_function: Option<String>,
     /// The stage the stack belongs to (for messages that say which field to change).
     #[serde(skip)]
@@ -92,14 +93,24 @@ pub async fn destroy_plan(clients: &Clients, stage: &Stage) -> Result<Option<Des
         })
         .collect();
     let template = deployed_template(clients, stack).await.ok();
-    // An adopted CA (its physical id says so) is never deregistered by the provider.
-    let ca_adopted =
-        physical(constructs::CA_REGISTRATION).is_some_and(|p| CaPhysicalId::parse(&p).is_adopted());
-    let ca_retained = ca_adopted
-        || template.as_ref().and_then(|t| {
-            t["Resources"][constructs::CA_REGISTRATION.as_str()]["Properties"]["RetainOnDelete"]
-                .as_str()
-        }) == Some("true");
+    // An adopted CA (its physical id says so) is never deregistered by the provider; the CAs
+    // stay registered when every registration (one per CA) is adopted or retained.
+    let retained = |r: &aws_sdk_cloudformation::types::StackResource| {
+        let adopted = r
+            .physical_resource_id()
+            .is_some_and(|p| CaPhysicalId::parse(p).is_adopted());
+        let id = r.logical_resource_id().unwrap_or_default();
+        adopted
+            || template
+                .as_ref()
+                .and_then(|t| t["Resources"][id]["Properties"]["RetainOnDelete"].as_str())
+                == Some("true")
+    };
+    let ca_retained = out
+        .stack_resources()
+        .iter()
+        .filter(|r| r.resource_type() == Some(jitr_contract::ca_registration::RESOURCE_TYPE))
+        .all(retained);
     Ok(Some(DestroyPlan {
         stack_name: stack.to_string(),
         stack_id: st.stack_id().unwrap_or(stack).to_string(),
@@ -109,7 +120,13 @@ pub async fn destroy_plan(clients: &Clients, stage: &Stage) -> Result<Option<Des
         device_policy,
         attached_certificates,
         termination_protection: st.enable_termination_protection().unwrap_or(false),
-        registration_rule: physical(constructs::REGISTRATION_RULE),
+        registration_rules: out
+            .stack_resources()
+            .iter()
+            .filter(|r| r.resource_type() == Some("AWS::IoT::TopicRule"))
+            .filter_map(|r| r.physical_resource_id().filter(|p| !p.is_empty()))
+            .map(str::to_string)
+            .collect(),
         activator_function: physical(constructs::ACTIVATOR_FUNCTION),
         stage_file: stage.file.clone(),
         stage_name: stage.name.clone(),
@@ -259,7 +276,7 @@ async fn run(
     onboarding
         .stop(
             clients,
-            plan.registration_rule.as_deref(),
+            &plan.registration_rules,
             plan.activator_function.as_deref(),
             reporter,
         )

@@ -26,6 +26,7 @@ pub use events::{Settled, StackEvent};
 pub use verification::creates_registration;
 
 use crate::aws::{self, Clients};
+use crate::ca_summary::CaSummary;
 use crate::diff::{self, ChangeSetChange, StackDiff};
 use crate::error::Error;
 use crate::stage::{CapacityReport, Stage};
@@ -146,16 +147,11 @@ pub async fn deploy(
         stack::deployed_template_of(clients, existing.as_ref(), &stage.stack_name).await?;
     diff::check_ca_mode(&stage.name, deployed.as_ref(), &s.template_json)?;
     let verification =
-        verification::parameter(clients, root, stage, deployed.as_ref(), reporter).await?;
+        verification::parameters(clients, root, stage, deployed.as_ref(), reporter).await?;
     let template_url = publish::publish(clients, &account, s, reporter).await?;
 
-    let parameters = [Some(reservation.parameter()), verification];
-    let request = ChangeSetRequest::new(
-        s,
-        existing.is_some(),
-        parameters.into_iter().flatten().collect(),
-        template_url,
-    );
+    let parameters = std::iter::once(reservation.parameter()).chain(verification);
+    let request = ChangeSetRequest::new(s, existing.is_some(), parameters.collect(), template_url);
     let Some(change_set) = change_set::create(clients, s, &request, reporter).await? else {
         return no_changes(clients, stage, reporter).await;
     };
@@ -168,6 +164,12 @@ pub async fn deploy(
     };
     let d = diff_with(deployed.as_ref(), s, Some(&changes));
     reporter.diff(&d);
+    // Before approval: what happens to the CAs, and the rename trap, loudly.
+    let mut cas = ca_summary_of(deployed.as_ref(), s);
+    crate::ca_summary::count_active(&clients.iot, &mut cas).await?;
+    for line in cas.lines() {
+        reporter.progress(&line);
+    }
     protection::check_change(clients, stage, &change_set.id, &d).await?;
     if !opts.execute {
         return Ok(created(&request, change_set));
@@ -240,7 +242,10 @@ fn diff_with(
 }
 
 /// The template diff between the deployed stack (if any) and the synthesized one.
-pub async fn diff_stack(clients: &Clients, s: &Synthesized) -> Result<StackDiff, Error> {
+pub async fn diff_stack(
+    clients: &Clients,
+    s: &Synthesized,
+) -> Result<(StackDiff, CaSummary), Error> {
     let name = s.stage.stack_name.as_str();
     let deployed = match stack::describe(clients, name).await? {
         Some(st)
@@ -252,7 +257,16 @@ pub async fn diff_stack(clients: &Clients, s: &Synthesized) -> Result<StackDiff,
         _ => None,
     };
     diff::check_ca_mode(&s.stage.name, deployed.as_ref(), &s.template_json)?;
-    Ok(diff_with(deployed.as_ref(), s, None))
+    let mut cas = ca_summary_of(deployed.as_ref(), s);
+    crate::ca_summary::count_active(&clients.iot, &mut cas).await?;
+    Ok((diff_with(deployed.as_ref(), s, None), cas))
+}
+
+/// The CAs the deploy adds and removes, against the deployed template.
+fn ca_summary_of(deployed: Option<&serde_json::Value>, s: &Synthesized) -> CaSummary {
+    let synthesized: serde_json::Value =
+        serde_json::from_str(&s.template_json).expect("synth writes JSON");
+    crate::ca_summary::ca_summary(deployed, &synthesized, &s.stage)
 }
 
 /// A failed AWS call as the library's error.

@@ -21,8 +21,20 @@ use serde_json::{json, Value};
 use std::path::Path;
 
 /// The stack policy of a stage with `protection.ca_registration`: every update allowed,
-/// except replacing or deleting the CA registration.
+/// except replacing or deleting a CA registration: `CaRegistration` and every other CA's
+/// `CaRegistration<Name>` (stack policies take a `*` wildcard in a logical id, AWS
+/// CloudFormation User Guide, "Prevent updates to stack resources").
 pub fn ca_registration_policy() -> Value {
+    policy_denying(&format!("LogicalResourceId/{CA_REGISTRATION}*"))
+}
+
+/// The policy deploy wrote before a stage could have several CAs (the one registration only);
+/// still recognized as ours, and replaced by [`ca_registration_policy`] at the next deploy.
+fn one_ca_policy() -> Value {
+    policy_denying(&format!("LogicalResourceId/{CA_REGISTRATION}"))
+}
+
+fn policy_denying(resource: &str) -> Value {
     json!({
         "Statement": [
             {"Effect": "Allow", "Action": "Update:*", "Principal": "*", "Resource": "*"},
@@ -30,7 +42,7 @@ pub fn ca_registration_policy() -> Value {
                 "Effect": "Deny",
                 "Action": ["Update:Replace", "Update:Delete"],
                 "Principal": "*",
-                "Resource": format!("LogicalResourceId/{CA_REGISTRATION}")
+                "Resource": resource
             }
         ]
     })
@@ -53,6 +65,8 @@ pub enum Policy {
     Open,
     /// The one [`ca_registration_policy`] writes.
     Ours,
+    /// The one deploy wrote before several CAs (it protects `CaRegistration` only).
+    OursOneCa,
     /// Someone else's.
     Other,
 }
@@ -64,6 +78,7 @@ pub fn classify(body: Option<&str>) -> Policy {
     };
     match serde_json::from_str::<Value>(body) {
         Ok(v) if v == ca_registration_policy() => Policy::Ours,
+        Ok(v) if v == one_ca_policy() => Policy::OursOneCa,
         Ok(v) if v == allow_all_policy() => Policy::Open,
         _ => Policy::Other,
     }
@@ -122,7 +137,10 @@ pub async fn before_execute(
     if stage.protection.ca_registration {
         return Ok(());
     }
-    if current_policy(clients, &stage.stack_name).await? == Policy::Ours {
+    if matches!(
+        current_policy(clients, &stage.stack_name).await?,
+        Policy::Ours | Policy::OursOneCa
+    ) {
         lift_policy(clients, stage, reporter).await?;
     }
     Ok(())
@@ -162,11 +180,11 @@ pub async fn apply(clients: &Clients, stage: &Stage, reporter: &dyn Reporter) ->
             }
             set_policy(clients, stack, &ca_registration_policy()).await?;
             reporter.progress(&format!(
-                "stack policy set: an update may not replace or remove {CA_REGISTRATION} \
-                 (protection.ca_registration)"
+                "stack policy set: an update may not replace or remove any CA registration \
+                 ({CA_REGISTRATION}*) (protection.ca_registration)"
             ));
         }
-        (false, Policy::Ours) => lift_policy(clients, stage, reporter).await?,
+        (false, Policy::Ours | Policy::OursOneCa) => lift_policy(clients, stage, reporter).await?,
     }
     Ok(())
 }
@@ -201,7 +219,7 @@ async fn lift_policy(
 ) -> Result<(), Error> {
     set_policy(clients, &stage.stack_name, &allow_all_policy()).await?;
     reporter.progress(&format!(
-        "stack policy lifted: {CA_REGISTRATION} may be replaced or removed \
+        "stack policy lifted: the CA registrations ({CA_REGISTRATION}*) may be replaced or removed \
          (protection.ca_registration is off in {})",
         stage.file.display()
     ));
@@ -245,8 +263,16 @@ mod tests {
         let deny = &p["Statement"][1];
         assert_eq!(deny["Effect"], "Deny");
         assert_eq!(deny["Action"], json!(["Update:Replace", "Update:Delete"]));
-        assert_eq!(deny["Resource"], "LogicalResourceId/CaRegistration");
+        // Every CA's registration: CaRegistration, CaRegistrationCa2026, ...
+        assert_eq!(deny["Resource"], "LogicalResourceId/CaRegistration*");
         assert_eq!(p["Statement"][0]["Action"], "Update:*");
+        // The one-CA policy deploys wrote before is still ours (and lifted or upgraded).
+        let before = one_ca_policy();
+        assert_eq!(
+            before["Statement"][1]["Resource"],
+            "LogicalResourceId/CaRegistration"
+        );
+        assert_eq!(classify(Some(&before.to_string())), Policy::OursOneCa);
     }
 
     /// The CA registration with the shipped `OLD` (dev) or `NEW` (prod) example CA: two

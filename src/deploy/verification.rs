@@ -1,57 +1,81 @@
-//! The `DEFAULT`-mode verification certificate: made (signed with the operator's CA key) only
-//! when this deploy registers the CA; otherwise the deployed value is kept.
+//! The `DEFAULT`-mode verification certificates, one parameter per `DEFAULT`-mode CA: each
+//! made (signed with the operator's CA key) only when this deploy registers that CA; otherwise
+//! the deployed value is kept.
 
 use super::{aws_error, Reporter};
 use crate::aws::Clients;
-use crate::constructs::{CA_REGISTRATION, VERIFICATION_PARAMETER};
+use crate::constructs::{CaIds, Names};
 use crate::error::Error;
-use crate::stage::{Stage, Verification};
+use crate::stage::{Ca, Stage, Verification};
 use aws_sdk_cloudformation::types::Parameter;
 use std::path::Path;
 
-/// Whether this deploy creates or replaces the CA registration: no stack (or no registration
-/// in it) yet, or the provider's own replacement rule
+/// Whether this deploy creates or replaces CA `ca`'s registration: no stack (or no such
+/// registration in it) yet, or the provider's own replacement rule
 /// ([`jitr_lambda_common::pki::needs_new_registration`]) applied to the deployed template's
 /// properties and the stage's.
-pub fn creates_registration(deployed: Option<&serde_json::Value>, stage: &Stage) -> bool {
+pub fn creates_registration(deployed: Option<&serde_json::Value>, stage: &Stage, ca: &Ca) -> bool {
     let Some(t) = deployed else { return true };
-    if t["Parameters"].get(VERIFICATION_PARAMETER).is_none() {
+    let ids = CaIds::new(&ca.name, &Names::new(&stage.stack_name));
+    if t["Parameters"].get(ids.verification_parameter).is_none() {
         // Nothing to keep with UsePreviousValue.
         return true;
     }
-    let props = &t["Resources"][CA_REGISTRATION.as_str()]["Properties"];
+    let props = &t["Resources"][ids.registration.as_str()]["Properties"];
     match jitr_contract::ca_registration::CaIdentity::from_properties(props) {
         Some(deployed) => jitr_lambda_common::pki::needs_new_registration(
             &deployed.ca_certificate_pem,
             &deployed.certificate_mode,
-            &stage.ca.pem,
-            stage.ca.mode.as_str(),
+            &ca.pem,
+            ca.mode.as_str(),
         ),
         None => true,
     }
 }
 
-/// The `DEFAULT`-mode verification certificate parameter. Only a deploy that creates or
-/// replaces the CA registration needs one (AWS IoT reads it when registering); any other
-/// keeps the deployed value (`UsePreviousValue`), so an unchanged stage stays a no-op and
-/// needs neither the CA key nor the certificate file.
-pub async fn parameter(
+/// Every `DEFAULT`-mode CA's verification parameter (see [`parameter`]).
+pub async fn parameters(
     clients: &Clients,
     root: &Path,
     stage: &Stage,
     deployed: Option<&serde_json::Value>,
     reporter: &dyn Reporter,
+) -> Result<Vec<Parameter>, Error> {
+    let mut out = Vec::new();
+    for ca in stage.cas() {
+        if let Some(p) = parameter(clients, root, stage, ca, deployed, reporter).await? {
+            out.push(p);
+        }
+    }
+    Ok(out)
+}
+
+/// CA `ca`'s `DEFAULT`-mode verification certificate parameter. Only a deploy that creates or
+/// replaces its registration needs one (AWS IoT reads it when registering); any other keeps
+/// the deployed value (`UsePreviousValue`), so an unchanged stage stays a no-op and needs
+/// neither the CA key nor the certificate file.
+pub async fn parameter(
+    clients: &Clients,
+    root: &Path,
+    stage: &Stage,
+    ca: &Ca,
+    deployed: Option<&serde_json::Value>,
+    reporter: &dyn Reporter,
 ) -> Result<Option<Parameter>, Error> {
-    let Some(v) = &stage.ca.verification else {
+    let Some(v) = &ca.verification else {
         return Ok(None);
     };
-    let param = Parameter::builder().parameter_key(VERIFICATION_PARAMETER);
-    if !creates_registration(deployed, stage) {
-        reporter.progress(
-            "CA registration unchanged: keeping its verification certificate (no CA key needed)",
-        );
+    let ids = CaIds::new(&ca.name, &Names::new(&stage.stack_name));
+    let param = Parameter::builder().parameter_key(ids.verification_parameter);
+    if !creates_registration(deployed, stage, ca) {
+        reporter.progress(&format!(
+            "CA {} registration unchanged: keeping its verification certificate (no CA key \
+             needed)",
+            ca.name
+        ));
         return Ok(Some(param.use_previous_value(true).build()));
     }
+    let at = &ca.field;
     let why = "it is needed because this deploy registers the CA (a first deploy, or a new CA \
                certificate or mode)";
     let pem = match v {
@@ -59,21 +83,21 @@ pub async fn parameter(
         Verification::PrivateKeyFile(path) => {
             let key = std::fs::read_to_string(root.join(path)).map_err(|e| {
                 Error::Verification(format!(
-                    "{}: ca.verification.private_key_file {path}: {e}; {why}",
+                    "{}: {at}.verification.private_key_file {path}: {e}; {why}",
                     stage.file.display()
                 ))
             })?;
-            certificate(clients, stage, &key).await?
+            certificate(clients, stage, ca, &key).await?
         }
         Verification::PrivateKeyEnv(var) => {
             let key = std::env::var(var).map_err(|_| {
                 Error::Verification(format!(
-                    "{}: ca.verification.private_key_env: environment variable {var} is not set \
-                     (it must hold the CA private key, PEM); {why}",
+                    "{}: {at}.verification.private_key_env: environment variable {var} is not \
+                     set (it must hold the CA private key, PEM); {why}",
                     stage.file.display()
                 ))
             })?;
-            certificate(clients, stage, &key).await?
+            certificate(clients, stage, ca, &key).await?
         }
     };
     Ok(Some(param.parameter_value(pem).build()))
@@ -81,7 +105,13 @@ pub async fn parameter(
 
 /// Signs the `DEFAULT`-mode verification certificate (CN = this account and region's
 /// registration code) with the operator's CA key. The key stays in this process's memory.
-async fn certificate(clients: &Clients, stage: &Stage, key_pem: &str) -> Result<String, Error> {
+async fn certificate(
+    clients: &Clients,
+    stage: &Stage,
+    ca: &Ca,
+    key_pem: &str,
+) -> Result<String, Error> {
+    let at = &ca.field;
     let code = clients
         .iot
         .get_registration_code()
@@ -93,13 +123,13 @@ async fn certificate(clients: &Clients, stage: &Stage, key_pem: &str) -> Result<
         .to_string();
     let key = rcgen::KeyPair::from_pem(key_pem).map_err(|_| {
         Error::Verification(format!(
-            "{}: ca.verification: the CA private key is not a PEM private key rcgen can use \
+            "{}: {at}.verification: the CA private key is not a PEM private key rcgen can use \
              (PKCS#8 ECDSA P-256/P-384, Ed25519 or RSA)",
             stage.file.display()
         ))
     })?;
-    let issuer = rcgen::Issuer::from_ca_cert_pem(&stage.ca.pem, key).map_err(|e| {
-        Error::Verification(format!("{}: ca.certificate: {e}", stage.file.display()))
+    let issuer = rcgen::Issuer::from_ca_cert_pem(&ca.pem, key).map_err(|e| {
+        Error::Verification(format!("{}: {at}.certificate: {e}", stage.file.display()))
     })?;
     let leaf_key = rcgen::KeyPair::generate()
         .map_err(|e| Error::Verification(format!("generating the verification key: {e}")))?;
@@ -112,15 +142,15 @@ async fn certificate(clients: &Clients, stage: &Stage, key_pem: &str) -> Result<
         .signed_by(&leaf_key, &issuer)
         .map_err(|e| Error::Verification(format!("signing the verification certificate: {e}")))?;
     // A certificate signed by some other key would be refused by AWS anyway; say so now.
-    let ca = jitr_lambda_common::pki::Certificate::from_pem(&stage.ca.pem)
+    let ca_cert = jitr_lambda_common::pki::Certificate::from_pem(&ca.pem)
         .map_err(|e| Error::Verification(e.to_string()))?;
     let made = jitr_lambda_common::pki::Certificate::from_pem(&cert.pem())
         .map_err(|e| Error::Verification(e.to_string()))?;
-    made.verify_signed_by(&ca).map_err(|_| {
+    made.verify_signed_by(&ca_cert).map_err(|_| {
         Error::Verification(format!(
-            "{}: ca.verification: the private key does not belong to the CA certificate {}",
+            "{}: {at}.verification: the private key does not belong to the CA certificate {}",
             stage.file.display(),
-            stage.ca.certificate_file
+            ca.certificate_file
         ))
     })?;
     Ok(cert.pem())

@@ -311,7 +311,10 @@ mod tests {
         assert_eq!(raw.stack_name, "acme-dev");
         assert_eq!(raw.region, "eu-west-1");
         assert_eq!(raw.tags["project"], "acme");
-        assert_eq!(raw.ca.certificate, CA_CERTIFICATE);
+        let crate::stage::CaField::One(ca) = &raw.ca else {
+            panic!("init writes one CA")
+        };
+        assert_eq!(ca.certificate, CA_CERTIFICATE);
         assert_eq!(raw.device_policy.template, POLICY_TEMPLATE);
         let wf = plan.files.iter().find(|f| f.path == WORKFLOW).unwrap();
         let v: serde_yaml::Value = serde_yaml::from_str(&wf.contents).unwrap();

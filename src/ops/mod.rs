@@ -26,6 +26,9 @@ pub struct Deployed {
     /// The registered CA's AWS IoT id (the stack's `CaCertificateId` output, else the
     /// activator's configuration).
     pub ca_certificate_id: Option<String>,
+    /// Every CA the activator serves (its `JITR_CA_CERTIFICATE_ID` list), the one above
+    /// first: a stage rotating its CA has several.
+    pub ca_certificate_ids: Vec<String>,
     pub rule_name: Option<String>,
     pub activator_function: String,
     pub failure_queue_url: Option<String>,
@@ -107,20 +110,37 @@ pub async fn deployed(
         .and_then(|o| o.output_value())
         .filter(|v| !v.is_empty())
         .map(str::to_string);
-    let ca_certificate_id =
-        output.or_else(|| function.env(jitr_contract::activator::ENV_CA_CERTIFICATE_ID));
+    let (ca_certificate_id, ca_certificate_ids) = ca_ids(output, &function);
     Ok(Deployed {
         stage: stage.name.clone(),
         stack_name: name.to_string(),
         region: clients.region.clone(),
         alarm_prefix: Names::new(name).alarm_prefix,
         ca_certificate_id,
+        ca_certificate_ids,
         rule_name: physical(constructs::REGISTRATION_RULE),
         activator_function,
         failure_queue_url: physical(constructs::ACTIVATOR_FAILURE_QUEUE),
         stack_alarms,
         function,
     })
+}
+
+/// The CA `status` reports first (the `CaCertificateId` output, the CA named `default`; else
+/// the activator's first) and every CA the activator serves (`JITR_CA_CERTIFICATE_ID` lists
+/// them all), that one first.
+fn ca_ids(output: Option<String>, function: &FunctionSettings) -> (Option<String>, Vec<String>) {
+    let listed: Vec<String> = function
+        .env(jitr_contract::activator::ENV_CA_CERTIFICATE_ID)
+        .map(|ids| ids.split(',').map(|id| id.trim().to_string()).collect())
+        .unwrap_or_default();
+    let first = output.or_else(|| listed.first().cloned());
+    let all = first
+        .iter()
+        .chain(listed.iter().filter(|id| Some(*id) != first.as_ref()))
+        .cloned()
+        .collect();
+    (first, all)
 }
 
 /// The activator's timeout and environment (GetFunctionConfiguration) and its reserved

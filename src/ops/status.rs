@@ -38,6 +38,9 @@ pub struct Status {
     pub ca: Option<CaView>,
     pub rule: Option<RuleView>,
     pub pending: Option<PendingView>,
+    /// The other CAs the activator serves (a stage rotating its CA), each with its pending
+    /// certificates; `ca` and `pending` above are the CA named `default`'s.
+    pub other_cas: Vec<OtherCaView>,
     pub failure_queue: Option<QueueView>,
     pub last_hour: LastHour,
     pub alarms: Vec<AlarmView>,
@@ -53,6 +56,14 @@ pub struct CaView {
     pub auto_registration: bool,
     pub not_after: Option<String>,
     pub expires_in_days: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OtherCaView {
+    #[serde(flatten)]
+    pub ca: CaView,
+    pub pending: Option<PendingView>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -135,6 +146,15 @@ pub async fn status(clients: &Clients, d: &Deployed, max_pages: u32) -> Result<S
         attention.push(format!("the activator's configuration is invalid: {e}"));
         SweepConfig::default()
     });
+    let mut other_cas = Vec::new();
+    for id in d.ca_certificate_ids.iter().skip(1) {
+        let view = ca(clients, id, now).await?;
+        let pending = match view.status {
+            Some(_) => Some(pending(clients, id, sweep.grace_seconds, max_pages, now).await?),
+            None => None,
+        };
+        other_cas.push(OtherCaView { ca: view, pending });
+    }
     let ca = match &d.ca_certificate_id {
         Some(id) => Some(ca(clients, id, now).await?),
         None => None,
@@ -160,6 +180,7 @@ pub async fn status(clients: &Clients, d: &Deployed, max_pages: u32) -> Result<S
         ca,
         rule,
         pending,
+        other_cas,
         failure_queue,
         last_hour: last_hour(clients, &d.activator_function).await?,
         alarms: alarms(clients, d).await?,
@@ -495,7 +516,7 @@ fn capacity(d: &Deployed, attention: &mut Vec<String>) -> CapacityView {
 /// The attention items of what was read (B9's list), one sentence each.
 fn needs_attention(s: &Status, stage: &str) -> Vec<String> {
     let mut out = Vec::new();
-    if let Some(ca) = &s.ca {
+    for ca in s.ca.iter().chain(s.other_cas.iter().map(|o| &o.ca)) {
         match ca.status.as_deref() {
             None => out.push(format!("CA {} is not registered in AWS IoT", ca.id)),
             Some("ACTIVE") => {}
@@ -576,6 +597,7 @@ mod tests {
                 enabled: true,
             }),
             pending: None,
+            other_cas: Vec::new(),
             failure_queue: None,
             last_hour: LastHour::default(),
             alarms: vec![AlarmView {
@@ -625,6 +647,42 @@ mod tests {
         let mut s = healthy();
         s.ca.as_mut().unwrap().expires_in_days = Some(EXPIRY_WARNING_DAYS);
         assert!(needs_attention(&s, "prod").is_empty());
+    }
+
+    #[test]
+    fn every_ca_of_a_rotating_stage_is_reported() {
+        let mut s = healthy();
+        let other = "cd".repeat(32);
+        s.other_cas.push(OtherCaView {
+            ca: CaView {
+                id: other.clone(),
+                status: Some("INACTIVE".into()),
+                auto_registration: true,
+                not_after: None,
+                expires_in_days: Some(10),
+            },
+            pending: Some(PendingView {
+                count: 3,
+                truncated: false,
+                pages: 1,
+                listed: 5,
+                oldest_age_seconds: None,
+                over_grace: 0,
+                grace_seconds: 900,
+            }),
+        });
+        assert_eq!(
+            needs_attention(&s, "prod"),
+            [
+                format!("CA {other} is INACTIVE: devices it signed cannot register"),
+                format!("CA {other} expires in 10 days"),
+            ]
+        );
+        let text = crate::ops::status_text::text(&s);
+        assert!(text.contains("CA cdcdcdcdcdcd…: INACTIVE, auto-registration on, expires in 10 days\n  pending 3\n"), "{text}");
+        let json = serde_json::to_value(&s).unwrap();
+        assert_eq!(json["otherCas"][0]["id"], serde_json::json!(other));
+        assert_eq!(json["otherCas"][0]["pending"]["count"], 3);
     }
 
     #[test]

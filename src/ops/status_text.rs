@@ -7,6 +7,20 @@ use std::collections::BTreeMap;
 pub fn text(s: &Status) -> String {
     let mut t = format!("stack {} ({}), stage {}\n", s.stack, s.region, s.stage);
     t.push_str(&ca_line(s.ca.as_ref()));
+    for o in &s.other_cas {
+        t.push_str(&ca_line(Some(&o.ca)));
+        if let Some(p) = &o.pending {
+            t.push_str(&format!(
+                "  pending {}{}\n",
+                p.count,
+                if p.truncated {
+                    "+ (listing truncated)"
+                } else {
+                    ""
+                }
+            ));
+        }
+    }
     t.push_str(&match &s.rule {
         Some(r) if !r.exists => format!("rule {}: missing\n", r.name),
         Some(r) => format!("rule {}: {}\n", r.name, on_off(r.enabled)),

@@ -192,8 +192,9 @@ mod tests {
             partition: "aws",
             account: None,
             tags: Default::default(),
-            ca: super::super::Ca {
+            cas: vec![super::super::Ca {
                 name: super::super::DEFAULT_CA_NAME.to_string(),
+                field: "ca".into(),
                 certificate_file: "certs/dev-ca.pem".into(),
                 pem: pem.into(),
                 certificate: jitr_lambda_common::pki::Certificate::from_pem(pem).unwrap(),
@@ -203,7 +204,8 @@ mod tests {
                 status: Default::default(),
                 retain_on_delete: false,
                 adopt: false,
-            },
+            }],
+            warnings: Vec::new(),
             activator,
             device_policy: super::super::DevicePolicy {
                 template_file: "p".into(),

@@ -34,8 +34,9 @@ pub struct StageFile {
     /// Tags applied to the stack (CloudFormation propagates them to the resources).
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
-    /// The device-signing CA.
-    pub ca: CaSection,
+    /// The device-signing CA, or a list of named CAs (to rotate: add the new one, migrate the
+    /// devices, remove the old one).
+    pub ca: CaField,
     /// The activator Lambda.
     #[serde(default)]
     pub activator: ActivatorSection,
@@ -84,9 +85,66 @@ pub struct EncryptionSection {
     pub kms_key_arn: Option<String>,
 }
 
+/// `ca:` as written: one CA (the CA named `default`) or a list of CAs, each with a `name`.
+#[derive(Debug, Clone)]
+pub enum CaField {
+    One(CaSection),
+    List(Vec<CaSection>),
+}
+
+impl<'de> Deserialize<'de> for CaField {
+    /// A mapping is one CA, a sequence a list; read through serde_yaml's own deserializer (not
+    /// an untagged enum) so an error keeps its field and line.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = CaField;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("one CA (a mapping) or a list of CAs")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<CaField, A::Error> {
+                let d = serde::de::value::MapAccessDeserializer::new(map);
+                CaSection::deserialize(d).map(CaField::One)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<CaField, A::Error> {
+                let d = serde::de::value::SeqAccessDeserializer::new(seq);
+                Vec::<CaSection>::deserialize(d).map(CaField::List)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl JsonSchema for CaField {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "CaField".into()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let one = generator.subschema_for::<CaSection>();
+        schemars::json_schema!({
+            "oneOf": [
+                one,
+                {
+                    "type": "array",
+                    "description": "Several CAs (rotation); each needs a unique `name`. Name \
+                        the CA you had before `default`: its registration then stays as it is.",
+                    "items": one,
+                    "minItems": 1,
+                    "maxItems": super::MAX_CAS,
+                }
+            ]
+        })
+    }
+}
+
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CaSection {
+    /// The CA's name, `[a-z][a-z0-9-]{0,30}`, unique in the stage: required in a list, where it
+    /// names the CA's resources (`default` keeps the one-CA names). One CA is `default`.
+    #[serde(default)]
+    pub name: Option<String>,
     /// Path of the CA certificate (PEM), relative to the project root. Never the key.
     pub certificate: String,
     /// `SNI_ONLY` (no verification certificate; devices must send SNI) or `DEFAULT`

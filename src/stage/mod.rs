@@ -13,12 +13,14 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 mod capacity;
+mod cas;
 mod file;
 mod locate;
 mod revocation;
 mod validate;
 
 pub use capacity::{CapacityReport, Repeated, ReservationSource, DUPLICATE_EVENTS, EXAMPLE_BATCH};
+pub use cas::{ca_id_suffix, is_ca_name, CA_EXPIRY_WARNING_DAYS};
 pub use file::*;
 pub use locate::locate;
 pub use revocation::Revocation;
@@ -53,7 +55,11 @@ pub struct Stage {
     pub partition: &'static str,
     pub account: Option<String>,
     pub tags: BTreeMap<String, String>,
-    pub ca: Ca,
+    /// Every CA, in the stage file's order (at least one); reach them with [`Stage::cas`].
+    cas: Vec<Ca>,
+    /// What loading found that does not stop a deploy (printed by validate, synth, diff and
+    /// deploy; in their --json output too).
+    pub warnings: Vec<Problem>,
     pub activator: ActivatorSection,
     pub device_policy: DevicePolicy,
     /// A customer-managed KMS key (validated ARN in the stage's partition and region).
@@ -67,11 +73,18 @@ pub struct Stage {
 
 /// The name of the CA of a one-CA stage (`ca:` written as one CA, not a list).
 pub const DEFAULT_CA_NAME: &str = "default";
+/// At most this many CAs in a stage.
+pub const MAX_CAS: usize = jitr_contract::activator::MAX_CA_CERTIFICATE_IDS;
 
 impl Stage {
     /// Every CA of the stage, in the stage file's order.
     pub fn cas(&self) -> &[Ca] {
-        std::slice::from_ref(&self.ca)
+        &self.cas
+    }
+
+    /// The CAs, to change (tests and tools that derive a stage from another).
+    pub fn cas_mut(&mut self) -> &mut Vec<Ca> {
+        &mut self.cas
     }
 
     /// The CA named `name`; with `None`, the stage's only CA (an error names the choices when
@@ -107,6 +120,8 @@ impl Stage {
 pub struct Ca {
     /// The CA's name in the stage ([`DEFAULT_CA_NAME`] for a one-CA stage).
     pub name: String,
+    /// Where it is written, for messages: `ca` (one CA) or `ca[1]` (a list's second entry).
+    pub field: String,
     pub certificate_file: String,
     /// The PEM as read (normalized to end in one newline).
     pub pem: String,
@@ -270,6 +285,7 @@ pub fn parse(root: &Path, name: &str, rel: &Path, text: &str) -> Result<Stage, S
         root,
         text,
         problems: Vec::new(),
+        warnings: Vec::new(),
     };
     let stage = v.stage(name, rel, raw);
     match stage {

@@ -12,8 +12,6 @@ use x509_parser::prelude::*;
 pub struct Revocation {
     /// Serials (normal form) and the CA ids they are revoked for.
     pub list: RevocationList,
-    /// Things to know that do not stop a deploy (a CRL past its nextUpdate), one line each.
-    pub warnings: Vec<String>,
 }
 
 impl Validator<'_> {
@@ -23,7 +21,6 @@ impl Validator<'_> {
         let problems = self.problems.len();
         let mut out = Revocation {
             list: RevocationList::default(),
-            warnings: Vec::new(),
         };
         for (i, text) in r.serials.iter().enumerate() {
             match normalize_serial(text) {
@@ -53,8 +50,14 @@ impl Validator<'_> {
                     for s in serials {
                         out.list.add(s, &id);
                     }
-                    out.warnings
-                        .extend(warning.map(|w| format!("{field}: {path}: {w}")));
+                    if let Some(w) = warning {
+                        // Not a problem: a deploy goes on (the stage's warnings are printed).
+                        self.warnings.push(super::Problem {
+                            line: super::locate(self.text, &field),
+                            message: format!("{path}: {w}"),
+                            field,
+                        });
+                    }
                 }
                 Err(m) => self.problem(&field, format!("{path}: {m}")),
             }

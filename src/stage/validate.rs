@@ -8,6 +8,8 @@ pub(super) struct Validator<'a> {
     pub(super) root: &'a Path,
     pub(super) text: &'a str,
     pub(super) problems: Vec<Problem>,
+    /// What does not stop a deploy but should be read (a CA that expires soon).
+    pub(super) warnings: Vec<Problem>,
 }
 
 impl Validator<'_> {
@@ -96,15 +98,15 @@ impl Validator<'_> {
                 );
             }
         }
-        let ca = self.ca(raw.ca);
+        let cas = self.cas(raw.ca);
         self.activator(&raw.activator);
         self.rates(&raw.activator);
         self.reconciler(&raw.reconciler);
         if let Some(email) = &raw.alarms.email {
             self.email(email);
         }
-        let revocation = match (&raw.revocation, &ca) {
-            (Some(r), Some(ca)) => self.revocation(r, std::slice::from_ref(ca)),
+        let revocation = match (&raw.revocation, &cas) {
+            (Some(r), Some(cas)) => self.revocation(r, cas),
             _ => None,
         };
         let device_policy = self.device_policy(raw.device_policy);
@@ -119,7 +121,8 @@ impl Validator<'_> {
             partition: partition?,
             account: raw.account,
             tags: raw.tags,
-            ca: ca?,
+            cas: cas?,
+            warnings: std::mem::take(&mut self.warnings),
             activator: raw.activator,
             device_policy: device_policy?,
             kms_key_arn: raw.encryption.kms_key_arn,
@@ -243,69 +246,48 @@ impl Validator<'_> {
         }
     }
 
-    fn ca(&mut self, raw: CaSection) -> Option<Ca> {
-        let text = self.read("ca.certificate", &raw.certificate);
+    /// One CA; `at` is its field path (`ca`, or `ca[1]` in a list).
+    pub(super) fn ca(&mut self, at: &str, name: String, raw: CaSection) -> Option<Ca> {
+        let field = |f: &str| format!("{at}.{f}");
+        let text = self.read(&field("certificate"), &raw.certificate);
         let certificate = text
             .as_deref()
             .and_then(|pem| match Certificate::from_pem(pem) {
                 Ok(c) => Some(c),
                 Err(e) => {
-                    self.problem("ca.certificate", format!("{}: {e}", raw.certificate));
+                    self.problem(&field("certificate"), format!("{}: {e}", raw.certificate));
                     None
                 }
             });
         if let Some(c) = &certificate {
-            if text.as_deref().is_some_and(|t| t.contains("PRIVATE KEY")) {
-                self.problem(
-                    "ca.certificate",
-                    format!(
-                        "{}: holds a private key; keep only the certificate in the project",
-                        raw.certificate
-                    ),
-                );
-            }
-            if !c.is_ca() {
-                self.problem(
-                    "ca.certificate",
-                    format!(
-                        "{}: `{}` is not a CA certificate (basicConstraints CA:TRUE is missing)",
-                        raw.certificate,
-                        c.subject()
-                    ),
-                );
-            }
-            if let Err(e) = c.check_validity_at(unix_now()) {
-                self.problem("ca.certificate", format!("{}: CA {e}", raw.certificate));
-            }
-            // The activator must be able to verify every device certificate this CA signs;
-            // one it cannot check would fail every activation of the fleet.
-            if let Err(e) = c.check_verifiable_issuer() {
-                self.problem("ca.certificate", format!("{}: {e}", raw.certificate));
-            }
+            self.ca_certificate(&field("certificate"), &raw.certificate, c, text.as_deref());
         }
         let verification = match (raw.mode, raw.verification) {
             (CertificateMode::SniOnly, None) => None,
             (CertificateMode::SniOnly, Some(_)) => {
                 self.problem(
-                    "ca.verification",
+                    &field("verification"),
                     "is only used with mode DEFAULT; remove it or set mode: DEFAULT",
                 );
                 None
             }
             (CertificateMode::Default, None) => {
                 self.problem(
-                    "ca.mode",
-                    "DEFAULT mode needs `ca.verification` (private_key_file, private_key_env or \
-                     certificate_file); or use SNI_ONLY, which needs none",
+                    &field("mode"),
+                    format!(
+                        "DEFAULT mode needs `{at}.verification` (private_key_file, private_key_env \
+                         or certificate_file); or use SNI_ONLY, which needs none"
+                    ),
                 );
                 None
             }
-            (CertificateMode::Default, Some(v)) => self.verification(v, certificate.as_ref()),
+            (CertificateMode::Default, Some(v)) => self.verification(at, v, certificate.as_ref()),
         };
         let mut pem = text?.trim().to_string();
         pem.push('\n');
         Some(Ca {
-            name: DEFAULT_CA_NAME.to_string(),
+            name,
+            field: at.to_string(),
             certificate_file: raw.certificate,
             pem,
             certificate: certificate?,
@@ -318,8 +300,38 @@ impl Validator<'_> {
         })
     }
 
+    /// The CA certificate's own checks: no key beside it, a CA, valid now (a warning when it
+    /// ends soon), and one whose device certificates the activator can verify.
+    fn ca_certificate(&mut self, field: &str, file: &str, c: &Certificate, text: Option<&str>) {
+        if text.is_some_and(|t| t.contains("PRIVATE KEY")) {
+            self.problem(
+                field,
+                format!("{file}: holds a private key; keep only the certificate in the project"),
+            );
+        }
+        if !c.is_ca() {
+            self.problem(
+                field,
+                format!(
+                    "{file}: `{}` is not a CA certificate (basicConstraints CA:TRUE is missing)",
+                    c.subject()
+                ),
+            );
+        }
+        match c.check_validity_at(unix_now()) {
+            Err(e) => self.problem(field, format!("{file}: CA {e}")),
+            Ok(()) => self.expiry(field, file, c),
+        }
+        // The activator must be able to verify every device certificate this CA signs;
+        // one it cannot check would fail every activation of the fleet.
+        if let Err(e) = c.check_verifiable_issuer() {
+            self.problem(field, format!("{file}: {e}"));
+        }
+    }
+
     fn verification(
         &mut self,
+        at: &str,
         raw: VerificationSection,
         ca: Option<&Certificate>,
     ) -> Option<Verification> {
@@ -333,7 +345,7 @@ impl Validator<'_> {
         .count();
         if set != 1 {
             self.problem(
-                "ca.verification",
+                &format!("{at}.verification"),
                 format!("set exactly one of private_key_file, private_key_env, certificate_file ({set} set)"),
             );
             return None;
@@ -341,7 +353,7 @@ impl Validator<'_> {
         if let Some(path) = raw.private_key_file {
             // Read at deploy, never at synth; only the path's shape is checked here.
             if path.trim().is_empty() {
-                self.problem("ca.verification.private_key_file", "is empty");
+                self.problem(&format!("{at}.verification.private_key_file"), "is empty");
             }
             return Some(Verification::PrivateKeyFile(path));
         }
@@ -351,25 +363,31 @@ impl Validator<'_> {
                 && var.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
             if !valid {
                 self.problem(
-                    "ca.verification.private_key_env",
+                    &format!("{at}.verification.private_key_env"),
                     format!("{var:?} is not an environment variable name"),
                 );
             }
             return Some(Verification::PrivateKeyEnv(var));
         }
         let path = raw.certificate_file?;
-        let pem = self.read("ca.verification.certificate_file", &path)?;
+        let pem = self.read(&format!("{at}.verification.certificate_file"), &path)?;
         match Certificate::from_pem(&pem) {
             Ok(cert) => {
                 if let Some(ca) = ca {
                     if let Err(e) = cert.verify_signed_by(ca) {
-                        self.problem("ca.verification.certificate_file", format!("{path}: {e}"));
+                        self.problem(
+                            &format!("{at}.verification.certificate_file"),
+                            format!("{path}: {e}"),
+                        );
                     }
                 }
                 Some(Verification::CertificateFile { path, pem })
             }
             Err(e) => {
-                self.problem("ca.verification.certificate_file", format!("{path}: {e}"));
+                self.problem(
+                    &format!("{at}.verification.certificate_file"),
+                    format!("{path}: {e}"),
+                );
                 None
             }
         }

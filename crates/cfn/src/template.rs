@@ -17,6 +17,11 @@ impl LogicalId {
         self.0
     }
 
+    /// A logical id made at run time (e.g. from a name in the stage file), interned.
+    pub fn named(id: &str) -> LogicalId {
+        LogicalId(intern(id))
+    }
+
     /// `{"Ref": id}`.
     pub fn r#ref(self) -> Value {
         Value::Ref(self.0.to_string())
@@ -32,6 +37,21 @@ impl fmt::Display for LogicalId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.0)
     }
+}
+
+/// `s` as a `&'static str`: each distinct string is leaked once and shared after, so the memory
+/// is bounded by the names a process makes (a few per CA of a stage), never by the calls.
+pub fn intern(s: &str) -> &'static str {
+    use std::collections::BTreeSet;
+    use std::sync::Mutex;
+    static NAMES: Mutex<BTreeSet<&'static str>> = Mutex::new(BTreeSet::new());
+    let mut names = NAMES.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(known) = names.get(s) {
+        return known;
+    }
+    let leaked: &'static str = Box::leak(s.to_string().into_boxed_str());
+    names.insert(leaked);
+    leaked
 }
 
 /// Pseudo parameters.

@@ -26,17 +26,11 @@ impl Activator {
         let ignored = |code, reason: String| {
             Ok(ActivationReport::new(id, Outcome::Ignored).because(code, reason))
         };
-        if event.ca_certificate_id != self.config.ca_certificate_id {
-            return ignored(
-                ReasonCode::OtherCa,
-                format!(
-                    "event is for CA {}, this activator serves CA {}",
-                    event.ca_certificate_id, self.config.ca_certificate_id
-                ),
-            );
+        if !self.config.accepts_ca(&event.ca_certificate_id) {
+            return ignored(ReasonCode::OtherCa, self.not_our_ca(event));
         }
 
-        // The event is a hint; the registry is the truth. Our CA certificate (for the
+        // The event is a hint; the registry is the truth. The event's CA certificate (for the
         // signature check) is read at the same time on a cold start.
         let (described, ca) = tokio::join!(
             self.iot_call(inv, IotApi::DescribeCertificate, || self
@@ -44,7 +38,7 @@ impl Activator {
                 .describe_certificate()
                 .certificate_id(id)
                 .send()),
-            self.our_ca(inv)
+            self.our_ca(inv, &event.ca_certificate_id)
         );
         let described = match described {
             Ok(out) => out,
@@ -81,14 +75,20 @@ impl Activator {
                 )
             }
         };
+        // Both ours, but the registry names another of our CAs than the event: it wins.
+        let ca = match desc
+            .ca_certificate_id()
+            .filter(|c| *c != event.ca_certificate_id)
+        {
+            Some(registry_ca) => self.our_ca(inv, registry_ca).await,
+            None => ca,
+        };
         if let Some(not_ours) = not_issued_by(id, &cert, ca?)? {
             return Ok(not_ours);
         }
-        // Ours. Listed as revoked: never let in (before any other check).
-        if self
-            .revocation
-            .is_revoked(&cert.serial_hex(), &self.config.ca_certificate_id)
-        {
+        // Ours. Listed as revoked (for the CA that issued it): never let in, before any check.
+        let issuer = desc.ca_certificate_id().unwrap_or(&event.ca_certificate_id);
+        if self.revocation.is_revoked(&cert.serial_hex(), issuer) {
             return self.revoke_listed(inv, id, &cert).await;
         }
         // Now the stage's acceptance checks.
@@ -96,6 +96,14 @@ impl Activator {
             return self.reject(inv, id, code, reason).await;
         }
         self.provision(inv, id, arn, &cert).await
+    }
+
+    fn not_our_ca(&self, event: &RegisteredEvent) -> String {
+        format!(
+            "event is for CA {}, this activator serves CA {}",
+            event.ca_certificate_id,
+            self.config.ca_certificate_ids.join(", ")
+        )
     }
 
     /// The registry's word, before any signature check: another CA's certificate, one that
@@ -109,7 +117,7 @@ impl Activator {
             Some(ActivationReport::new(id, Outcome::Ignored).because(code, reason))
         };
         if let Some(ca) = desc.ca_certificate_id() {
-            if ca != self.config.ca_certificate_id {
+            if !self.config.accepts_ca(ca) {
                 return ignored(
                     ReasonCode::OtherCa,
                     format!("certificate belongs to CA {ca}"),
@@ -178,28 +186,39 @@ impl Activator {
         Ok(report)
     }
 
-    async fn our_ca(&self, inv: &Invocation<'_>) -> Result<&Certificate, ActivatorError> {
-        self.ca
-            .get_or_try_init(|| async {
-                let out = self
-                    .iot_call(inv, IotApi::DescribeCACertificate, || {
-                        self.iot
-                            .describe_ca_certificate()
-                            .certificate_id(&self.config.ca_certificate_id)
-                            .send()
-                    })
-                    .await
-                    .map_err(|e| match aws("DescribeCACertificate", e) {
-                        throttled @ ActivatorError::IotThrottled { .. } => throttled,
-                        other => ActivatorError::CaCertificate(other.to_string()),
-                    })?;
-                let pem = out
-                    .certificate_description()
-                    .and_then(|d| d.certificate_pem())
-                    .ok_or_else(|| ActivatorError::CaCertificate("response has no PEM".into()))?;
-                Certificate::from_pem(pem).map_err(|e| ActivatorError::CaCertificate(e.to_string()))
-            })
-            .await
+    /// CA `ca_id`'s certificate (one of ours), read once per container.
+    async fn our_ca(
+        &self,
+        inv: &Invocation<'_>,
+        ca_id: &str,
+    ) -> Result<&Certificate, ActivatorError> {
+        let cell = self
+            .config
+            .ca_certificate_ids
+            .iter()
+            .position(|c| c == ca_id)
+            .and_then(|i| self.cas.get(i))
+            .ok_or_else(|| ActivatorError::CaCertificate(format!("{ca_id} is not ours")))?;
+        cell.get_or_try_init(|| async {
+            let out = self
+                .iot_call(inv, IotApi::DescribeCACertificate, || {
+                    self.iot
+                        .describe_ca_certificate()
+                        .certificate_id(ca_id)
+                        .send()
+                })
+                .await
+                .map_err(|e| match aws("DescribeCACertificate", e) {
+                    throttled @ ActivatorError::IotThrottled { .. } => throttled,
+                    other => ActivatorError::CaCertificate(other.to_string()),
+                })?;
+            let pem = out
+                .certificate_description()
+                .and_then(|d| d.certificate_pem())
+                .ok_or_else(|| ActivatorError::CaCertificate("response has no PEM".into()))?;
+            Certificate::from_pem(pem).map_err(|e| ActivatorError::CaCertificate(e.to_string()))
+        })
+        .await
     }
 
     fn acceptance_checks(&self, cert: &Certificate) -> Result<(), (ReasonCode, String)> {

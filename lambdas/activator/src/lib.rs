@@ -36,6 +36,7 @@ pub mod limiter;
 pub mod metrics;
 pub mod recent;
 pub mod sweep;
+pub mod sweep_marker;
 
 use error::SdkError;
 pub use error::{aws, ActivatorError};
@@ -45,8 +46,9 @@ pub struct Activator {
     iot: aws_sdk_iot::Client,
     config: ActivatorConfig,
     subject_pattern: Option<regex_lite::Regex>,
-    /// Our CA certificate, read once from AWS IoT on first use.
-    ca: OnceCell<Certificate>,
+    /// Our CA certificates (one per id of the configuration, in its order), each read once
+    /// from AWS IoT on first use.
+    cas: Vec<OnceCell<Certificate>>,
     metrics: Arc<metrics::Emf>,
     limiter: Limiter,
     recent: recent::Recent,
@@ -103,14 +105,18 @@ impl Activator {
         };
         Ok(Activator {
             iot,
-            config,
             subject_pattern,
-            ca: OnceCell::new(),
+            cas: config
+                .ca_certificate_ids
+                .iter()
+                .map(|_| OnceCell::new())
+                .collect(),
             metrics: Arc::new(metrics::Emf::stdout()),
             limiter: Limiter::new(&RateConfig::default(), Arc::new(TokioClock)),
             recent: recent::Recent::default(),
             sweep: None,
             revocation: RevocationList::default(),
+            config,
         })
     }
 

@@ -3,12 +3,13 @@
 //! (design memo B5).
 //!
 //! A run reads where the previous one stopped (the marker parameter, `-` for the newest
-//! certificate), then pages `ListCertificatesByCA` newest first through the limiter, at most
-//! `max_pages` pages. Each `PENDING_ACTIVATION` certificate older than the grace period
+//! certificate of the first CA; see [`crate::sweep_marker`] for several CAs), then pages each
+//! CA's `ListCertificatesByCA` newest first through the limiter, at most `max_pages` pages in
+//! all, starting with the CA the previous run stopped in. Each `PENDING_ACTIVATION` certificate older than the grace period
 //! (younger ones are left to their event) goes through [`Activator::activate`], the event's
-//! own path, with our CA's id. The run ends at the first certificate older than the horizon
-//! or at the list's end (the next run starts at the newest again: marker `-`), or on its page
-//! budget or its time (the next run goes on from there). A marker AWS no longer accepts
+//! own path, with its CA's id. A CA is done at its first certificate older than the horizon or
+//! at its list's end; the run ends when every CA is done (the next run starts at the newest
+//! again: marker `-`), or on its page budget or its time (the next run goes on from there). A marker AWS no longer accepts
 //! (`InvalidRequestException`) restarts the run at the newest certificate.
 //!
 //! A call that fails counts in `failed` and `errors` and the run goes on: the report is the
@@ -70,44 +71,27 @@ impl Sweeper {
         inv: &Invocation<'_>,
     ) -> Result<SweepReport, ActivatorError> {
         let marker_in = self.read_marker().await?;
+        let ids = &activator.config.ca_certificate_ids;
+        let resume = crate::sweep_marker::parse(&marker_in, ids);
         let mut report = SweepReport {
             marker_in: marker_in.clone(),
             ..SweepReport::default()
         };
-        let mut marker = (marker_in != MARKER_START).then(|| marker_in.clone());
-        let mut restarted = false;
-        let stopped_at = loop {
-            if report.pages >= self.config.max_pages
-                || !inv.deadline.open_at(activator.clock().now())
+        let mut marker = resume.marker;
+        let mut stopped = None;
+        // From the CA the last run stopped in, round the list once.
+        for i in (0..ids.len()).map(|k| (resume.ca + k) % ids.len()) {
+            if let Some(at) = self
+                .sweep_ca(activator, inv, &ids[i], marker.take(), &mut report)
+                .await?
             {
-                break marker;
+                stopped = Some((ids[i].as_str(), at));
+                break;
             }
-            match self
-                .page(activator, inv, marker.as_deref(), &mut report)
-                .await
-            {
-                Ok(Page::Next(Some(next))) => marker = Some(next),
-                Ok(Page::Next(None)) | Ok(Page::Horizon) => break None,
-                Ok(Page::Stopped) => break marker,
-                Err(PageError::Fatal(e)) => return Err(e),
-                Err(PageError::List(e)) if marker.is_some() && !restarted && refused(&e) => {
-                    let why = aws("ListCertificatesByCA", *e);
-                    note(
-                        &mut report,
-                        format!("marker refused, restarting at the newest certificate: {why}"),
-                    );
-                    marker = None;
-                    restarted = true;
-                }
-                Err(PageError::List(e)) => {
-                    report.failed += 1;
-                    note(&mut report, aws("ListCertificatesByCA", *e).to_string());
-                    break marker;
-                }
-            }
-        };
-        report.complete = stopped_at.is_none();
-        report.marker_out = stopped_at.unwrap_or_else(|| MARKER_START.into());
+        }
+        report.complete = stopped.is_none();
+        report.marker_out =
+            crate::sweep_marker::render(stopped.as_ref().map(|(ca, at)| (*ca, at.as_deref())));
         if report.marker_out != marker_in {
             if let Err(e) = self.store_marker(&report.marker_out).await {
                 note(&mut report, e);
@@ -118,15 +102,59 @@ impl Sweeper {
         Ok(report)
     }
 
+    /// Sweeps CA `ca` from `marker` (`None`: its newest certificate). `Ok(None)`: the CA is
+    /// done; `Ok(Some(at))`: the run stopped in it (budget, time or a failed list), to resume
+    /// at `at`.
+    async fn sweep_ca(
+        &self,
+        activator: &Activator,
+        inv: &Invocation<'_>,
+        ca: &str,
+        mut marker: Option<String>,
+        report: &mut SweepReport,
+    ) -> Result<Option<Option<String>>, ActivatorError> {
+        let mut restarted = false;
+        loop {
+            if report.pages >= self.config.max_pages
+                || !inv.deadline.open_at(activator.clock().now())
+            {
+                return Ok(Some(marker));
+            }
+            match self
+                .page(activator, inv, ca, marker.as_deref(), report)
+                .await
+            {
+                Ok(Page::Next(Some(next))) => marker = Some(next),
+                Ok(Page::Next(None)) | Ok(Page::Horizon) => return Ok(None),
+                Ok(Page::Stopped) => return Ok(Some(marker)),
+                Err(PageError::Fatal(e)) => return Err(e),
+                Err(PageError::List(e)) if marker.is_some() && !restarted && refused(&e) => {
+                    let why = aws("ListCertificatesByCA", *e);
+                    note(
+                        report,
+                        format!("marker refused, restarting at the newest certificate: {why}"),
+                    );
+                    marker = None;
+                    restarted = true;
+                }
+                Err(PageError::List(e)) => {
+                    report.failed += 1;
+                    note(report, aws("ListCertificatesByCA", *e).to_string());
+                    return Ok(Some(marker));
+                }
+            }
+        }
+    }
+
     /// Reads one page at `marker` and handles its pending certificates.
     async fn page(
         &self,
         activator: &Activator,
         inv: &Invocation<'_>,
+        ca: &str,
         marker: Option<&str>,
         report: &mut SweepReport,
     ) -> Result<Page, PageError> {
-        let ca = activator.config.ca_certificate_id.as_str();
         let page_size = i32::try_from(self.config.page_size).unwrap_or(250);
         let out = activator
             .iot_call(inv, IotApi::ListCertificatesByCA, || {
@@ -166,7 +194,7 @@ impl Sweeper {
             if !inv.deadline.open_at(activator.clock().now()) {
                 return Ok(Page::Stopped);
             }
-            self.settle(activator, inv, id, report)
+            self.settle(activator, inv, ca, id, report)
                 .await
                 .map_err(PageError::Fatal)?;
         }
@@ -179,12 +207,13 @@ impl Sweeper {
         &self,
         activator: &Activator,
         inv: &Invocation<'_>,
+        ca: &str,
         id: &str,
         report: &mut SweepReport,
     ) -> Result<(), ActivatorError> {
         let event = RegisteredEvent {
             certificate_id: id.to_string(),
-            ca_certificate_id: activator.config.ca_certificate_id.clone(),
+            ca_certificate_id: ca.to_string(),
         };
         match activator.activate(inv, &event).await {
             Ok(done) => {

@@ -49,7 +49,7 @@ impl Fixture {
 
     fn config(&self) -> ActivatorConfig {
         ActivatorConfig {
-            ca_certificate_id: self.ca_id.clone(),
+            ca_certificate_ids: vec![self.ca_id.clone()],
             device_policy_name: self.policy.clone(),
             create_thing: true,
             thing_name_source: ThingNameSource::SubjectCn,
@@ -237,6 +237,66 @@ async fn concurrent_deliveries_of_the_same_event_all_succeed() {
     }
     assert_eq!(f.status(&id).await, CertificateStatus::Active);
     assert!(f.thing_exists(&cn).await);
+}
+
+/// CA rotation: one activator serves two CAs (`JITR_CA_CERTIFICATE_ID` lists both); each
+/// CA's devices are checked against their own CA, whatever CA the event names.
+#[tokio::test]
+async fn an_activator_serving_two_cas_activates_the_devices_of_both() {
+    let f = Fixture::new().await;
+    let next = TestCa::new(&unique("Acme Device CA 2026"));
+    let next_id = register_ca(&f.iot, &next).await;
+    let env = format!("{},{}", f.ca_id, next_id);
+    let config = ActivatorConfig::from_lookup(|k| match k {
+        jitr_contract::activator::ENV_CA_CERTIFICATE_ID => Some(env.clone()),
+        jitr_contract::activator::ENV_DEVICE_POLICY_NAME => Some(f.policy.clone()),
+        _ => None,
+    })
+    .unwrap();
+    assert_eq!(
+        config.ca_certificate_ids,
+        vec![f.ca_id.clone(), next_id.clone()]
+    );
+    let activator = f.activator(config);
+
+    let (old_cn, new_cn) = (unique("old-fleet"), unique("new-fleet"));
+    let (old_id, old_arn) = f.register_pending(&f.ca, &f.ca.issue(&old_cn)).await;
+    let (new_id, new_arn) = f.register_pending(&next, &next.issue(&new_cn)).await;
+    let report = activator.handle(f.event(&old_id)).await.unwrap();
+    assert_eq!(report.outcome, Outcome::Activated, "{report:?}");
+    let mut event = f.event(&new_id);
+    event["caCertificateId"] = json!(next_id);
+    let report = activator.handle(event).await.unwrap();
+    assert_eq!(report.outcome, Outcome::Activated, "{report:?}");
+    for (id, arn, cn) in [(&old_id, &old_arn, &old_cn), (&new_id, &new_arn, &new_cn)] {
+        assert_eq!(f.status(id).await, CertificateStatus::Active);
+        assert_eq!(f.policies_of(arn).await, vec![f.policy.clone()]);
+        assert!(f.thing_exists(cn).await);
+    }
+
+    // The event names the old CA, the registry the new one (both ours): checked against the
+    // registry's CA, so it activates.
+    let late_cn = unique("new-fleet");
+    let (late_id, _) = f.register_pending(&next, &next.issue(&late_cn)).await;
+    let report = activator.handle(f.event(&late_id)).await.unwrap();
+    assert_eq!(report.outcome, Outcome::Activated, "{report:?}");
+
+    // Registered under the new CA but signed by the old one: refused by the signature check.
+    let (forged_id, _) = f
+        .register_pending(&next, &f.ca.issue(&unique("forged")))
+        .await;
+    let mut event = f.event(&forged_id);
+    event["caCertificateId"] = json!(next_id);
+    let report = activator.handle(event).await.unwrap();
+    assert_eq!(
+        report.reason_code,
+        Some(ReasonCode::IssuerNotOurCa),
+        "{report:?}"
+    );
+    assert_eq!(
+        f.status(&forged_id).await,
+        CertificateStatus::PendingActivation
+    );
 }
 
 #[tokio::test]
@@ -538,7 +598,7 @@ async fn every_signature_algorithm_aws_iot_accepts_activates() {
         let mut event = f.event(&id);
         event["caCertificateId"] = json!(ca_id);
         let activator = f.activator(ActivatorConfig {
-            ca_certificate_id: ca_id,
+            ca_certificate_ids: vec![ca_id],
             ..f.config()
         });
         let report = activator.handle(event).await.unwrap();
@@ -574,7 +634,7 @@ async fn a_signature_that_cannot_be_checked_is_an_error_naming_the_algorithm() {
         let mut event = f.event(&id);
         event["caCertificateId"] = json!(ca_id);
         let activator = f.activator(ActivatorConfig {
-            ca_certificate_id: ca_id,
+            ca_certificate_ids: vec![ca_id],
             reject_action: RejectAction::Revoke,
             ..f.config()
         });
@@ -610,7 +670,7 @@ async fn a_device_of_an_intermediate_names_its_issuer_and_our_ca() {
     let mut event = f.event(&id);
     event["caCertificateId"] = json!(root_id);
     let activator = f.activator(ActivatorConfig {
-        ca_certificate_id: root_id,
+        ca_certificate_ids: vec![root_id],
         ..f.config()
     });
     let report = activator.handle(event).await.unwrap();

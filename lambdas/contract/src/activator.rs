@@ -7,8 +7,12 @@
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
-/// The CA certificate id the activator accepts certificates from. Required.
+/// The ids of the CA certificates the activator accepts certificates from, comma-separated
+/// (one id is a list of one). Required.
 pub const ENV_CA_CERTIFICATE_ID: &str = "JITR_CA_CERTIFICATE_ID";
+/// At most this many CA ids: 50 ids of 64 hex digits and their commas take 3,249 bytes of the
+/// 4 KB Lambda allows a function's whole environment.
+pub const MAX_CA_CERTIFICATE_IDS: usize = 50;
 /// Name of the shared device IoT policy attached to every activated certificate. Required.
 pub const ENV_DEVICE_POLICY_NAME: &str = "JITR_DEVICE_POLICY_NAME";
 /// `true` (default) to create a Thing per device and attach the certificate to it.
@@ -77,7 +81,8 @@ impl RejectAction {
 /// The activator's validated configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ActivatorConfig {
-    pub ca_certificate_id: String,
+    /// At least one, at most [`MAX_CA_CERTIFICATE_IDS`], no repeats, in the template's order.
+    pub ca_certificate_ids: Vec<String>,
     pub device_policy_name: String,
     pub create_thing: bool,
     pub thing_name_source: ThingNameSource,
@@ -126,13 +131,7 @@ impl ActivatorConfig {
                 message: "is required but not set".into(),
             })
         };
-        let ca_certificate_id = required(ENV_CA_CERTIFICATE_ID)?;
-        if !crate::is_certificate_id(&ca_certificate_id) {
-            return Err(ConfigError {
-                variable: ENV_CA_CERTIFICATE_ID,
-                message: format!("must be 64 lowercase hex digits, got {ca_certificate_id:?}"),
-            });
-        }
+        let ca_certificate_ids = ca_ids(&required(ENV_CA_CERTIFICATE_ID)?)?;
         let device_policy_name = required(ENV_DEVICE_POLICY_NAME)?;
         if !is_policy_name(&device_policy_name) {
             return Err(ConfigError {
@@ -182,7 +181,7 @@ impl ActivatorConfig {
             }
         };
         Ok(ActivatorConfig {
-            ca_certificate_id,
+            ca_certificate_ids,
             device_policy_name,
             create_thing,
             thing_name_source,
@@ -192,11 +191,16 @@ impl ActivatorConfig {
         })
     }
 
+    /// Whether certificates of CA `id` are this activator's to activate.
+    pub fn accepts_ca(&self, id: &str) -> bool {
+        self.ca_certificate_ids.iter().any(|c| c == id)
+    }
+
     /// The environment the template sets for this configuration (the inverse of
     /// [`ActivatorConfig::from_lookup`]). Optional values that are unset are left out.
     pub fn to_env(&self) -> Vec<(&'static str, String)> {
         let mut env = vec![
-            (ENV_CA_CERTIFICATE_ID, self.ca_certificate_id.clone()),
+            (ENV_CA_CERTIFICATE_ID, self.ca_certificate_ids.join(",")),
             (ENV_DEVICE_POLICY_NAME, self.device_policy_name.clone()),
             (ENV_CREATE_THING, self.create_thing.to_string()),
             (
@@ -353,10 +357,72 @@ impl ReasonCode {
     }
 }
 
+/// `JITR_CA_CERTIFICATE_ID`: comma-separated ids, each 64 lowercase hex digits.
+fn ca_ids(value: &str) -> Result<Vec<String>, ConfigError> {
+    let fail = |message: String| ConfigError {
+        variable: ENV_CA_CERTIFICATE_ID,
+        message,
+    };
+    let mut ids: Vec<String> = Vec::new();
+    for id in value.split(',').map(str::trim) {
+        if !crate::is_certificate_id(id) {
+            return Err(fail(format!(
+                "each id must be 64 lowercase hex digits (ids separated by commas), got {id:?}"
+            )));
+        }
+        if ids.iter().any(|i| i == id) {
+            return Err(fail(format!("lists {id} twice")));
+        }
+        ids.push(id.to_string());
+    }
+    if ids.len() > MAX_CA_CERTIFICATE_IDS {
+        return Err(fail(format!(
+            "lists {} CA ids; at most {MAX_CA_CERTIFICATE_IDS}",
+            ids.len()
+        )));
+    }
+    Ok(ids)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::collections::HashMap;
+
+    #[test]
+    fn ca_ids_are_a_comma_separated_list() {
+        let (a, b) = ("a".repeat(64), "b".repeat(64));
+        assert_eq!(ca_ids(&a).unwrap(), vec![a.clone()]);
+        assert_eq!(
+            ca_ids(&format!("{a}, {b}")).unwrap(),
+            vec![a.clone(), b.clone()]
+        );
+        for bad in [
+            format!("{a},"),
+            format!("{a},{a}"),
+            format!("{a};{b}"),
+            "A".repeat(64),
+        ] {
+            let e = ca_ids(&bad).unwrap_err();
+            assert_eq!(e.variable, ENV_CA_CERTIFICATE_ID, "{bad}");
+        }
+        let fifty: Vec<String> = (0..50).map(|i| format!("{i:064x}")).collect();
+        assert_eq!(ca_ids(&fifty.join(",")).unwrap().len(), 50);
+        assert_eq!(fifty.join(",").len(), 3_249);
+        let e = ca_ids(
+            &(0..51)
+                .map(|i| format!("{i:064x}"))
+                .collect::<Vec<_>>()
+                .join(","),
+        );
+        assert!(e.unwrap_err().message.contains("at most 50"));
+        let cfg = ActivatorConfig::from_lookup(lookup(&[
+            (ENV_CA_CERTIFICATE_ID, &format!("{a},{b}")),
+            (ENV_DEVICE_POLICY_NAME, "p"),
+        ]))
+        .unwrap();
+        assert!(cfg.accepts_ca(&a) && cfg.accepts_ca(&b) && !cfg.accepts_ca(&"c".repeat(64)));
+    }
 
     fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
         let map: HashMap<String, String> = pairs

@@ -14,8 +14,8 @@ const DEFAULT_TIMEOUT_SECONDS: i32 = 3;
 /// What [`Onboarding::stop`] changed, so that [`Onboarding::restore`] undoes exactly that.
 #[derive(Debug, Default)]
 pub(super) struct Onboarding {
-    /// The topic rule disabled here (it was enabled).
-    disabled_rule: Option<String>,
+    /// The topic rules disabled here (they were enabled).
+    disabled_rules: Vec<String>,
     throttled: Option<Throttled>,
 }
 
@@ -50,16 +50,16 @@ fn reservation(r: Option<i32>) -> String {
 }
 
 impl Onboarding {
-    /// Disables the rule, then throttles the activator. Either may be missing already (a
-    /// stack whose deletion failed earlier): nothing to stop then.
+    /// Disables the rules (one per CA), then throttles the activator. Any may be missing
+    /// already (a stack whose deletion failed earlier): nothing to stop then.
     pub(super) async fn stop(
         &mut self,
         clients: &Clients,
-        rule: Option<&str>,
+        rules: &[String],
         function: Option<&str>,
         reporter: &dyn Reporter,
     ) -> Result<(), Error> {
-        if let Some(rule) = rule {
+        for rule in rules {
             self.disable_rule(clients, rule, reporter).await?;
         }
         if let Some(function) = function {
@@ -90,7 +90,7 @@ impl Onboarding {
             .send()
             .await
             .map_err(|e| aws_error("iot:DisableTopicRule", &e))?;
-        self.disabled_rule = Some(rule.to_string());
+        self.disabled_rules.push(rule.to_string());
         reporter.progress(&format!(
             "disabled topic rule {rule}: new registrations no longer reach the activator"
         ));
@@ -164,7 +164,7 @@ impl Onboarding {
     /// (with the command to finish by hand what could not be restored).
     pub(super) async fn restore(&self, clients: &Clients) -> Vec<Restored> {
         let mut done = Vec::new();
-        if let Some(rule) = &self.disabled_rule {
+        for rule in &self.disabled_rules {
             let result = clients.iot.enable_topic_rule().rule_name(rule).send().await;
             done.push(match result {
                 Ok(_) => Restored {
