@@ -76,9 +76,8 @@ fn serials_and_crls_of_the_stage_cas_validate() {
     let (code, out, err) = validate(&p);
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(
-        err.contains(
-            "warning: t: revocation.crl_files.default: certs/ca.crl: the CRL's nextUpdate"
-        ),
+        err.contains("warning: stacks/t.yaml:")
+            && err.contains(": revocation.crl_files.default: certs/ca.crl: the CRL's nextUpdate"),
         "{err}"
     );
 }
