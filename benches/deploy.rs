@@ -2,66 +2,33 @@
 //! how soon after the stack settles the command notices, with a stand-in that holds the
 //! stack "in progress" for a few seconds. Run with `scripts/bench-deploy`.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use testkit::http::{HttpRequest, HttpResponse};
-use testkit::pki::TestCa;
-use testkit::{moto, unique, Recorder};
+use testkit::project::Project;
+use testkit::{moto, Recorder};
 
 const RUNS: usize = 5;
 const HOLD: Duration = Duration::from_secs(6);
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn project() -> (PathBuf, String) {
-    let dir = std::env::temp_dir().join(unique("jitr-bench-deploy"));
-    for sub in ["stacks", "templates", "certs"] {
-        std::fs::create_dir_all(dir.join(sub)).unwrap();
-    }
-    std::fs::copy(
-        repo().join("templates/device-policy.json.hbs"),
-        dir.join("templates/device-policy.json.hbs"),
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("certs/ca.pem"),
-        TestCa::new(&unique("Bench CA")).pem,
-    )
-    .unwrap();
-    let stack: String = unique("jitr-bench")
-        .replace(|c: char| !c.is_ascii_alphanumeric(), "-")
-        .chars()
-        .take(40)
-        .collect::<String>()
-        .trim_end_matches('-')
-        .to_string();
-    std::fs::write(
-        dir.join("stacks/bench.yaml"),
-        format!(
+/// A throwaway project with stage `bench` (a fresh CA, no activator settings).
+fn project() -> Project {
+    let p = Project::new("jitr-bench-deploy");
+    p.new_ca("Bench CA");
+    let stack = testkit::project::stack_name("jitr-bench");
+    p.stage(
+        "bench",
+        &format!(
             "stack_name: {stack}\nregion: {}\nca:\n  certificate: certs/ca.pem\n  mode: SNI_ONLY\n",
             testkit::REGION
         ),
-    )
-    .unwrap();
-    (dir, stack)
+    );
+    p
 }
 
-fn deploy(dir: &Path, endpoint: &str) -> Duration {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_jitr-infra"));
-    cmd.arg("--project")
-        .arg(dir)
-        .args(["deploy", "--stage", "bench", "--require-approval", "never"])
-        .env_clear()
-        .envs(testkit::cli_env())
-        .env("HOME", dir)
-        .env("CI", "true");
-    for (k, v) in testkit::aws_env(endpoint) {
-        cmd.env(k, v);
-    }
+fn deploy(p: &Project, endpoint: &str) -> Duration {
+    let args = ["deploy", "--stage", "bench", "--require-approval", "never"];
+    let mut cmd = p.aws_cli(env!("CARGO_BIN_EXE_jitr-infra"), &args, endpoint);
     let start = Instant::now();
     let out = cmd.output().unwrap();
     let took = start.elapsed();
@@ -89,16 +56,15 @@ fn action(req: &HttpRequest) -> String {
 fn main() {
     let endpoint = moto().endpoint().to_string();
     // Warm up: the Lambdas are bundled (or built) once, moto starts its function processes.
-    let (warm, _) = project();
+    let warm = project();
     deploy(&warm, &endpoint);
 
     let mut create = Vec::new();
     let mut noop = Vec::new();
     for _ in 0..RUNS {
-        let (dir, _) = project();
-        create.push(deploy(&dir, &endpoint));
-        noop.push(deploy(&dir, &endpoint));
-        let _ = std::fs::remove_dir_all(&dir);
+        let p = project();
+        create.push(deploy(&p, &endpoint));
+        noop.push(deploy(&p, &endpoint));
     }
 
     // The stand-in: after ExecuteChangeSet, hide the stack's settled state for HOLD, then
@@ -148,9 +114,9 @@ fn main() {
             body: body.into_bytes(),
         }
     }));
-    let (dir, _) = project();
+    let held = project();
     let start = Instant::now();
-    deploy(&dir, &proxy.url());
+    deploy(&held, &proxy.url());
     let finished = Instant::now();
     let settled = executed.lock().unwrap().expect("executed") + HOLD;
     let notice = finished.saturating_duration_since(settled);
@@ -163,7 +129,6 @@ fn main() {
         .filter(|(t, _)| *t >= window_start && *t < settled)
         .count();
     let per_second = in_window as f64 / (settled - window_start).as_secs_f64();
-    let _ = std::fs::remove_dir_all(&dir);
 
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     println!(

@@ -32,15 +32,8 @@ impl Project {
 
     fn with_activator(extra_ca_yaml: &str, account: Option<&str>, activator_yaml: &str) -> Project {
         let fixture = testkit::project::Project::new("jitr-e2e");
-        let ca = TestCa::new(&unique("E2E CA"));
-        fixture.write("certs/ca.pem", &ca.pem);
-        let stack = unique("jitr-e2e").replace(|c: char| !c.is_ascii_alphanumeric(), "-");
-        let stack: String = stack
-            .chars()
-            .take(40)
-            .collect::<String>()
-            .trim_end_matches('-')
-            .to_string();
+        let ca = fixture.new_ca("E2E CA");
+        let stack = testkit::project::stack_name("jitr-e2e");
         let account = account
             .map(|a| format!("account: \"{a}\"\n"))
             .unwrap_or_default();
@@ -66,20 +59,13 @@ impl Project {
     }
 
     fn run(&self, args: &[&str], endpoint: &str, extra_env: &[(&str, &str)]) -> Output {
-        let mut cmd = self.fixture.cli(env!("CARGO_BIN_EXE_jitr-infra"));
-        cmd.arg("--project").arg(&self.dir).args(args);
-        cmd.env_clear()
-            .envs(testkit::cli_env())
-            .env("HOME", &self.dir)
-            .env("CI", "true");
-        for (k, v) in testkit::aws_env(endpoint) {
-            cmd.env(k, v);
-        }
+        // No answer to any question: stdin is empty and closed.
+        let mut cmd = self
+            .fixture
+            .aws_cli(env!("CARGO_BIN_EXE_jitr-infra"), args, endpoint);
         for (k, v) in extra_env {
             cmd.env(k, v);
         }
-        // No answer to any question: stdin is empty and closed.
-        cmd.write_stdin("");
         cmd.output().unwrap()
     }
 }

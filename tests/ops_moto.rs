@@ -5,7 +5,6 @@ use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StateValue};
 use jitr_contract::rates::IotApi;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::process::Output;
 use std::time::Duration;
 use testkit::jitr::{invocation_record, output_text as text, registered_event};
@@ -18,7 +17,6 @@ use testkit::{moto, unique};
 /// A throwaway project with one deployed stage (`e2e`) whose CA the test owns.
 struct Deployed {
     fixture: testkit::project::Project,
-    dir: PathBuf,
     ca: TestCa,
     stack: String,
     ca_id: String,
@@ -28,15 +26,8 @@ struct Deployed {
 impl Deployed {
     fn new() -> Deployed {
         let fixture = testkit::project::Project::new("jitr-ops");
-        let ca = TestCa::new(&unique("Ops CA"));
-        fixture.write("certs/ca.pem", &ca.pem);
-        let stack: String = unique("jitr-ops")
-            .replace(|c: char| !c.is_ascii_alphanumeric(), "-")
-            .chars()
-            .take(40)
-            .collect::<String>()
-            .trim_end_matches('-')
-            .to_string();
+        let ca = fixture.new_ca("Ops CA");
+        let stack = testkit::project::stack_name("jitr-ops");
         fixture.stage(
             "e2e",
             &format!(
@@ -45,26 +36,17 @@ impl Deployed {
                 testkit::REGION
             ),
         );
-        let dir = fixture.dir.clone();
         let conf = testkit_conf();
         let mut d = Deployed {
             fixture,
-            dir,
             ca,
             stack,
             ca_id: String::new(),
             conf,
         };
-        let o = d.run(&[
-            "deploy",
-            "--stage",
-            "e2e",
-            "--require-approval",
-            "never",
-            "--json",
-        ]);
-        assert!(o.status.success(), "{}", text(&o));
-        let outcome: Value = serde_json::from_slice(&o.stdout).unwrap();
+        let outcome = d
+            .fixture
+            .deploy(env!("CARGO_BIN_EXE_jitr-infra"), "e2e", moto().endpoint());
         d.ca_id = outcome["outputs"]["CaCertificateId"]
             .as_str()
             .unwrap()
@@ -73,17 +55,8 @@ impl Deployed {
     }
 
     fn run(&self, args: &[&str]) -> Output {
-        let mut cmd = self.fixture.cli(env!("CARGO_BIN_EXE_jitr-infra"));
-        cmd.arg("--project").arg(&self.dir).args(args);
-        cmd.env_clear()
-            .envs(testkit::cli_env())
-            .env("HOME", &self.dir)
-            .env("CI", "true");
-        for (k, v) in testkit::aws_env(moto().endpoint()) {
-            cmd.env(k, v);
-        }
-        cmd.write_stdin("");
-        cmd.output().unwrap()
+        self.fixture
+            .run_aws(env!("CARGO_BIN_EXE_jitr-infra"), args, moto().endpoint())
     }
 
     /// Runs `args` with `--json`: (exit code, the JSON document on stdout).

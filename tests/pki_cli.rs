@@ -548,15 +548,7 @@ fn invoke(function: &str, payload: &Value) -> (u16, Value) {
 
 /// The CLI in `p` against moto, as CI runs it (no terminal, no toolchain on PATH).
 fn run_aws(p: &Project, args: &[&str]) -> std::process::Output {
-    let mut cmd = p.cli(BIN);
-    cmd.args(args)
-        .env_clear()
-        .envs(testkit::cli_env())
-        .envs(testkit::moto().aws_env())
-        .env("HOME", &p.dir)
-        .env("CI", "true")
-        .write_stdin("");
-    cmd.output().unwrap()
+    p.run_aws(BIN, args, testkit::moto().endpoint())
 }
 
 /// The whole path: a CA from `ca create`, a stage on it deployed to moto, a device from
@@ -566,13 +558,7 @@ fn run_aws(p: &Project, args: &[&str]) -> std::process::Output {
 async fn a_device_from_device_issue_onboards_through_the_deployed_activator() {
     let p = Project::new("jitr-pki-e2e");
     create_ca(&p, "ec-p256");
-    let stack: String = testkit::unique("jitr-pki-e2e")
-        .replace(|c: char| !c.is_ascii_alphanumeric(), "-")
-        .chars()
-        .take(40)
-        .collect::<String>()
-        .trim_end_matches('-')
-        .to_string();
+    let stack = testkit::project::stack_name("jitr-pki-e2e");
     p.stage(
         "e2e",
         &format!(

@@ -6,7 +6,6 @@
 use aws_sdk_iot::types::CertificateStatus;
 use jitr_lambda_common::pki::Certificate;
 use serde_json::{json, Value};
-use std::path::PathBuf;
 use std::process::Output;
 use std::time::Duration;
 use testkit::jitr::{attached_policies, output_text as text, registered_event};
@@ -16,7 +15,6 @@ use testkit::{moto, unique};
 /// A throwaway project with one deployed stage (`e2e`) whose CA the test owns.
 struct Deployed {
     fixture: testkit::project::Project,
-    dir: PathBuf,
     ca: TestCa,
     stack: String,
     ca_id: String,
@@ -26,20 +24,11 @@ struct Deployed {
 impl Deployed {
     fn new(stage_extra: &str) -> Deployed {
         let fixture = testkit::project::Project::new("jitr-revoke");
-        let ca = TestCa::new(&unique("Revoke CA"));
-        fixture.write("certs/ca.pem", &ca.pem);
-        let stack: String = unique("jitr-rev")
-            .replace(|c: char| !c.is_ascii_alphanumeric(), "-")
-            .chars()
-            .take(40)
-            .collect::<String>()
-            .trim_end_matches('-')
-            .to_string();
+        let ca = fixture.new_ca("Revoke CA");
+        let stack = testkit::project::stack_name("jitr-rev");
         fixture.stage("e2e", &stage_text(&stack, stage_extra));
-        let dir = fixture.dir.clone();
         let mut d = Deployed {
             fixture,
-            dir,
             ca,
             stack,
             ca_id: String::new(),
@@ -59,10 +48,8 @@ impl Deployed {
 
     /// Deploys stage `e2e` as its file now says; the outcome.
     fn deploy(&self) -> Value {
-        let (code, outcome, o) =
-            self.json(&["deploy", "--stage", "e2e", "--require-approval", "never"]);
-        assert_eq!(code, 0, "{}", text(&o));
-        outcome
+        self.fixture
+            .deploy(env!("CARGO_BIN_EXE_jitr-infra"), "e2e", moto().endpoint())
     }
 
     /// Rewrites the stage file with `stage_extra` after the common part.
@@ -72,17 +59,8 @@ impl Deployed {
     }
 
     fn run(&self, args: &[&str]) -> Output {
-        let mut cmd = self.fixture.cli(env!("CARGO_BIN_EXE_jitr-infra"));
-        cmd.arg("--project").arg(&self.dir).args(args);
-        cmd.env_clear()
-            .envs(testkit::cli_env())
-            .env("HOME", &self.dir)
-            .env("CI", "true");
-        for (k, v) in testkit::aws_env(moto().endpoint()) {
-            cmd.env(k, v);
-        }
-        cmd.write_stdin("");
-        cmd.output().unwrap()
+        self.fixture
+            .run_aws(env!("CARGO_BIN_EXE_jitr-infra"), args, moto().endpoint())
     }
 
     /// Runs `args` with `--json`: (exit code, the JSON document on stdout, the output).

@@ -3,33 +3,24 @@
 //! the deployed activator run by moto's Lambda with the real `bootstrap`).
 
 use serde_json::Value;
-use std::path::PathBuf;
 use std::process::Output;
 use testkit::iot_gateway::{IotGateway, Outcome};
 use testkit::jitr::output_text as text;
+use testkit::moto;
 use testkit::pki::TestCa;
-use testkit::{moto, unique};
 
 /// A throwaway project with one stage (`smoke`) deployed to moto, its CA key in certs/.
 struct Deployed {
     fixture: testkit::project::Project,
-    dir: PathBuf,
     stack: String,
 }
 
 impl Deployed {
     fn new(activator_yaml: &str) -> Deployed {
         let fixture = testkit::project::Project::new("jitr-smoke");
-        let ca = TestCa::new(&unique("Smoke CA"));
-        fixture.write("certs/ca.pem", &ca.pem);
+        let ca = fixture.new_ca("Smoke CA");
         fixture.write("certs/ca.key", ca.key_pem());
-        let stack: String = unique("jitr-smoke")
-            .replace(|c: char| !c.is_ascii_alphanumeric(), "-")
-            .chars()
-            .take(40)
-            .collect::<String>()
-            .trim_end_matches('-')
-            .to_string();
+        let stack = testkit::project::stack_name("jitr-smoke");
         fixture.stage(
             "smoke",
             &format!(
@@ -39,29 +30,15 @@ impl Deployed {
                 testkit::REGION
             ),
         );
-        let dir = fixture.dir.clone();
-        let d = Deployed {
-            fixture,
-            dir,
-            stack,
-        };
-        let o = d.run(&["deploy", "--stage", "smoke", "--require-approval", "never"]);
-        assert!(o.status.success(), "{}", text(&o));
+        let d = Deployed { fixture, stack };
+        d.fixture
+            .deploy(env!("CARGO_BIN_EXE_jitr-infra"), "smoke", moto().endpoint());
         d
     }
 
     fn run(&self, args: &[&str]) -> Output {
-        let mut cmd = self.fixture.cli(env!("CARGO_BIN_EXE_jitr-infra"));
-        cmd.arg("--project").arg(&self.dir).args(args);
-        cmd.env_clear()
-            .envs(testkit::cli_env())
-            .env("HOME", &self.dir)
-            .env("CI", "true");
-        for (k, v) in testkit::aws_env(moto().endpoint()) {
-            cmd.env(k, v);
-        }
-        cmd.write_stdin("");
-        cmd.output().unwrap()
+        self.fixture
+            .run_aws(env!("CARGO_BIN_EXE_jitr-infra"), args, moto().endpoint())
     }
 
     fn gateway(&self) -> IotGateway {

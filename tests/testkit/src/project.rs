@@ -3,12 +3,27 @@
 //! what each test writes or copies from the repository, removed when dropped (also when the
 //! test panics); and the CLI run in it through `assert_cmd`.
 
+use crate::pki::TestCa;
 use crate::{unique, workspace_root};
+use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::process::Output;
 
 /// The device policy template every stage file uses unless it names another.
 pub const POLICY_TEMPLATE: &str = "templates/device-policy.json.hbs";
+
+/// A unique CloudFormation stack name from `prefix`: letters, digits and dashes only, at most
+/// 40 characters, no trailing dash.
+pub fn stack_name(prefix: &str) -> String {
+    unique(prefix)
+        .replace(|c: char| !c.is_ascii_alphanumeric(), "-")
+        .chars()
+        .take(40)
+        .collect::<String>()
+        .trim_end_matches('-')
+        .to_string()
+}
 
 /// A temporary project directory.
 pub struct Project {
@@ -70,6 +85,59 @@ impl Project {
         let mut cmd = assert_cmd::Command::new(bin.as_ref());
         cmd.current_dir(&self.dir);
         cmd
+    }
+
+    /// A fresh test CA named after `name`, its certificate written to `certs/ca.pem`.
+    pub fn new_ca(&self, name: &str) -> TestCa {
+        let ca = TestCa::new(&unique(name));
+        self.write("certs/ca.pem", &ca.pem);
+        ca
+    }
+
+    /// The CLI binary `bin` with `--project <dir> args`, set to run against AWS at `endpoint`
+    /// as CI runs it: a cleared environment with only `cli_env`, the AWS settings for
+    /// `endpoint`, `HOME` (the project) and `CI=true`; stdin empty and closed.
+    pub fn aws_cli(
+        &self,
+        bin: impl AsRef<Path>,
+        args: &[&str],
+        endpoint: &str,
+    ) -> assert_cmd::Command {
+        let mut cmd = self.cli(bin);
+        cmd.arg("--project").arg(&self.dir).args(args);
+        cmd.env_clear()
+            .envs(crate::cli_env())
+            .envs(crate::aws_env(endpoint))
+            .env("HOME", &self.dir)
+            .env("CI", "true");
+        cmd.write_stdin("");
+        cmd
+    }
+
+    /// [`Project::aws_cli`] run to its end.
+    pub fn run_aws(&self, bin: impl AsRef<Path>, args: &[&str], endpoint: &str) -> Output {
+        self.aws_cli(bin, args, endpoint).output().unwrap()
+    }
+
+    /// `deploy --stage <stage> --require-approval never --json` against `endpoint`; asserts
+    /// it succeeded and returns the JSON outcome.
+    pub fn deploy(&self, bin: impl AsRef<Path>, stage: &str, endpoint: &str) -> Value {
+        let args = [
+            "deploy",
+            "--stage",
+            stage,
+            "--require-approval",
+            "never",
+            "--json",
+        ];
+        let o = self.run_aws(bin, &args, endpoint);
+        assert!(o.status.success(), "{}", crate::jitr::output_text(&o));
+        serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
+            panic!(
+                "deploy printed no JSON ({e}): {}",
+                crate::jitr::output_text(&o)
+            )
+        })
     }
 
     /// Every file and directory under the project, with file contents.
