@@ -309,12 +309,41 @@ pub fn destroy(
     Ok(exit::OK)
 }
 
-/// `status`: the `Status` itself (README "status"); exit 5 when anything needs attention.
-pub fn status(args: &Args, max_pages: u32, console: &Console) -> Result<i32, Error> {
+/// What the commands on a deployed stack start from.
+struct OnStack {
+    rt: tokio::runtime::Runtime,
+    st: stage::Stage,
+    clients: Clients,
+    deployed: crate::ops::Deployed,
+}
+
+/// Loads the stage `args` names, its clients and its deployed stack (`what` names the command
+/// in the error when there is none); with `check_account`, first checks that the credentials
+/// are for the stage's account.
+fn on_stack(args: &Args, what: &'static str, check_account: bool) -> Result<OnStack, Error> {
     let rt = runtime()?;
     let st = stage::load(&args.root, &args.stage)?;
     let clients = rt.block_on(Clients::new(&args.target(&st.region)));
-    let deployed = rt.block_on(crate::ops::deployed(&clients, &st, "report"))?;
+    if check_account {
+        rt.block_on(deploy::account::check(&clients, &st))?;
+    }
+    let deployed = rt.block_on(crate::ops::deployed(&clients, &st, what))?;
+    Ok(OnStack {
+        rt,
+        st,
+        clients,
+        deployed,
+    })
+}
+
+/// `status`: the `Status` itself (README "status"); exit 5 when anything needs attention.
+pub fn status(args: &Args, max_pages: u32, console: &Console) -> Result<i32, Error> {
+    let OnStack {
+        rt,
+        clients,
+        deployed,
+        ..
+    } = on_stack(args, "report", false)?;
     let s = rt.block_on(crate::ops::status::status(&clients, &deployed, max_pages))?;
     console.result(&s, || crate::ops::status_text::text(&s));
     Ok(if s.healthy { exit::OK } else { exit::ATTENTION })
@@ -327,11 +356,12 @@ pub fn redrive(
     opts: &crate::ops::redrive::Options,
     console: &Console,
 ) -> Result<i32, Error> {
-    let rt = runtime()?;
-    let st = stage::load(&args.root, &args.stage)?;
-    let clients = rt.block_on(Clients::new(&args.target(&st.region)));
-    rt.block_on(deploy::account::check(&clients, &st))?;
-    let deployed = rt.block_on(crate::ops::deployed(&clients, &st, "redrive"))?;
+    let OnStack {
+        rt,
+        clients,
+        deployed,
+        ..
+    } = on_stack(args, "redrive", true)?;
     let r = rt.block_on(crate::ops::redrive::redrive(
         &clients, &deployed, opts, console,
     ))?;
@@ -346,10 +376,12 @@ pub fn redrive(
 /// `smoke`: the `smoke::Report` (README "Smoke test"); exit 0 only when the device was
 /// activated, published and cleaned up, else 1 with the failed step in a sentence.
 pub fn smoke(args: &Args, opts: &crate::smoke::Options, console: &Console) -> Result<i32, Error> {
-    let rt = runtime()?;
-    let st = stage::load(&args.root, &args.stage)?;
-    let clients = rt.block_on(Clients::new(&args.target(&st.region)));
-    let deployed = rt.block_on(crate::ops::deployed(&clients, &st, "smoke-test"))?;
+    let OnStack {
+        rt,
+        st,
+        clients,
+        deployed,
+    } = on_stack(args, "smoke-test", false)?;
     let progress = |line: &str| console.progress(line);
     let r = rt.block_on(crate::smoke::run(&clients, &st, &deployed, opts, &progress))?;
     console.result(&r, || crate::smoke::text::text(&r));
@@ -363,11 +395,12 @@ pub fn revoke(
     opts: &crate::ops::revoke_find::Options,
     console: &Console,
 ) -> Result<i32, Error> {
-    let rt = runtime()?;
-    let st = stage::load(&args.root, &args.stage)?;
-    let clients = rt.block_on(Clients::new(&args.target(&st.region)));
-    rt.block_on(deploy::account::check(&clients, &st))?;
-    let deployed = rt.block_on(crate::ops::deployed(&clients, &st, "revoke"))?;
+    let OnStack {
+        rt,
+        st,
+        clients,
+        deployed,
+    } = on_stack(args, "revoke", true)?;
     let progress = |text: &str| {
         if !console.json() {
             console.note(text);
