@@ -14,42 +14,20 @@ use std::path::{Path, PathBuf};
 /// How long `ca create`'s CA is valid unless told otherwise.
 pub const DEFAULT_CA_DAYS: u32 = 3650;
 
-/// `ca create`'s options.
-#[derive(Debug, Clone)]
-pub struct CaCreate {
-    pub name: String,
-    pub out: PathBuf,
-    pub key: KeyAlgorithm,
-    pub days: u32,
-    pub subject: Option<String>,
-}
-
-/// `device issue`'s options.
-#[derive(Debug, Clone)]
-pub struct DeviceIssue {
-    pub cn: Option<String>,
-    pub cn_template: Option<String>,
-    pub count: u32,
-    pub start: u32,
-    pub ca_key: Option<PathBuf>,
-    pub ca_key_env: Option<String>,
-    pub ca: Option<String>,
-    pub out: PathBuf,
-    pub key: KeyAlgorithm,
-    pub days: u32,
-}
+pub use super::low::{CaCreate, DeviceIssue};
 
 /// `ca create`: `{"name", "certificate", "key", "certificateId", "subject", "keyAlgorithm",
 /// "notAfter"}`.
 pub fn ca_create(c: &CaCreate, console: &Console) -> Result<i32, Error> {
     check_file_name(&c.name).map_err(|e| Error::Certs(format!("--name {:?}: {e}", c.name)))?;
+    let algorithm = KeyAlgorithm::from(c.key_type);
     let subject = c
         .subject
         .clone()
         .unwrap_or_else(|| format!("CN={} CA", c.name.replace(',', "\\,")));
     let subject = pki::parse_subject(&subject)
         .map_err(|e| Error::Certs(format!("--subject {subject:?}: {e}")))?;
-    let m = pki::make_ca(&CaSpec::with_subject(c.key, &subject, c.days))
+    let m = pki::make_ca(&CaSpec::with_subject(algorithm, &subject, c.days))
         .map_err(|e| Error::Certs(e.to_string()))?;
     let [cert, key] = in_new_dir(&c.out, |dir| pki::write_ca(dir, &c.name, &m))?;
     let facts = pki::inspect::inspect(&m.cert_pem, jitr_lambda_common::pki::unix_now())
@@ -57,14 +35,14 @@ pub fn ca_create(c: &CaCreate, console: &Console) -> Result<i32, Error> {
     let value = json!({
         "name": c.name, "certificate": cert.display().to_string(),
         "key": key.display().to_string(), "certificateId": facts.certificate_id,
-        "subject": facts.subject, "keyAlgorithm": c.key.describe(), "notAfter": facts.not_after,
+        "subject": facts.subject, "keyAlgorithm": algorithm.describe(), "notAfter": facts.not_after,
     });
     console.result(&value, || {
         format!(
             "created CA {} ({}, valid until {})\n  {:<40} certificate, id {}\n  {:<40} \
              private key, mode 0600: keep it secret, never commit it\n",
             facts.subject,
-            c.key.describe(),
+            algorithm.describe(),
             facts.not_after,
             cert.display(),
             facts.certificate_id,
@@ -135,7 +113,7 @@ pub fn device_issue(args: &Args, d: &DeviceIssue, console: &Console) -> Result<i
     for cn in &cns {
         let spec = DeviceSpec {
             common_name: cn.clone(),
-            key: d.key,
+            key: d.key_type.into(),
             days: d.days,
         };
         let m = pki::issue_device(&signer, &spec).map_err(|e| Error::Certs(e.to_string()))?;

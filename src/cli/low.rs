@@ -301,24 +301,7 @@ pub enum CaCommand {
   jitr-infra ca create --name acme-dev --out certs
   jitr-infra ca create --name acme-prod --out /secure/ca --key-type ec-p384 --days 3650 \\
       --subject 'CN=Acme production CA,O=Acme,C=DE'")]
-    Create {
-        /// The CA's file name (NAME.pem, NAME.key): letters, digits, '.', '_', '-'
-        #[arg(long, value_name = "NAME")]
-        name: String,
-        /// The directory to write into (created when missing)
-        #[arg(long, value_name = "DIR")]
-        out: PathBuf,
-        /// The CA's key type
-        #[arg(long, value_enum, default_value_t = KeyType::EcP256)]
-        key_type: KeyType,
-        /// Days of validity
-        #[arg(long, value_name = "N", default_value_t = crate::cli::certs::DEFAULT_CA_DAYS,
-              value_parser = clap::value_parser!(u32).range(1..=36500))]
-        days: u32,
-        /// The subject: CN (required), O, OU, C, ST, L, comma-separated [default: CN=<NAME> CA]
-        #[arg(long, value_name = "DN")]
-        subject: Option<String>,
-    },
+    Create(CaCreate),
     /// Show a CA certificate as AWS IoT and the activator see it: certificate id, subject,
     /// issuer, serial, key and signature algorithms, validity, CA constraints, key usage,
     /// whether the activator can verify what it signs, and warnings. Warnings do not change
@@ -345,42 +328,70 @@ pub enum DeviceCommand {
         /// Stage name: stacks/<STAGE>.yaml
         #[arg(long, short, default_value = DEFAULT_STAGE)]
         stage: String,
-        /// The device's subject CN (and file name)
-        #[arg(
-            long,
-            value_name = "NAME",
-            required_unless_present = "cn_template",
-            conflicts_with = "cn_template"
-        )]
-        cn: Option<String>,
-        /// A CN per device: '{}' or '{:0N}' is the device's number
-        #[arg(long, value_name = "TEMPLATE")]
-        cn_template: Option<String>,
-        /// How many devices (with --cn-template)
-        #[arg(long, value_name = "N", requires = "cn_template", default_value_t = 1,
-              value_parser = clap::value_parser!(u32).range(1..=10000))]
-        count: u32,
-        /// The first device's number (with --cn-template)
-        #[arg(long, value_name = "N", requires = "cn_template", default_value_t = 1)]
-        start: u32,
-        /// The CA private key file (PEM; must not be readable by group or others)
-        #[arg(long, value_name = "FILE", conflicts_with = "ca_key_env")]
-        ca_key: Option<PathBuf>,
-        /// An environment variable holding the CA private key (PEM)
-        #[arg(long, value_name = "VAR")]
-        ca_key_env: Option<String>,
-        /// The stage's CA to sign with (needed when the stage has several)
-        #[arg(long, value_name = "NAME")]
-        ca: Option<String>,
-        /// The directory to write into (created when missing)
-        #[arg(long, value_name = "DIR")]
-        out: PathBuf,
-        /// The devices' key type
-        #[arg(long, value_enum, default_value_t = KeyType::EcP256)]
-        key_type: KeyType,
-        /// Days of validity (cut at the CA's notAfter, with a note)
-        #[arg(long, value_name = "N", default_value_t = crate::pki::DEFAULT_DEVICE_DAYS,
-              value_parser = clap::value_parser!(u32).range(1..=36500))]
-        days: u32,
+        #[command(flatten)]
+        issue: DeviceIssue,
     },
+}
+
+// `ca create`'s options, as `ca create` takes them.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CaCreate {
+    /// The CA's file name (NAME.pem, NAME.key): letters, digits, '.', '_', '-'
+    #[arg(long, value_name = "NAME")]
+    pub name: String,
+    /// The directory to write into (created when missing)
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// The CA's key type
+    #[arg(long, value_enum, default_value_t = KeyType::EcP256)]
+    pub key_type: KeyType,
+    /// Days of validity
+    #[arg(long, value_name = "N", default_value_t = crate::cli::certs::DEFAULT_CA_DAYS,
+          value_parser = clap::value_parser!(u32).range(1..=36500))]
+    pub days: u32,
+    /// The subject: CN (required), O, OU, C, ST, L, comma-separated [default: CN=<NAME> CA]
+    #[arg(long, value_name = "DN")]
+    pub subject: Option<String>,
+}
+
+// `device issue`'s options apart from the stage.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DeviceIssue {
+    /// The device's subject CN (and file name)
+    #[arg(
+        long,
+        value_name = "NAME",
+        required_unless_present = "cn_template",
+        conflicts_with = "cn_template"
+    )]
+    pub cn: Option<String>,
+    /// A CN per device: '{}' or '{:0N}' is the device's number
+    #[arg(long, value_name = "TEMPLATE")]
+    pub cn_template: Option<String>,
+    /// How many devices (with --cn-template)
+    #[arg(long, value_name = "N", requires = "cn_template", default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(1..=10000))]
+    pub count: u32,
+    /// The first device's number (with --cn-template)
+    #[arg(long, value_name = "N", requires = "cn_template", default_value_t = 1)]
+    pub start: u32,
+    /// The CA private key file (PEM; must not be readable by group or others)
+    #[arg(long, value_name = "FILE", conflicts_with = "ca_key_env")]
+    pub ca_key: Option<PathBuf>,
+    /// An environment variable holding the CA private key (PEM)
+    #[arg(long, value_name = "VAR")]
+    pub ca_key_env: Option<String>,
+    /// The stage's CA to sign with (needed when the stage has several)
+    #[arg(long, value_name = "NAME")]
+    pub ca: Option<String>,
+    /// The directory to write into (created when missing)
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// The devices' key type
+    #[arg(long, value_enum, default_value_t = KeyType::EcP256)]
+    pub key_type: KeyType,
+    /// Days of validity (cut at the CA's notAfter, with a note)
+    #[arg(long, value_name = "N", default_value_t = crate::pki::DEFAULT_DEVICE_DAYS,
+          value_parser = clap::value_parser!(u32).range(1..=36500))]
+    pub days: u32,
 }

@@ -129,49 +129,13 @@ impl Args {
 
 fn ca_action(command: CaCommand) -> Action {
     match command {
-        CaCommand::Create {
-            name,
-            out,
-            key_type,
-            days,
-            subject,
-        } => Action::CaCreate(certs::CaCreate {
-            name,
-            out,
-            key: key_type.into(),
-            days,
-            subject,
-        }),
+        CaCommand::Create(c) => Action::CaCreate(c),
         CaCommand::Inspect { file } => Action::CaInspect { file },
     }
 }
 
 fn device_action(command: DeviceCommand) -> (String, Action) {
-    let DeviceCommand::Issue {
-        stage,
-        cn,
-        cn_template,
-        count,
-        start,
-        ca_key,
-        ca_key_env,
-        ca,
-        out,
-        key_type,
-        days,
-    } = command;
-    let issue = certs::DeviceIssue {
-        cn,
-        cn_template,
-        count,
-        start,
-        ca_key,
-        ca_key_env,
-        ca,
-        out,
-        key: key_type.into(),
-        days,
-    };
+    let DeviceCommand::Issue { stage, issue } = command;
     (stage, Action::DeviceIssue(issue))
 }
 
