@@ -191,51 +191,35 @@ pub async fn describe(
 /// The names of the policies attached to the certificate `arn` (every page).
 async fn attached_policies(iot: &aws_sdk_iot::Client, arn: &str) -> Result<Vec<String>, Error> {
     let mut names = Vec::new();
-    let mut marker = None;
-    loop {
-        let out = iot
-            .list_attached_policies()
-            .target(arn)
-            .set_marker(marker)
-            .send()
-            .await
-            .map_err(|e| Error::Aws(aws::error("iot:ListAttachedPolicies", &e)))?;
+    let mut pages = iot
+        .list_attached_policies()
+        .target(arn)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| Error::Aws(aws::error("iot:ListAttachedPolicies", &e)))?;
         names.extend(
-            out.policies()
+            page.policies()
                 .iter()
                 .filter_map(|p| p.policy_name().map(str::to_string)),
         );
-        marker = out
-            .next_marker()
-            .filter(|m| !m.is_empty())
-            .map(str::to_string);
-        if marker.is_none() {
-            return Ok(names);
-        }
     }
+    Ok(names)
 }
 
 /// The Things the certificate `arn` is attached to (ListPrincipalThings, every page).
 async fn principal_things(iot: &aws_sdk_iot::Client, arn: &str) -> Result<Vec<String>, Error> {
     let mut names = Vec::new();
-    let mut token = None;
-    loop {
-        let out = iot
-            .list_principal_things()
-            .principal(arn)
-            .set_next_token(token)
-            .send()
-            .await
-            .map_err(|e| Error::Aws(aws::error("iot:ListPrincipalThings", &e)))?;
-        names.extend(out.things().iter().cloned());
-        token = out
-            .next_token()
-            .filter(|t| !t.is_empty())
-            .map(str::to_string);
-        if token.is_none() {
-            return Ok(names);
-        }
+    let mut pages = iot
+        .list_principal_things()
+        .principal(arn)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| Error::Aws(aws::error("iot:ListPrincipalThings", &e)))?;
+        names.extend(page.things().iter().cloned());
     }
+    Ok(names)
 }
 
 /// One certificate's report as text lines.
