@@ -563,6 +563,20 @@ async fn default_mode_signs_the_verification_certificate_and_keeps_the_key_priva
     );
     assert_eq!(change_sets(&p.stack).await, 0);
     assert_eq!(stack_events(&p.stack).await, events, "nothing changed");
+    // The old CA's key for the new CA certificate: refused before any change set (AWS would
+    // refuse a verification certificate signed by another key).
+    let o = p.run(
+        &["deploy", "--stage", "e2e", "--require-approval", "never"],
+        &endpoint,
+        &[("E2E_CA_KEY", &key)],
+    );
+    assert_clean_failure(
+        &o,
+        "verification certificate: stacks/e2e.yaml: ca.verification: CA private key: the \
+         private key does not belong to the CA certificate",
+    );
+    assert_eq!(change_sets(&p.stack).await, 0);
+    assert_eq!(stack_events(&p.stack).await, events, "nothing changed");
     std::fs::write(p.dir.join("certs/ca.pem"), &p.ca.pem).unwrap();
 
     // Retained on destroy.

@@ -6,6 +6,7 @@ use super::{aws_error, Reporter};
 use crate::aws::Clients;
 use crate::constructs::{CaIds, Names};
 use crate::error::Error;
+use crate::pki::{issue_device, CaSigner, DeviceSpec};
 use crate::stage::{Ca, Stage, Verification};
 use aws_sdk_cloudformation::types::Parameter;
 use std::path::Path;
@@ -121,37 +122,16 @@ async fn certificate(
         .registration_code()
         .unwrap_or_default()
         .to_string();
-    let key = rcgen::KeyPair::from_pem(key_pem).map_err(|_| {
+    // The same checks as `device issue`: the key is the CA certificate's (a certificate
+    // signed by another key would be refused by AWS), the CA can sign now.
+    let signer = CaSigner::from_pem(&ca.pem, key_pem).map_err(|e| {
         Error::Verification(format!(
-            "{}: {at}.verification: the CA private key is not a PEM private key rcgen can use \
-             (PKCS#8 ECDSA P-256/P-384, Ed25519 or RSA)",
-            stage.file.display()
-        ))
-    })?;
-    let issuer = rcgen::Issuer::from_ca_cert_pem(&ca.pem, key).map_err(|e| {
-        Error::Verification(format!("{}: {at}.certificate: {e}", stage.file.display()))
-    })?;
-    let leaf_key = rcgen::KeyPair::generate()
-        .map_err(|e| Error::Verification(format!("generating the verification key: {e}")))?;
-    let mut params = rcgen::CertificateParams::new(Vec::<String>::new())
-        .map_err(|e| Error::Verification(e.to_string()))?;
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, code);
-    let cert = params
-        .signed_by(&leaf_key, &issuer)
-        .map_err(|e| Error::Verification(format!("signing the verification certificate: {e}")))?;
-    // A certificate signed by some other key would be refused by AWS anyway; say so now.
-    let ca_cert = jitr_lambda_common::pki::Certificate::from_pem(&ca.pem)
-        .map_err(|e| Error::Verification(e.to_string()))?;
-    let made = jitr_lambda_common::pki::Certificate::from_pem(&cert.pem())
-        .map_err(|e| Error::Verification(e.to_string()))?;
-    made.verify_signed_by(&ca_cert).map_err(|_| {
-        Error::Verification(format!(
-            "{}: {at}.verification: the private key does not belong to the CA certificate {}",
+            "{}: {at}.verification: {e} (CA certificate {})",
             stage.file.display(),
             ca.certificate_file
         ))
     })?;
-    Ok(cert.pem())
+    let made = issue_device(&signer, &DeviceSpec::new(code))
+        .map_err(|e| Error::Verification(format!("signing the verification certificate: {e}")))?;
+    Ok(made.cert_pem)
 }
