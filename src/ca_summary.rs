@@ -5,7 +5,7 @@
 //! deregistration of the old one.
 
 use crate::constructs::{sorted_cas, CaIds, Names, CA_REGISTRATION};
-use crate::stage::{Stage, DEFAULT_CA_NAME};
+use crate::stage::{thousands, Stage, DEFAULT_CA_NAME};
 use jitr_contract::ca_registration::{CaIdentity, RESOURCE_TYPE};
 use jitr_lambda_common::pki::Certificate;
 use serde::Serialize;
@@ -131,19 +131,6 @@ pub fn ca_summary(deployed: Option<&Value>, synthesized: &Value, stage: &Stage) 
         }
     }
     s
-}
-
-/// `1234567` as `1,234,567`.
-pub fn thousands(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
 
 /// Counts the ACTIVE device certificates of every removed CA (ListCertificatesByCA, paged,

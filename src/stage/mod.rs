@@ -19,7 +19,9 @@ mod locate;
 mod revocation;
 mod validate;
 
-pub use capacity::{CapacityReport, Repeated, ReservationSource, DUPLICATE_EVENTS, EXAMPLE_BATCH};
+pub use capacity::{
+    thousands, CapacityReport, Repeated, ReservationSource, DUPLICATE_EVENTS, EXAMPLE_BATCH,
+};
 pub use cas::{ca_id_suffix, is_ca_name, CA_EXPIRY_WARNING_DAYS};
 pub use file::*;
 pub use locate::locate;
