@@ -777,8 +777,8 @@ fn cfn_error(status: u16, code: &str, message: &str) -> HttpResponse {
     .with_header("content-type", "text/xml")
 }
 
-/// Deploys `p` (CLI, straight to moto) and returns the CA certificate id.
-fn deploy(p: &Project) -> String {
+/// Deploys `p` (CLI, straight to moto) and returns `deploy --json`'s outcome.
+fn deploy_outcome(p: &Project) -> Value {
     let o = p.run(
         &[
             "deploy",
@@ -792,8 +792,12 @@ fn deploy(p: &Project) -> String {
         &[],
     );
     assert!(o.status.success(), "{}", text(&o));
-    let outcome: Value = serde_json::from_slice(&o.stdout).unwrap();
-    outcome["outputs"]["CaCertificateId"]
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+/// Deploys `p` (CLI, straight to moto) and returns the CA certificate id.
+fn deploy(p: &Project) -> String {
+    deploy_outcome(p)["outputs"]["CaCertificateId"]
         .as_str()
         .unwrap_or_default()
         .to_string()
@@ -1907,20 +1911,7 @@ async fn rotating_the_ca_adds_the_new_one_beside_the_old_and_counts_the_old_one_
     assert_eq!(d["cas"]["added"][0]["logicalId"], "CaRegistrationCaB");
     assert_eq!(d["cas"]["removed"], json!([]));
 
-    let o2 = p.run(
-        &[
-            "deploy",
-            "--stage",
-            "e2e",
-            "--require-approval",
-            "never",
-            "--json",
-        ],
-        moto().endpoint(),
-        &[],
-    );
-    assert!(o2.status.success(), "{}", text(&o2));
-    let outcome: Value = serde_json::from_slice(&o2.stdout).unwrap();
+    let outcome = deploy_outcome(&p);
     assert_eq!(
         outcome["outputs"]["CaCertificateId"],
         json!(a_id),
