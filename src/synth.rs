@@ -208,24 +208,33 @@ fn manifest(s: &Synthesized) -> String {
             entry(("layer", id), &l.sha256, l.zip.len())
         }))
         .collect();
+    // One stack per target, all from the one template (it names no region or account).
+    let stacks: Vec<_> = stage
+        .targets()
+        .iter()
+        .map(|t| {
+            json!({
+                "stackName": stage.stack_name,
+                "region": t.region,
+                "account": t.account,
+                "roleArn": t.role_arn,
+                "templateFile": s.template_file(),
+                "templateSha256": s.template_sha256,
+                "templateBytes": s.template_json.len(),
+                "templateNeedsUpload": s.needs_template_upload(),
+                "tags": stage.tags,
+                "parameters": parameters,
+                "cas": cas,
+            })
+        })
+        .collect();
     let manifest = json!({
         "version": 1,
         "tool": format!("jitr-infra {}", env!("CARGO_PKG_VERSION")),
         "stage": stage.name,
         "stageFile": stage.file.to_string_lossy().replace('\\', "/"),
         "assetBucket": ASSET_BUCKET,
-        "stacks": [{
-            "stackName": stage.stack_name,
-            "region": stage.region,
-            "account": stage.account,
-            "templateFile": s.template_file(),
-            "templateSha256": s.template_sha256,
-            "templateBytes": s.template_json.len(),
-            "templateNeedsUpload": s.needs_template_upload(),
-            "tags": stage.tags,
-            "parameters": parameters,
-            "cas": cas,
-        }],
+        "stacks": stacks,
         "assets": assets,
     });
     let mut text = serde_json::to_string_pretty(&manifest).expect("manifest serializes");

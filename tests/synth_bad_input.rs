@@ -1004,3 +1004,116 @@ fn unknown_field_in_a_list_entry_is_named_with_its_line() {
             .has("unknown field `colour`"),
     ));
 }
+
+/// dev.yaml with `region: eu-west-1` replaced by a `targets:` list.
+fn with_targets(list: &str) -> String {
+    edit(
+        &dev_yaml(),
+        "region: eu-west-1\n",
+        &format!("targets:\n{list}"),
+    )
+}
+
+#[test]
+fn bad_targets() {
+    let two_accounts = "  - region: eu-west-1\n    account: \"111111111111\"\n  \
+                        - region: eu-west-1\n    account: \"222222222222\"\n";
+    let default_mode = edit(
+        &with_targets(two_accounts),
+        "mode: SNI_ONLY",
+        "mode: DEFAULT\n  verification:\n    private_key_env: JITR_CA_KEY",
+    );
+    let duplicate = with_targets(
+        "  - region: eu-west-1\n    account: \"111111111111\"\n  \
+         - region: us-east-1\n    account: \"111111111111\"\n  \
+         - region: eu-west-1\n    account: \"111111111111\"\n",
+    );
+    let both = edit(
+        &dev_yaml(),
+        "region: eu-west-1\n",
+        "region: eu-west-1\ntargets:\n  - region: us-east-1\n    account: \"111111111111\"\n",
+    );
+    let bad_fields = with_targets(
+        "  - region: eu-west-1\n    account: \"111111111111\"\n  \
+         - region: moon-1\n    account: \"1\"\n  \
+         - region: us-east-1\n    account: \"111111111111\"\n    \
+         role_arn: arn:aws:iam::222222222222:role/deploy\n  \
+         - region: us-west-2\n    account: \"111111111111\"\n    role_arn: not-an-arn\n",
+    );
+    let partitions = with_targets(
+        "  - region: eu-west-1\n    account: \"111111111111\"\n  \
+         - region: cn-north-1\n    account: \"111111111111\"\n",
+    );
+    let no_account = with_targets("  - region: eu-west-1\n");
+    let kms = edit(
+        &with_targets(
+            "  - region: eu-west-1\n    account: \"111111111111\"\n  \
+             - region: us-east-1\n    account: \"111111111111\"\n",
+        ),
+        "tags:\n",
+        "encryption:\n  kms_key_arn: arn:aws:kms:eu-west-1:111111111111:key/abcd-1234\ntags:\n",
+    );
+    let mut failures = Vec::new();
+    failures.extend(bad_stage(
+        "targets DEFAULT mode with two accounts in one region",
+        "twoaccounts",
+        &default_mode,
+        Expect::new("twoaccounts")
+            .line(line_of(&default_mode, "mode: DEFAULT"))
+            .has("ca.mode")
+            .has("eu-west-1/111111111111 and eu-west-1/222222222222")
+            .has("SNI_ONLY"),
+    ));
+    failures.extend(bad_stage(
+        "targets listed twice",
+        "duplicate",
+        &duplicate,
+        Expect::new("duplicate")
+            .has("targets[2]")
+            .has("eu-west-1/111111111111 is listed twice (targets[0] and targets[2])"),
+    ));
+    failures.extend(bad_stage(
+        "region and targets both",
+        "both",
+        &both,
+        Expect::new("both")
+            .line(line_of(&both, "targets:"))
+            .has("either `region:` (one target) or `targets:`"),
+    ));
+    failures.extend(bad_stage(
+        "a target's region, account and role",
+        "badfields",
+        &bad_fields,
+        Expect::new("badfields")
+            .line(line_of(&bad_fields, "region: moon-1"))
+            .has("targets[1].region")
+            .has("targets[1].account")
+            .has("targets[2].role_arn")
+            .has("the role is in account 222222222222, but the target is account 111111111111")
+            .has("targets[3].role_arn")
+            .has("is not an IAM role ARN"),
+    ));
+    failures.extend(bad_stage(
+        "targets in two partitions",
+        "partitions",
+        &partitions,
+        Expect::new("partitions")
+            .has("targets[1]")
+            .has("credentials never cross partitions"),
+    ));
+    failures.extend(bad_stage(
+        "a target without its account",
+        "noaccount",
+        &no_account,
+        Expect::new("noaccount").has("account"),
+    ));
+    failures.extend(bad_stage(
+        "a KMS key and targets in two regions",
+        "kmstargets",
+        &kms,
+        Expect::new("kmstargets")
+            .has("encryption.kms_key_arn")
+            .has("target us-east-1/111111111111 is not"),
+    ));
+    assert_all(failures);
+}

@@ -309,7 +309,7 @@ mod tests {
         assert_eq!(stage.path, STAGE_FILE);
         let raw: crate::stage::StageFile = serde_yaml::from_str(&stage.contents).unwrap();
         assert_eq!(raw.stack_name, "acme-dev");
-        assert_eq!(raw.region, "eu-west-1");
+        assert_eq!(raw.region.as_deref(), Some("eu-west-1"));
         assert_eq!(raw.tags["project"], "acme");
         let crate::stage::CaField::One(ca) = &raw.ca else {
             panic!("init writes one CA")

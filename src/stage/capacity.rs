@@ -192,6 +192,13 @@ mod tests {
             region: "eu-west-1".into(),
             partition: "aws",
             account: None,
+            targets: vec![crate::stage::Target {
+                region: "eu-west-1".into(),
+                partition: "aws",
+                account: None,
+                role_arn: None,
+                field: "region".into(),
+            }],
             tags: Default::default(),
             cas: vec![super::super::Ca {
                 name: super::super::DEFAULT_CA_NAME.to_string(),

@@ -25,12 +25,17 @@ pub struct StageFile {
     /// CloudFormation stack name: a letter, then letters, digits and hyphens; at most 48
     /// characters (it prefixes the Lambda function names).
     pub stack_name: String,
-    /// AWS region to deploy to, e.g. `eu-west-1`.
-    pub region: String,
+    /// AWS region to deploy to, e.g. `eu-west-1` (one target; for several, `targets`).
+    #[serde(default)]
+    pub region: Option<String>,
     /// The 12-digit AWS account this stage belongs to. When set, deploy refuses to run with
     /// credentials of any other account.
     #[serde(default)]
     pub account: Option<String>,
+    /// Several places to deploy the same stack to, instead of `region`/`account`: each a
+    /// region in an account, optionally through a role deploy assumes there.
+    #[serde(default)]
+    pub targets: Option<Vec<TargetSection>>,
     /// Tags applied to the stack (CloudFormation propagates them to the resources).
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
@@ -60,6 +65,21 @@ pub struct StageFile {
     /// activating them. Shipped with the stack; takes effect at the next deploy.
     #[serde(default)]
     pub revocation: Option<RevocationSection>,
+}
+
+/// One target of a `targets:` list.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TargetSection {
+    /// AWS region, e.g. `us-east-1`.
+    pub region: String,
+    /// The 12-digit AWS account (quoted in YAML); deploy refuses credentials of any other.
+    pub account: String,
+    /// An IAM role in that account (`arn:aws:iam::ACCOUNT:role/NAME`) that deploy, diff,
+    /// destroy and status assume from the caller's credentials; unset: the caller's
+    /// credentials must already be for the account.
+    #[serde(default)]
+    pub role_arn: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, JsonSchema)]

@@ -17,6 +17,7 @@ mod cas;
 mod file;
 mod locate;
 mod revocation;
+mod targets;
 mod validate;
 
 pub use capacity::{
@@ -26,6 +27,7 @@ pub use cas::{ca_id_suffix, is_ca_name, CA_EXPIRY_WARNING_DAYS};
 pub use file::*;
 pub use locate::locate;
 pub use revocation::Revocation;
+pub use targets::{Target, MAX_TARGETS};
 use validate::Validator;
 
 /// The stage used when none is named.
@@ -53,9 +55,13 @@ pub struct Stage {
     /// The stage file, relative to the project root (for messages and the manifest).
     pub file: PathBuf,
     pub stack_name: String,
+    /// The first target's region, partition and account; per-target code works on
+    /// [`Stage::for_target`], where they are that target's.
     pub region: String,
     pub partition: &'static str,
     pub account: Option<String>,
+    /// Where the stage deploys (at least one); reach them with [`Stage::targets`].
+    targets: Vec<Target>,
     pub tags: BTreeMap<String, String>,
     /// Every CA, in the stage file's order (at least one); reach them with [`Stage::cas`].
     cas: Vec<Ca>,

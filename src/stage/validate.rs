@@ -66,24 +66,7 @@ impl Validator<'_> {
                 ),
             );
         }
-        let partition = crate::partition::partition_of(&raw.region);
-        if partition.is_none() {
-            self.problem(
-                "region",
-                format!(
-                    "{:?} is not an AWS region name (like eu-west-1)",
-                    raw.region
-                ),
-            );
-        }
-        if let Some(account) = &raw.account {
-            if account.len() != 12 || !account.bytes().all(|b| b.is_ascii_digit()) {
-                self.problem(
-                    "account",
-                    format!("{account:?} is not a 12-digit AWS account id (quote it in YAML)"),
-                );
-            }
-        }
+        let targets = self.targets(&raw);
         for (k, val) in &raw.tags {
             if k.is_empty() || k.len() > 128 || k.to_ascii_lowercase().starts_with("aws:") {
                 self.problem(
@@ -110,16 +93,24 @@ impl Validator<'_> {
             _ => None,
         };
         let device_policy = self.device_policy(raw.device_policy);
-        if let (Some(arn), Some(partition)) = (&raw.encryption.kms_key_arn, partition) {
-            self.kms_key_arn(arn, partition, &raw.region);
+        if let (Some(arn), Some(targets)) = (&raw.encryption.kms_key_arn, &targets) {
+            self.kms_key_arn(arn, targets[0].partition, &targets[0].region);
+            if targets.len() > 1 {
+                self.kms_key_for_targets(arn, targets);
+            }
         }
+        if let (Some(cas), Some(targets)) = (&cas, &targets) {
+            self.ca_modes_for_targets(cas, targets);
+        }
+        let targets = targets?;
         Some(Stage {
             name: name.to_string(),
             file: rel.to_path_buf(),
             stack_name: raw.stack_name,
-            region: raw.region,
-            partition: partition?,
-            account: raw.account,
+            region: targets[0].region.clone(),
+            partition: targets[0].partition,
+            account: targets[0].account.clone(),
+            targets,
             tags: raw.tags,
             cas: cas?,
             warnings: std::mem::take(&mut self.warnings),
