@@ -14,6 +14,16 @@ pub struct Target {
     pub profile: Option<String>,
     /// The region: `--region`, else the stage's region.
     pub region: String,
+    /// A role to assume from the credentials the profile or the chain give (a stage
+    /// target's `role_arn`), with this session name (CloudTrail shows it).
+    pub assume: Option<AssumeRole>,
+}
+
+/// A role every call is made as.
+#[derive(Debug, Clone)]
+pub struct AssumeRole {
+    pub role_arn: String,
+    pub session_name: String,
 }
 
 /// The clients one command needs, sharing one configuration.
@@ -31,6 +41,39 @@ pub struct Clients {
 
 impl Clients {
     pub async fn new(target: &Target) -> Clients {
+        Self::from_conf(&Self::base_config(target).await)
+    }
+
+    /// Clients for `target`; with a role to assume, the role is assumed once here (through
+    /// aws-config's `AssumeRoleProvider`, from the profile's or the chain's credentials, with
+    /// STS in the target's region), so a role that cannot be assumed is an error naming it
+    /// before any other call. The SDK renews the credentials as they expire.
+    pub async fn for_target(target: &Target) -> Result<Clients, crate::error::Error> {
+        let base = Self::base_config(target).await;
+        let Some(assume) = &target.assume else {
+            return Ok(Self::from_conf(&base));
+        };
+        use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
+        let provider = aws_config::sts::AssumeRoleProvider::builder(&assume.role_arn)
+            .session_name(&assume.session_name)
+            .region(Region::new(target.region.clone()))
+            .configure(&base)
+            .build()
+            .await;
+        if let Err(e) = provider.provide_credentials().await {
+            return Err(crate::error::Error::Aws(crate::error::AwsError {
+                operation: format!("AssumeRole {}", assume.role_arn),
+                detail: assume_role_detail(&e),
+            }));
+        }
+        let conf = base
+            .into_builder()
+            .credentials_provider(SharedCredentialsProvider::new(provider))
+            .build();
+        Ok(Self::from_conf(&conf))
+    }
+
+    async fn base_config(target: &Target) -> aws_config::SdkConfig {
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
             .region(Region::new(target.region.clone()))
             .retry_config(
@@ -49,8 +92,7 @@ impl Clients {
         if let Some(p) = &target.profile {
             loader = loader.profile_name(p);
         }
-        let conf = loader.load().await;
-        Self::from_conf(&conf)
+        loader.load().await
     }
 
     /// Clients from an existing configuration (tests pass one with a replay HTTP client).
@@ -70,6 +112,30 @@ impl Clients {
             region: conf.region().map(|r| r.to_string()).unwrap_or_default(),
         }
     }
+}
+
+/// Why a role could not be assumed: STS's own code and message when it answered (found in
+/// the credential error's source chain), else the chain in words; with what the role needs.
+fn assume_role_detail(e: &aws_credential_types::provider::error::CredentialsError) -> String {
+    type StsError = aws_sdk_sts::error::SdkError<
+        aws_sdk_sts::operation::assume_role::AssumeRoleError,
+        aws_sdk_sts::config::http::HttpResponse,
+    >;
+    let mut said = Vec::new();
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if let Some(sts) = err.downcast_ref::<StsError>() {
+            said = vec![jitr_lambda_common::describe_sdk_error(sts)];
+            break;
+        }
+        said.push(err.to_string());
+        source = err.source();
+    }
+    format!(
+        "{} (the role must exist in the target's account and its trust policy must allow \
+         sts:AssumeRole for the caller's account or ARN)",
+        said.join(": ")
+    )
 }
 
 /// A failed AWS call, in words (`describe_sdk_error`: the service's code and message, or the

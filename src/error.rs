@@ -149,6 +149,10 @@ pub enum Error {
     /// was left written.
     #[error("{0}")]
     Files(#[from] crate::pki::WriteError),
+    /// Flags that do not fit the stage (a `--target` it does not have, `--region` on a stage
+    /// with `targets:`, a command that works on one target given several).
+    #[error("{0}")]
+    Usage(String),
 }
 
 /// A failed AWS call: the operation and, in words, the service's code and message or the
@@ -205,6 +209,7 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::ApprovalRequired(_) => exit::NOT_APPROVED,
+            Error::Usage(_) => exit::USAGE,
             Error::DestroyAborted { cause, .. } => cause.exit_code(),
             _ => exit::ERROR,
         }

@@ -14,6 +14,7 @@ pub mod constructs;
 pub mod deploy;
 pub mod diff;
 pub mod error;
+pub mod fanout;
 pub mod init;
 pub mod ops;
 pub mod partition;

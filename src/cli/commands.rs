@@ -171,25 +171,31 @@ fn synth_text(s: &Synthesized, dir: &Path) -> String {
     text
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime, Error> {
+pub(super) fn runtime() -> Result<tokio::runtime::Runtime, Error> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(crate::error::io("tokio runtime"))
 }
 
-/// Synthesizes the stage and builds the AWS clients for its region (or `--region`).
-fn synthesize_for_aws(
-    rt: &tokio::runtime::Runtime,
-    args: &Args,
-    console: &Console,
-) -> Result<(Synthesized, Clients), Error> {
+/// Synthesizes the stage (its warnings on stderr).
+fn synthesize(args: &Args, console: &Console) -> Result<Synthesized, Error> {
     let s = synth::synthesize(&args.root, &args.stage)?;
     for w in synth::warning_lines(&s.stage) {
         console.note(&format!("{w}\n"));
     }
-    let clients = rt.block_on(Clients::new(&args.target(&s.stage.region)));
-    Ok((s, clients))
+    Ok(s)
+}
+
+/// The stage's one target (`--region` applied): the stage narrowed to it, and its clients.
+fn one_target(
+    rt: &tokio::runtime::Runtime,
+    args: &Args,
+    st: &stage::Stage,
+) -> Result<(stage::Stage, Clients), Error> {
+    let target = args.single_target(st)?;
+    let clients = rt.block_on(Clients::for_target(&args.aws_target(&st.name, &target)))?;
+    Ok((st.for_target(&target), clients))
 }
 
 /// A command's JSON result with the stage's `capacity` object beside its own fields.
@@ -206,8 +212,13 @@ struct WithCapacity<'a, T: serde::Serialize> {
 
 /// `diff`: the `StackDiff` and the stage's `capacity`; exit 3 when anything would change.
 pub fn diff(args: &Args, console: &Console) -> Result<i32, Error> {
+    let s = synthesize(args, console)?;
+    if s.stage.lists_targets() {
+        return super::targets::diff(args, &s, console);
+    }
     let rt = runtime()?;
-    let (s, clients) = synthesize_for_aws(&rt, args, console)?;
+    let (stage, clients) = one_target(&rt, args, &s.stage)?;
+    let s = Synthesized { stage, ..s };
     let (d, cas) = rt.block_on(deploy::diff_stack(&clients, &s))?;
     let capacity = CapacityReport::of(&s.stage, None);
     let result = WithCapacity {
@@ -241,8 +252,13 @@ pub fn diff(args: &Args, console: &Console) -> Result<i32, Error> {
 /// ...}`; a deployed one carries the stack's `events`) and the `capacity` with the
 /// reservation deploy decided.
 pub fn deploy(args: &Args, d: &DeployArgs, console: &Console) -> Result<i32, Error> {
+    let s = synthesize(args, console)?;
+    if s.stage.lists_targets() {
+        return super::targets::deploy(args, d, &s, console);
+    }
     let rt = runtime()?;
-    let (s, clients) = synthesize_for_aws(&rt, args, console)?;
+    let (stage, clients) = one_target(&rt, args, &s.stage)?;
+    let s = Synthesized { stage, ..s };
     let opts = args.deploy_options();
     let outcome = rt.block_on(deploy::deploy(&clients, &args.root, &s, &opts, console))?;
     if let Some(diff) = console.last_diff() {
@@ -272,9 +288,12 @@ pub fn destroy(
     detach_devices: bool,
     console: &Console,
 ) -> Result<i32, Error> {
-    let rt = runtime()?;
     let st = stage::load(&args.root, &args.stage)?;
-    let clients = rt.block_on(Clients::new(&args.target(&st.region)));
+    if st.lists_targets() {
+        return super::targets::destroy(args, &st, yes, detach_devices, console);
+    }
+    let rt = runtime()?;
+    let (st, clients) = one_target(&rt, args, &st)?;
     rt.block_on(deploy::account::check(&clients, &st))?;
     let Some(plan) = rt.block_on(destroy::destroy_plan(&clients, &st))? else {
         console.result(
@@ -323,7 +342,7 @@ struct OnStack {
 fn on_stack(args: &Args, what: &'static str, check_account: bool) -> Result<OnStack, Error> {
     let rt = runtime()?;
     let st = stage::load(&args.root, &args.stage)?;
-    let clients = rt.block_on(Clients::new(&args.target(&st.region)));
+    let (st, clients) = one_target(&rt, args, &st)?;
     if check_account {
         rt.block_on(deploy::account::check(&clients, &st))?;
     }
@@ -338,6 +357,10 @@ fn on_stack(args: &Args, what: &'static str, check_account: bool) -> Result<OnSt
 
 /// `status`: the `Status` itself (README "status"); exit 5 when anything needs attention.
 pub fn status(args: &Args, max_pages: u32, console: &Console) -> Result<i32, Error> {
+    let st = stage::load(&args.root, &args.stage)?;
+    if st.lists_targets() {
+        return super::targets::status(args, &st, max_pages, console);
+    }
     let OnStack {
         rt,
         clients,
@@ -418,7 +441,7 @@ pub fn revoke(
 }
 
 /// `--yes`, or the operator's answer on a terminal.
-fn confirm_destroy(stack: &str, yes: bool, console: &Console) -> Result<(), Error> {
+pub(super) fn confirm_destroy(stack: &str, yes: bool, console: &Console) -> Result<(), Error> {
     if yes {
         return Ok(());
     }

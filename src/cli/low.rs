@@ -48,9 +48,23 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "NAME")]
     pub profile: Option<String>,
     /// AWS region [default: the stage's region; for init: AWS_REGION, AWS_DEFAULT_REGION, else
-    /// us-east-1]
+    /// us-east-1]. Overrides the region of a one-target stage; a stage with `targets:` refuses
+    /// it (pick its targets with --target)
     #[arg(long, global = true, value_name = "REGION")]
     pub region: Option<String>,
+    /// Work on these of the stage's `targets:` only: REGION (every account there) or
+    /// REGION/ACCOUNT; repeat the flag or separate with commas [default: every target]
+    #[arg(
+        long = "target",
+        global = true,
+        value_name = "REGION[/ACCOUNT]",
+        value_delimiter = ','
+    )]
+    pub targets: Vec<String>,
+    /// How many targets diff, deploy, destroy and status work on at once
+    #[arg(long, global = true, value_name = "N", default_value_t = 4,
+          value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub concurrency: u16,
     /// Machine-readable JSON on stdout; no progress on stderr
     #[arg(long, global = true)]
     pub json: bool,

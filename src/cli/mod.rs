@@ -8,6 +8,7 @@ pub mod certs;
 pub mod commands;
 pub mod console;
 mod low;
+mod targets;
 
 pub use low::{CaCommand, Cli, Command, DeviceCommand, KeyType, SmokeArgs};
 
@@ -38,8 +39,12 @@ pub struct Args {
     pub output: OutputMode,
     /// `--profile`; otherwise the standard AWS chain decides.
     pub profile: Option<String>,
-    /// `--region`; otherwise the stage's region.
+    /// `--region`; otherwise the stage's region (a one-target stage only).
     pub region: Option<String>,
+    /// `--target`: the stage's targets to work on (empty: all).
+    pub targets: Vec<String>,
+    /// `--concurrency`: how many targets at once.
+    pub concurrency: usize,
     pub action: Action,
 }
 
@@ -94,6 +99,8 @@ impl Args {
             },
             profile: cli.profile,
             region: cli.region,
+            targets: cli.targets,
+            concurrency: usize::from(cli.concurrency),
             action,
         })
     }
@@ -110,6 +117,63 @@ impl Args {
                 .region
                 .clone()
                 .unwrap_or_else(|| stage_region.to_string()),
+            assume: None,
+        }
+    }
+
+    /// The stage's targets this run works on: every target, or those `--target` picks. For
+    /// a one-target stage `--region` overrides its region (as it always has); a stage with
+    /// `targets:` refuses `--region`.
+    pub fn stage_targets(&self, st: &stage::Stage) -> Result<Vec<stage::Target>, Error> {
+        if st.lists_targets() {
+            if let Some(r) = &self.region {
+                return Err(Error::Usage(format!(
+                    "--region {r}: stage {} lists its targets ({}); pick some with --target \
+                     REGION[/ACCOUNT] instead (--region overrides the region of a one-target \
+                     stage only)",
+                    st.name,
+                    st.target_labels()
+                )));
+            }
+        }
+        let mut picked = st.select_targets(&self.targets).map_err(Error::Usage)?;
+        if let (Some(region), [one]) = (&self.region, picked.as_mut_slice()) {
+            one.region = region.clone();
+            one.partition = crate::partition::partition_of(region).unwrap_or(one.partition);
+        }
+        Ok(picked)
+    }
+
+    /// The one target a command that works on one stack at a time (smoke, revoke, redrive)
+    /// runs on: the stage's only target, or the one `--target` picks.
+    pub fn single_target(&self, st: &stage::Stage) -> Result<stage::Target, Error> {
+        let mut picked = self.stage_targets(st)?;
+        if picked.len() != 1 {
+            return Err(Error::Usage(format!(
+                "stage {} has {} targets here ({}); this command works on one: name it with \
+                 --target REGION/ACCOUNT",
+                st.name,
+                picked.len(),
+                picked
+                    .iter()
+                    .map(|t| t.label())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        Ok(picked.remove(0))
+    }
+
+    /// How to reach AWS for `t`: `--profile`, the target's region, and its role (assumed
+    /// with the session name `jitr-infra-<stage>`).
+    pub fn aws_target(&self, stage_name: &str, t: &stage::Target) -> crate::aws::Target {
+        crate::aws::Target {
+            profile: self.profile.clone(),
+            region: t.region.clone(),
+            assume: t.role_arn.as_ref().map(|arn| crate::aws::AssumeRole {
+                role_arn: arn.clone(),
+                session_name: session_name(stage_name),
+            }),
         }
     }
 
@@ -125,6 +189,23 @@ impl Args {
             _ => Options::default(),
         }
     }
+}
+
+/// `jitr-infra-<stage>`, as STS accepts a role session name: `[\w+=,.@-]`, 2 to 64
+/// characters.
+fn session_name(stage: &str) -> String {
+    let name: String = format!("jitr-infra-{stage}")
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "_+=,.@-".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(64)
+        .collect();
+    name
 }
 
 fn ca_action(command: CaCommand) -> Action {

@@ -252,14 +252,9 @@ pub async fn delete(clients: &Clients, stack: &str, id: &str) {
 
 /// Deletes a change set that will not be executed, and for a CREATE the empty
 /// REVIEW_IN_PROGRESS stack it left behind.
-pub async fn discard(clients: &Clients, req: &ChangeSetRequest<'_>, id: &str) {
-    delete(clients, req.stack, id).await;
-    if !req.update {
-        let _ = clients
-            .cfn
-            .delete_stack()
-            .stack_name(req.stack)
-            .send()
-            .await;
+pub async fn discard(clients: &Clients, stack: &str, update: bool, id: &str) {
+    delete(clients, stack, id).await;
+    if !update {
+        let _ = clients.cfn.delete_stack().stack_name(stack).send().await;
     }
 }

@@ -31,7 +31,8 @@ use crate::diff::{self, ChangeSetChange, StackDiff};
 use crate::error::Error;
 use crate::stage::{CapacityReport, Stage};
 use crate::synth::Synthesized;
-use change_set::{ChangeSet, ChangeSetRequest};
+pub use change_set::ChangeSet;
+use change_set::ChangeSetRequest;
 use events::EventWatcher;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -130,7 +131,27 @@ pub enum Outcome {
     },
 }
 
-/// Runs the whole deploy flow for a synthesized stage.
+/// A deploy up to the decision: the change set is computed and shown, nothing is executed.
+pub enum Planned {
+    /// The stack already matches (the stage's protection was applied).
+    NoChanges(Outcome),
+    /// A change set waits for approval and execution.
+    Ready(Box<Ready>),
+}
+
+/// A change set ready to execute, with what it changes.
+pub struct Ready {
+    pub stack: String,
+    /// UPDATE of an existing stack, else CREATE (the stack is in REVIEW_IN_PROGRESS).
+    pub update: bool,
+    pub change_set: ChangeSet,
+    /// The change, as the reporter was shown it.
+    pub diff: StackDiff,
+    /// The CAs the change adds and removes.
+    pub cas: CaSummary,
+}
+
+/// Runs the whole deploy flow for a synthesized stage: [`plan`], approval, [`apply`].
 pub async fn deploy(
     clients: &Clients,
     root: &Path,
@@ -138,6 +159,30 @@ pub async fn deploy(
     opts: &Options,
     reporter: &dyn Reporter,
 ) -> Result<Outcome, Error> {
+    let ready = match plan(clients, root, s, opts, reporter).await? {
+        Planned::NoChanges(outcome) => return Ok(outcome),
+        Planned::Ready(ready) => ready,
+    };
+    if !opts.execute {
+        return Ok(created(&ready));
+    }
+    if let Err(refused) = approval::obtain(opts, &ready.diff, &ready.stack, reporter) {
+        discard(clients, &ready).await;
+        return Err(refused);
+    }
+    apply(clients, &s.stage, &ready, opts, reporter).await
+}
+
+/// Everything up to the decision: the account checked, the stack ready for a change set,
+/// the reservation decided, the assets published, the change set created and computed, the
+/// diff and the CA summary reported, the stage's protection checked.
+pub async fn plan(
+    clients: &Clients,
+    root: &Path,
+    s: &Synthesized,
+    opts: &Options,
+    reporter: &dyn Reporter,
+) -> Result<Planned, Error> {
     let stage = &s.stage;
     let account = account::check(clients, stage).await?;
     let existing = stack::prepare(clients, &stage.stack_name, opts, reporter).await?;
@@ -170,35 +215,46 @@ pub async fn deploy(
     for line in cas.lines() {
         reporter.progress(&line);
     }
-    protection::check_change(clients, stage, &change_set.id, &d).await?;
-    if !opts.execute {
-        return Ok(created(&request, change_set));
-    }
-    if let Err(refused) = approval::obtain(opts, &d, request.stack, reporter) {
-        change_set::discard(clients, &request, &change_set.id).await;
-        return Err(refused);
-    }
-    execute(clients, stage, &request, &change_set, opts, reporter).await
+    let ready = Ready {
+        stack: request.stack.to_string(),
+        update: request.update,
+        change_set,
+        diff: d,
+        cas,
+    };
+    protection::check_change(clients, stage, &ready.change_set.id, &ready.diff).await?;
+    Ok(Planned::Ready(Box::new(ready)))
+}
+
+/// Deletes a change set that will not be executed (and the stack a CREATE change set left
+/// in REVIEW_IN_PROGRESS).
+pub async fn discard(clients: &Clients, ready: &Ready) {
+    change_set::discard(
+        clients,
+        ready.stack.as_str(),
+        ready.update,
+        &ready.change_set.id,
+    )
+    .await;
 }
 
 /// Executes the approved change set, watches the stack settle, and applies the stage's
 /// protection.
-async fn execute(
+pub async fn apply(
     clients: &Clients,
     stage: &Stage,
-    request: &ChangeSetRequest<'_>,
-    change_set: &ChangeSet,
+    ready: &Ready,
     opts: &Options,
     reporter: &dyn Reporter,
 ) -> Result<Outcome, Error> {
-    let stack = request.stack;
+    let stack = ready.stack.as_str();
     let stack_id = stack::stack_id(clients, stack).await?;
     let mut watcher = EventWatcher::before_operation(clients, &stack_id).await;
-    if request.update {
+    if ready.update {
         protection::before_execute(clients, stage, reporter).await?;
     }
-    reporter.progress(&format!("executing {}", change_set.name));
-    change_set::execute(clients, stack, &change_set.id).await?;
+    reporter.progress(&format!("executing {}", ready.change_set.name));
+    change_set::execute(clients, stack, &ready.change_set.id).await?;
     let settled = events::settle(stack, &mut watcher, opts, reporter).await?;
     protection::apply(clients, stage, reporter).await?;
     Ok(Outcome::Deployed {
@@ -215,19 +271,20 @@ async fn no_changes(
     clients: &Clients,
     stage: &Stage,
     reporter: &dyn Reporter,
-) -> Result<Outcome, Error> {
+) -> Result<Planned, Error> {
     reporter.progress("no changes");
     protection::apply(clients, stage, reporter).await?;
-    Ok(Outcome::NoChanges {
+    Ok(Planned::NoChanges(Outcome::NoChanges {
         stack_name: stage.stack_name.clone(),
-    })
+    }))
 }
 
-fn created(request: &ChangeSetRequest<'_>, change_set: ChangeSet) -> Outcome {
+/// `--no-execute`: the change set is left for review.
+pub fn created(ready: &Ready) -> Outcome {
     Outcome::ChangeSetCreated {
-        stack_name: request.stack.to_string(),
-        change_set_name: change_set.name,
-        change_set_id: change_set.id,
+        stack_name: ready.stack.clone(),
+        change_set_name: ready.change_set.name.clone(),
+        change_set_id: ready.change_set.id.clone(),
     }
 }
 

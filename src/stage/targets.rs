@@ -46,6 +46,12 @@ impl Target {
 pub const MAX_TARGETS: usize = 100;
 
 impl Stage {
+    /// Whether the stage file lists its targets (`targets:`), even one: its commands then
+    /// report per target (prefixed progress, a summary table, a result per target in JSON).
+    pub fn lists_targets(&self) -> bool {
+        self.targets.iter().any(|t| t.field.starts_with("targets"))
+    }
+
     /// Every target of the stage (at least one), in the stage file's order.
     pub fn targets(&self) -> &[Target] {
         &self.targets

@@ -1,0 +1,403 @@
+//! `diff`, `deploy`, `destroy` and `status` for a stage that lists its `targets:`: each runs on
+//! every target (or those `--target` picks), `--concurrency` at once, with progress lines
+//! prefixed by the target, one grouped diff, one question, and a summary table (the result
+//! on stdout). With `--json` the result is `{"ok", "stage", "stackName", "targets": [...]}`,
+//! one entry per target (README "Several regions and accounts").
+
+use super::console::{self, Console};
+use super::{Args, DeployArgs};
+use crate::deploy::{self, destroy, Outcome, Reporter as _};
+use crate::error::{exit, Error};
+use crate::fanout::{self, deploy::Finished, Prefixed, Row, TargetRun};
+use crate::stage::{CapacityReport, Stage, Target};
+use crate::synth::Synthesized;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+
+/// The targets this run works on, each with how to reach it.
+fn access(args: &Args, st: &Stage) -> Result<Vec<(Target, crate::aws::Target)>, Error> {
+    let targets = args.stage_targets(st)?;
+    Ok(targets
+        .into_iter()
+        .map(|t| {
+            let a = args.aws_target(&st.name, &t);
+            (t, a)
+        })
+        .collect())
+}
+
+fn announce(
+    console: &Console,
+    verb: &str,
+    st: &Stage,
+    targets: &[(Target, crate::aws::Target)],
+    args: &Args,
+) {
+    let labels: Vec<String> = targets.iter().map(|(t, _)| t.label()).collect();
+    console.progress(&format!(
+        "{verb} stack {} in {} target{} ({} at a time): {}",
+        st.stack_name,
+        labels.len(),
+        if labels.len() == 1 { "" } else { "s" },
+        args.concurrency.min(labels.len().max(1)),
+        labels.join(", ")
+    ));
+}
+
+/// One target's entry in `--json`: where, what happened, how long, and `extra` (the
+/// command's own fields) or the error.
+fn target_json<T>(run: &TargetRun<T>, result: &str, extra: impl FnOnce(&T) -> Value) -> Value {
+    let mut v = json!({
+        "target": run.label(),
+        "region": run.target.region,
+        "account": run.target.account,
+        "result": result,
+        "durationSeconds": (run.duration.as_secs_f64() * 10.0).round() / 10.0,
+    });
+    match &run.result {
+        Ok(t) => {
+            if let (Value::Object(m), Value::Object(e)) = (&mut v, extra(t)) {
+                m.extend(e);
+            }
+        }
+        Err(e) => {
+            v["error"] = json!({"message": e.to_string(), "exitCode": e.exit_code()});
+        }
+    }
+    v
+}
+
+fn row<T>(run: &TargetRun<T>, result: &str, changes: Option<String>) -> Row {
+    Row {
+        target: run.label(),
+        result: result.to_string(),
+        changes: changes.unwrap_or_else(|| "-".into()),
+        duration: run.duration,
+        error: run.result.as_ref().err().map(|e| e.to_string()),
+    }
+}
+
+/// What a failed target reads as in the table.
+fn failed(e: &Error) -> &'static str {
+    match e {
+        Error::ApprovalRequired(_) => "not approved",
+        _ => "FAILED",
+    }
+}
+
+/// Prints the result: the table (text) or the targets' entries (JSON).
+fn finish(console: &Console, st: &Stage, rows: &[Row], entries: Vec<Value>, ok: bool) {
+    console.result(
+        &json!({"ok": ok, "stage": st.name, "stackName": st.stack_name, "targets": entries}),
+        || fanout::summary(rows),
+    );
+}
+
+/// `diff` over the targets: one grouped diff (each change once, with the targets it is in);
+/// exit 3 when any target would change, 1 when any failed.
+pub fn diff(args: &Args, s: &Synthesized, console: &Console) -> Result<i32, Error> {
+    let rt = super::commands::runtime()?;
+    let targets = access(args, &s.stage)?;
+    announce(console, "comparing", &s.stage, &targets, args);
+    let runs = rt.block_on(fanout::each_with(
+        targets,
+        args.concurrency,
+        |t, a| async move {
+            let clients = crate::aws::Clients::for_target(&a).await?;
+            deploy::diff_stack(&clients, &fanout::deploy::for_target(s, &t)).await
+        },
+    ));
+    let mut rows = Vec::new();
+    let mut entries = Vec::new();
+    let mut diffs = Vec::new();
+    for run in &runs {
+        let result = match &run.result {
+            Ok((d, _)) if d.is_empty() => "no changes",
+            Ok(_) => "changes",
+            Err(e) => failed(e),
+        };
+        let changes = run.result.as_ref().ok().map(|(d, _)| Row::changes_of(d));
+        rows.push(row(run, result, changes));
+        entries.push(target_json(
+            run,
+            result,
+            |(d, cas)| json!({"diff": d, "cas": cas}),
+        ));
+        if let Ok((d, cas)) = &run.result {
+            diffs.push((run.label(), d.clone()));
+            for line in cas.lines().iter().chain(cas.warnings().iter()) {
+                console.note(&format!("[{}] {line}\n", run.label()));
+            }
+        }
+    }
+    let grouped = crate::diff::group_by_targets(&diffs);
+    if !console.json() {
+        console.note(&crate::diff::render_grouped_text(
+            &grouped,
+            console::color(true),
+        ));
+        console.note(&format!("{}\n", CapacityReport::of(&s.stage, None).line()));
+    }
+    let title = format!("jitr-infra diff: {}", s.stage.stack_name);
+    console::step_summary(&crate::diff::render_grouped_markdown(&grouped, &title));
+    let code = fanout::exit_code(&runs);
+    finish(console, &s.stage, &rows, entries, code == exit::OK);
+    let changed = diffs.iter().any(|(_, d)| !d.is_empty());
+    Ok(match code {
+        exit::OK if changed => exit::CHANGES,
+        c => c,
+    })
+}
+
+/// `deploy` over the targets: plan all, one grouped diff, one approval, execute all.
+pub fn deploy(
+    args: &Args,
+    d: &DeployArgs,
+    s: &Synthesized,
+    console: &Console,
+) -> Result<i32, Error> {
+    let rt = super::commands::runtime()?;
+    let targets = access(args, &s.stage)?;
+    let opts = args.deploy_options();
+    announce(console, "deploying", &s.stage, &targets, args);
+    let planned = rt.block_on(fanout::deploy::plan_all(
+        targets,
+        &args.root,
+        s,
+        &opts,
+        args.concurrency,
+        console,
+    ));
+    let diffs: Vec<(String, crate::diff::StackDiff)> = planned
+        .iter()
+        .filter_map(|r| {
+            let ready = r.result.as_ref().ok()?.ready()?;
+            Some((r.label(), ready.diff.clone()))
+        })
+        .collect();
+    let grouped = crate::diff::group_by_targets(&diffs);
+    if !console.json() && !diffs.is_empty() {
+        console.note(&crate::diff::render_grouped_text(
+            &grouped,
+            console::color(true),
+        ));
+    }
+    let title = format!("jitr-infra deploy: {}", s.stage.stack_name);
+    console::step_summary(&crate::diff::render_grouped_markdown(&grouped, &title));
+    let finished = rt.block_on(decide(&opts, &diffs, planned, args.concurrency, console));
+    if let Some(path) = &d.outputs_file {
+        write_outputs(path, &finished)?;
+    }
+    let mut rows = Vec::new();
+    let mut entries = Vec::new();
+    for run in &finished {
+        let result = match &run.result {
+            Ok(f) => outcome_word(&f.outcome),
+            Err(e) => failed(e),
+        };
+        let changes = run.result.as_ref().ok().and_then(|f| f.changes.clone());
+        rows.push(row(run, result, changes));
+        entries.push(target_json(
+            run,
+            result,
+            |f| json!({"outcome": f.outcome, "capacity": f.capacity}),
+        ));
+    }
+    let code = fanout::exit_code(&finished);
+    finish(console, &s.stage, &rows, entries, code == exit::OK);
+    Ok(code)
+}
+
+fn outcome_word(o: &Outcome) -> &'static str {
+    match o {
+        Outcome::NoChanges { .. } => "no changes",
+        Outcome::Deployed { .. } => "deployed",
+        Outcome::ChangeSetCreated { .. } => "change set created",
+    }
+}
+
+/// Approval once for every target: the reasons, per target; then execute, leave (with
+/// `--no-execute`) or discard every change set.
+async fn decide(
+    opts: &deploy::Options,
+    diffs: &[(String, crate::diff::StackDiff)],
+    planned: Vec<TargetRun<fanout::deploy::PlannedTarget>>,
+    concurrency: usize,
+    console: &Console<'_>,
+) -> Vec<TargetRun<Finished>> {
+    if !opts.execute {
+        return fanout::deploy::leave_all(planned).await;
+    }
+    let reasons: Vec<String> = diffs
+        .iter()
+        .filter_map(|(label, d)| {
+            deploy::approval_needed(opts.require_approval, d).map(|r| format!("  {label}: {r}"))
+        })
+        .collect();
+    if reasons.is_empty() {
+        return fanout::deploy::apply_all(planned, opts, concurrency, console).await;
+    }
+    console.note(&format!(
+        "approval needed in {} of {} target(s) with changes:\n{}\n",
+        reasons.len(),
+        diffs.len(),
+        reasons.join("\n")
+    ));
+    let question = format!("Deploy the changes above to {} target(s)?", diffs.len());
+    if opts.interactive && console.confirm(&question) {
+        return fanout::deploy::apply_all(planned, opts, concurrency, console).await;
+    }
+    let why = if opts.interactive {
+        "not approved; every change set was deleted".to_string()
+    } else {
+        format!(
+            "approval needed and no terminal to ask on: review the diff above and rerun with \
+             --require-approval never (now: {:?}); every change set was deleted",
+            opts.require_approval
+        )
+        .to_lowercase()
+    };
+    let refuse = move || Error::ApprovalRequired(why.clone());
+    fanout::deploy::discard_all(planned, concurrency, &refuse).await
+}
+
+/// `--outputs-file`: `{"<region>/<account>": {"<output>": "<value>"}}`, one object per target
+/// whose stack exists (a failed target has none), written to a temporary file and renamed.
+fn write_outputs(path: &std::path::Path, runs: &[TargetRun<Finished>]) -> Result<(), Error> {
+    let by_target: BTreeMap<String, &BTreeMap<String, String>> = runs
+        .iter()
+        .filter_map(|r| Some((r.label(), r.result.as_ref().ok()?.outputs.as_ref()?)))
+        .collect();
+    let text = serde_json::to_string_pretty(&by_target).expect("outputs serialize") + "\n";
+    let tmp = path.with_extension("tmp-jitr");
+    std::fs::write(&tmp, text).map_err(crate::error::io(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(crate::error::io(path))
+}
+
+/// `destroy` over the targets: every plan shown, one confirmation, then every stack deleted.
+pub fn destroy(
+    args: &Args,
+    st: &Stage,
+    yes: bool,
+    detach: bool,
+    console: &Console,
+) -> Result<i32, Error> {
+    let rt = super::commands::runtime()?;
+    let targets = access(args, st)?;
+    announce(console, "destroying", st, &targets, args);
+    let plans = rt.block_on(fanout::each_with(
+        targets,
+        args.concurrency,
+        |t, a| async move {
+            let clients = crate::aws::Clients::for_target(&a).await?;
+            let narrowed = st.for_target(&t);
+            deploy::account::check(&clients, &narrowed).await?;
+            let plan = destroy::destroy_plan(&clients, &narrowed).await?;
+            if let Some(p) = &plan {
+                destroy::admissible(p, detach)?;
+            }
+            Ok((clients, plan))
+        },
+    ));
+    for run in &plans {
+        if let Ok((_, Some(plan))) = &run.result {
+            for line in super::console::destroy_plan_text(plan, detach).lines() {
+                console.progress(&format!("[{}] {line}", run.label()));
+            }
+        }
+    }
+    let stacks = plans
+        .iter()
+        .filter(|r| matches!(r.result, Ok((_, Some(_)))))
+        .count();
+    let what = format!(
+        "{stacks} stacks named {} (every target above)",
+        st.stack_name
+    );
+    let confirmed = match stacks {
+        0 => Ok(()),
+        _ => super::commands::confirm_destroy(&what, yes, console),
+    };
+    let opts = args.deploy_options();
+    let items: Vec<_> = plans.into_iter().map(|r| (r.target, r.result)).collect();
+    let runs = rt.block_on(fanout::each_with(items, args.concurrency, |t, planned| {
+        let (opts, confirmed) = (&opts, &confirmed);
+        async move {
+            let (clients, plan) = planned?;
+            let Some(plan) = plan else { return Ok(None) };
+            if let Err(e) = confirmed {
+                return Err(Error::ApprovalRequired(e.to_string()));
+            }
+            let prefixed = Prefixed::new(t.label(), console);
+            destroy::destroy(&clients, &plan, detach, opts, &prefixed)
+                .await
+                .map(|s| Some((plan, s)))
+        }
+    }));
+    let mut rows = Vec::new();
+    let mut entries = Vec::new();
+    for run in &runs {
+        let result = match &run.result {
+            Ok(None) => "no stack",
+            Ok(Some(_)) => "destroyed",
+            Err(e) => failed(e),
+        };
+        rows.push(row(run, result, None));
+        entries.push(target_json(run, result, |d| match d {
+            None => json!({}),
+            Some((plan, settled)) => json!({"stackStatus": settled.status.as_str(),
+                "caRetained": plan.ca_retained, "events": settled.events}),
+        }));
+    }
+    let code = fanout::exit_code(&runs);
+    finish(console, st, &rows, entries, code == exit::OK);
+    Ok(code)
+}
+
+/// `status` over the targets: each target's report under its name; exit 5 when any needs
+/// attention, 1 when any failed.
+pub fn status(args: &Args, st: &Stage, max_pages: u32, console: &Console) -> Result<i32, Error> {
+    let rt = super::commands::runtime()?;
+    let targets = access(args, st)?;
+    let runs = rt.block_on(fanout::each_with(
+        targets,
+        args.concurrency,
+        |t, a| async move {
+            let clients = crate::aws::Clients::for_target(&a).await?;
+            let deployed = crate::ops::deployed(&clients, &st.for_target(&t), "report").await?;
+            crate::ops::status::status(&clients, &deployed, max_pages).await
+        },
+    ));
+    let mut rows = Vec::new();
+    let mut entries = Vec::new();
+    let mut text = String::new();
+    for run in &runs {
+        let result = match &run.result {
+            Ok(s) if s.healthy => "healthy",
+            Ok(_) => "needs attention",
+            Err(e) => failed(e),
+        };
+        if let Ok(s) = &run.result {
+            text.push_str(&format!(
+                "== {} ==\n{}\n",
+                run.label(),
+                crate::ops::status_text::text(s)
+            ));
+        }
+        rows.push(row(run, result, None));
+        entries.push(target_json(run, result, |s| json!({"status": s})));
+    }
+    let code = fanout::exit_code(&runs);
+    let attention = runs
+        .iter()
+        .any(|r| r.result.as_ref().is_ok_and(|s| !s.healthy));
+    console.result(
+        &json!({"ok": code == exit::OK && !attention, "stage": st.name,
+            "stackName": st.stack_name, "targets": entries}),
+        || format!("{text}{}", fanout::summary(&rows)),
+    );
+    Ok(match code {
+        exit::OK if attention => exit::ATTENTION,
+        c => c,
+    })
+}
