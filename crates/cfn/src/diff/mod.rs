@@ -22,6 +22,7 @@
 //! list compared as a set (`new`: added, `old`: removed).
 
 mod compute;
+mod group;
 mod render;
 mod replace;
 mod security;
@@ -31,7 +32,8 @@ mod values;
 mod tests;
 
 pub use compute::diff;
-pub use render::{render_markdown, render_text};
+pub use group::{group_by_targets, GroupedDiff, TargetGroup};
+pub use render::{render_grouped_markdown, render_grouped_text, render_markdown, render_text};
 pub use replace::{create_only_properties, CustomRule, Rules};
 
 use jitr_contract::ca_registration::RESOURCE_TYPE as CA_RESOURCE_TYPE;
@@ -182,7 +184,7 @@ pub struct NamedChange {
     pub new: Option<Value>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct StackDiff {
     pub new_stack: bool,
     pub resources: Vec<ResourceDiff>,

@@ -15,7 +15,7 @@ const CA_RULE: CustomRule = CustomRule {
     replaces: new_registration,
 };
 
-fn diff(
+pub(super) fn diff(
     deployed: Option<&Value>,
     synthesized: &Value,
     change_set: Option<&[ChangeSetChange]>,
@@ -34,15 +34,15 @@ fn pair(old: Option<&Value>, new: Option<&Value>) -> (String, String) {
 
 const DEV: &str = include_str!("../../../../tests/snapshots/dev.snap.template.json");
 
-fn dev() -> Value {
+pub(super) fn dev() -> Value {
     serde_json::from_str(DEV).unwrap()
 }
 
-fn template(resources: Value) -> Value {
+pub(super) fn template(resources: Value) -> Value {
     json!({ "AWSTemplateFormatVersion": "2010-09-09", "Resources": resources })
 }
 
-fn device_policy(actions: Value) -> Value {
+pub(super) fn device_policy(actions: Value) -> Value {
     template(json!({
         "DevicePolicy": {
             "Type": "AWS::IoT::Policy",
@@ -56,7 +56,7 @@ fn device_policy(actions: Value) -> Value {
     }))
 }
 
-fn role(statements: Value) -> Value {
+pub(super) fn role(statements: Value) -> Value {
     template(json!({
         "Role": {
             "Type": "AWS::IAM::Role",
@@ -70,7 +70,7 @@ fn role(statements: Value) -> Value {
     }))
 }
 
-fn permission(source_arn: Value) -> Value {
+pub(super) fn permission(source_arn: Value) -> Value {
     template(json!({
         "Perm": {
             "Type": "AWS::Lambda::Permission",
@@ -84,7 +84,7 @@ fn permission(source_arn: Value) -> Value {
     }))
 }
 
-fn ca(pem: &str) -> Value {
+pub(super) fn ca(pem: &str) -> Value {
     template(json!({
         "CaRegistration": {
             "Type": "Custom::JitrCaRegistration",

@@ -135,13 +135,15 @@ impl Format for Markdown {
 
 /// The diff for `GITHUB_STEP_SUMMARY`: the same content as the text, as tables.
 pub fn render_markdown(d: &StackDiff, title: &str) -> String {
-    let mut f = Markdown {
-        out: format!("### {title}\n\n"),
-    };
+    format!("### {title}\n\n{}", body(d))
+}
+
+/// The diff below its title: its sections, or `No changes.`.
+pub(super) fn body(d: &StackDiff) -> String {
     if d.is_empty() {
-        f.out.push_str("No changes.\n");
-        return f.out;
+        return "No changes.\n".into();
     }
+    let mut f = Markdown { out: String::new() };
     walk(d, &mut f);
     let mut out = f.out;
     while out.ends_with("\n\n") {

@@ -7,9 +7,11 @@
 //! action, resource and condition. Long values in the resource view are shortened around
 //! where they differ.
 
+mod grouped;
 mod markdown;
 mod text;
 
+pub use grouped::{render_grouped_markdown, render_grouped_text};
 #[cfg(test)]
 pub(super) use markdown::code;
 pub use markdown::render_markdown;

@@ -7,9 +7,18 @@ use std::fmt::Write as _;
 const RED: &str = "31";
 const GREEN: &str = "32";
 const YELLOW: &str = "33";
-const BOLD: &str = "1";
-const BOLD_RED: &str = "1;31";
-const DIM: &str = "2";
+pub(super) const BOLD: &str = "1";
+pub(super) const BOLD_RED: &str = "1;31";
+pub(super) const DIM: &str = "2";
+
+/// `s` in the ANSI style `code` when `color`, else as it is.
+pub(super) fn paint(color: bool, code: &str, s: &str) -> String {
+    if color {
+        format!("\x1b[{code}m{s}\x1b[0m")
+    } else {
+        s.to_string()
+    }
+}
 
 struct Text {
     color: bool,
@@ -18,11 +27,7 @@ struct Text {
 
 impl Text {
     fn on(&self, code: &str, s: &str) -> String {
-        if self.color {
-            format!("\x1b[{code}m{s}\x1b[0m")
-        } else {
-            s.to_string()
-        }
+        paint(self.color, code, s)
     }
 
     /// `    path (mark): old -> new`, `    path: + member`, `    note`.
