@@ -16,7 +16,9 @@ Starts tests/moto_server.py on a free loopback port and, with boto3, checks that
   - IoT's DescribeCertificate answers as AWS does: `caCertificateId` present, and `validity` the
     certificate's own notBefore/notAfter (for DescribeCACertificate too);
   - every other patch module of tests/moto_jitr holds (section 7; CloudWatch's RPC v2 CBOR
-    front end in section 9), and every module in
+    front end in section 9; other accounts, AssumeRole's trust policy and functions acting in
+    their own account in section 10; slow stacks, on a second server started with
+    JITR_MOTO_CFN_SECONDS, in section 11), and every module in
     `moto_jitr.PATCHES` was checked by at least one section.
 Exits non-zero on any failure. The bundles are the zips the jitr-infra binary embeds, as
 `cargo run -q -- synth` writes them.
@@ -346,7 +348,7 @@ def run_checks(endpoint: str, activator_zip: str, provider_zip: str) -> None:
         e, h = body["env"], {k.lower(): v for k, v in body["headers"].items()}
         expected = {
             "AWS_ENDPOINT_URL": endpoint, "AWS_REGION": REGION, "AWS_DEFAULT_REGION": REGION,
-            "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+            # The execution role's session, not the dummy key: section 10.
             "AWS_LAMBDA_FUNCTION_NAME": "fake", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "256",
             "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST", "AWS_LAMBDA_LOG_GROUP_NAME": "/aws/lambda/fake", "MY_VAR": "x y",
         }
