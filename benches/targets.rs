@@ -25,7 +25,11 @@ fn project(n: usize) -> Project {
     p.new_ca("Bench targets CA");
     let stack = testkit::project::stack_name(&format!("jitr-bench-{n}"));
     let placement = if n == 1 {
-        format!("region: {}\naccount: \"{}\"\n", REGIONS[0], testkit::ACCOUNT)
+        format!(
+            "region: {}\naccount: \"{}\"\n",
+            REGIONS[0],
+            testkit::ACCOUNT
+        )
     } else {
         let targets: String = REGIONS[..n]
             .iter()
@@ -35,7 +39,9 @@ fn project(n: usize) -> Project {
     };
     p.stage(
         "bench",
-        &format!("stack_name: {stack}\n{placement}ca:\n  certificate: certs/ca.pem\n  mode: SNI_ONLY\n"),
+        &format!(
+            "stack_name: {stack}\n{placement}ca:\n  certificate: certs/ca.pem\n  mode: SNI_ONLY\n"
+        ),
     );
     p
 }
@@ -43,7 +49,14 @@ fn project(n: usize) -> Project {
 /// `deploy --stage bench --require-approval never --json` (with `--concurrency` for a
 /// `targets:` stage): the wall time.
 fn deploy(p: &Project, n: usize, endpoint: &str) -> Duration {
-    let mut args = vec!["deploy", "--stage", "bench", "--require-approval", "never", "--json"];
+    let mut args = vec![
+        "deploy",
+        "--stage",
+        "bench",
+        "--require-approval",
+        "never",
+        "--json",
+    ];
     if n > 1 {
         args.extend(["--concurrency", CONCURRENCY]);
     }
@@ -63,9 +76,16 @@ fn ns() -> Vec<usize> {
     let wanted = std::env::var("JITR_BENCH_TARGETS").unwrap_or_else(|_| "1,2,4".into());
     let mut ns: Vec<usize> = wanted
         .split(',')
-        .map(|n| n.trim().parse().expect("JITR_BENCH_TARGETS: numbers 1 to 4"))
+        .map(|n| {
+            n.trim()
+                .parse()
+                .expect("JITR_BENCH_TARGETS: numbers 1 to 4")
+        })
         .collect();
-    assert!(ns.iter().all(|n| (1..=REGIONS.len()).contains(n)), "N from 1 to 4");
+    assert!(
+        ns.iter().all(|n| (1..=REGIONS.len()).contains(n)),
+        "N from 1 to 4"
+    );
     if !ns.contains(&1) {
         ns.insert(0, 1); // the baseline
     }
@@ -89,7 +109,11 @@ fn main() {
         println!(
             "targets {n}: {:6.2} s  ratio to 1 target {ratio:.2}{}",
             took.as_secs_f64(),
-            if ratio > MAX_RATIO { "  (over 1.5)" } else { "" }
+            if ratio > MAX_RATIO {
+                "  (over 1.5)"
+            } else {
+                ""
+            }
         );
         if ratio > MAX_RATIO {
             failed.push(n);

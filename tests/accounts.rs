@@ -23,7 +23,10 @@ fn assume_role_of_a_role_trusting_the_caller_acts_in_the_role_account() {
     assert!(session.session_token.is_some(), "{session:?}");
     let (account, arn) = accounts::caller_identity(endpoint, &session);
     assert_eq!(account, OTHER);
-    assert_eq!(arn, format!("arn:aws:sts::{OTHER}:assumed-role/{name}/testkit"));
+    assert_eq!(
+        arn,
+        format!("arn:aws:sts::{OTHER}:assumed-role/{name}/testkit")
+    );
     // The caller's own account is unchanged.
     let (account, _) = accounts::caller_identity(endpoint, &Creds::default_account());
     assert_eq!(account, testkit::ACCOUNT);
@@ -73,7 +76,14 @@ async fn a_stage_deployed_with_another_accounts_session_registers_its_ca_there()
         testkit::REGION
     );
     project.stage("b", &yaml);
-    let args = ["deploy", "--stage", "b", "--require-approval", "never", "--json"];
+    let args = [
+        "deploy",
+        "--stage",
+        "b",
+        "--require-approval",
+        "never",
+        "--json",
+    ];
     let bin = env!("CARGO_BIN_EXE_jitr-infra");
     let o = project
         .aws_cli(bin, &args, endpoint)
@@ -89,22 +99,42 @@ async fn a_stage_deployed_with_another_accounts_session_registers_its_ca_there()
 
     // moto has no ListCACertificates: DescribeCACertificate in each account.
     let in_b = aws_sdk_iot::Client::new(&session.sdk_config(endpoint, testkit::REGION).await);
-    let described = in_b.describe_ca_certificate().certificate_id(&ca_id).send().await;
+    let described = in_b
+        .describe_ca_certificate()
+        .certificate_id(&ca_id)
+        .send()
+        .await;
     let status = described
         .unwrap_or_else(|e| panic!("the CA is not registered in {OTHER}: {e:?}"))
         .certificate_description()
         .and_then(|d| d.status().cloned());
-    assert_eq!(status.map(|s| s.as_str().to_string()).as_deref(), Some("ACTIVE"));
+    assert_eq!(
+        status.map(|s| s.as_str().to_string()).as_deref(),
+        Some("ACTIVE")
+    );
     let in_a = moto().iot().await;
-    let in_default = in_a.describe_ca_certificate().certificate_id(&ca_id).send().await;
+    let in_default = in_a
+        .describe_ca_certificate()
+        .certificate_id(&ca_id)
+        .send()
+        .await;
     assert!(
         in_default.is_err(),
         "the CA must not be registered in {}: {in_default:?}",
         testkit::ACCOUNT
     );
     // The stack is account B's, too.
-    let cfn = aws_sdk_cloudformation::Client::new(&session.sdk_config(endpoint, testkit::REGION).await);
-    let stacks = cfn.describe_stacks().stack_name(&stack).send().await.unwrap();
-    let stack_id = stacks.stacks()[0].stack_id().unwrap_or_default().to_string();
+    let cfn =
+        aws_sdk_cloudformation::Client::new(&session.sdk_config(endpoint, testkit::REGION).await);
+    let stacks = cfn
+        .describe_stacks()
+        .stack_name(&stack)
+        .send()
+        .await
+        .unwrap();
+    let stack_id = stacks.stacks()[0]
+        .stack_id()
+        .unwrap_or_default()
+        .to_string();
     assert!(stack_id.contains(&format!(":{OTHER}:stack/")), "{stack_id}");
 }

@@ -177,7 +177,11 @@ impl Query {
     }
 
     fn call(&self, action: &str, params: &[(&str, &str)]) -> Result<String, AwsError> {
-        let version = if self.service == "iam" { "2010-05-08" } else { "2011-06-15" };
+        let version = if self.service == "iam" {
+            "2010-05-08"
+        } else {
+            "2011-06-15"
+        };
         let mut form = format!("Action={action}&Version={version}");
         for (k, v) in params {
             form.push_str(&format!("&{}={}", percent_encode(k), percent_encode(v)));
