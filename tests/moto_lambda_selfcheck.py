@@ -16,7 +16,9 @@ Starts tests/moto_server.py on a free loopback port and, with boto3, checks that
   - IoT's DescribeCertificate answers as AWS does: `caCertificateId` present, and `validity` the
     certificate's own notBefore/notAfter (for DescribeCACertificate too);
   - every other patch module of tests/moto_jitr holds (section 7; CloudWatch's RPC v2 CBOR
-    front end in section 9), and every module in
+    front end in section 9; other accounts, AssumeRole's trust policy and functions acting in
+    their own account in section 10; slow stacks, on a second server started with
+    JITR_MOTO_CFN_SECONDS, in section 11), and every module in
     `moto_jitr.PATCHES` was checked by at least one section.
 Exits non-zero on any failure. The bundles are the zips the jitr-infra binary embeds, as
 `cargo run -q -- synth` writes them.
@@ -222,30 +224,38 @@ def template(pem: str, mode: str = "SNI_ONLY") -> str:
     )
 
 
-def main() -> int:
-    activator_zip, provider_zip = bundles()
-    print(f"bundles: {os.path.basename(activator_zip)}, {os.path.basename(provider_zip)}")
+def start_server(extra_env: dict[str, str]):
+    """tests/moto_server.py on a free port, ready: (process, endpoint, log path, log file)."""
     port = free_port()
     endpoint = f"http://127.0.0.1:{port}"
     log_path = os.path.join(tempfile.gettempdir(), f"moto-selfcheck-{port}.log")
     log = open(log_path, "w")
     env = dict(os.environ, MOTO_PORT="1")  # a stale MOTO_PORT must not win over -p
+    env.pop("JITR_MOTO_CFN_SECONDS", None)  # slow stacks only where asked for
+    env.update(extra_env)
     server = subprocess.Popen(
         [sys.executable, os.path.join(ROOT, "tests/moto_server.py"), "-H", "127.0.0.1", "-p", str(port)],
         stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
     )
+    give_up = time.monotonic() + 30
+    while True:
+        try:
+            urllib.request.urlopen(f"{endpoint}/moto-api/data.json", timeout=1)
+            return server, endpoint, log_path, log
+        except OSError:
+            if time.monotonic() > give_up or server.poll() is not None:
+                raise SystemExit(f"moto did not start; see {log_path}")
+            time.sleep(0.1)
+
+
+def main() -> int:
+    activator_zip, provider_zip = bundles()
+    print(f"bundles: {os.path.basename(activator_zip)}, {os.path.basename(provider_zip)}")
+    server, endpoint, log_path, log = start_server({})
     print(f"moto on {endpoint}, log {log_path}")
     try:
-        give_up = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(f"{endpoint}/moto-api/data.json", timeout=1)
-                break
-            except OSError:
-                if time.monotonic() > give_up or server.poll() is not None:
-                    raise SystemExit(f"moto did not start; see {log_path}")
-                time.sleep(0.1)
         run_checks(endpoint, activator_zip, provider_zip)
+        check_slow_operations()
     except Exception:
         failures.append("exception")
         traceback.print_exc()
@@ -338,7 +348,7 @@ def run_checks(endpoint: str, activator_zip: str, provider_zip: str) -> None:
         e, h = body["env"], {k.lower(): v for k, v in body["headers"].items()}
         expected = {
             "AWS_ENDPOINT_URL": endpoint, "AWS_REGION": REGION, "AWS_DEFAULT_REGION": REGION,
-            "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+            # The execution role's session, not the dummy key: section 10.
             "AWS_LAMBDA_FUNCTION_NAME": "fake", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "256",
             "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST", "AWS_LAMBDA_LOG_GROUP_NAME": "/aws/lambda/fake", "MY_VAR": "x y",
         }
@@ -442,6 +452,8 @@ def run_checks(endpoint: str, activator_zip: str, provider_zip: str) -> None:
     print("9. CloudWatch over Smithy RPC v2 CBOR; metrics from EMF log events")
     check_cloudwatch_cbor(endpoint, client("cloudwatch"))
     check_emf(logs, client("cloudwatch"))
+    print("10. other accounts: AssumeRole's trust policy, functions in their own account")
+    check_accounts(endpoint, provider_zip)
 
 
 def check_emf(logs, cloudwatch) -> None:
@@ -810,6 +822,215 @@ def check_describe_certificate(iot) -> None:
         (ca_validity.get("notBefore"), ca_validity.get("notAfter")) == (ca_from, ca_to),
         ca_validity,
     )
+
+
+OTHER_ACCOUNT = "111122223333"
+
+
+def account_session(endpoint: str, account: str):
+    """Credentials of an IAM user of `account`: moto's x-moto-account-id header, on the two IAM
+    calls that make the user and its key only (see moto_jitr/sts_assume_role_trust)."""
+    iam = boto3.client("iam", endpoint_url=endpoint, region_name=REGION,
+                       aws_access_key_id="testing", aws_secret_access_key="testing")
+
+    def in_account(request, **_kwargs) -> None:
+        request.headers["x-moto-account-id"] = account
+
+    iam.meta.events.register("before-sign.iam.*", in_account)
+    user = f"selfcheck-admin-{account}"
+    iam.create_user(UserName=user)
+    key = iam.create_access_key(UserName=user)["AccessKey"]
+    return boto3.session.Session(aws_access_key_id=key["AccessKeyId"], aws_secret_access_key=key["SecretAccessKey"],
+                                 region_name=REGION)
+
+
+def trust_policy(*statements: dict) -> str:
+    return json.dumps({"Version": "2012-10-17", "Statement": list(statements)})
+
+
+def assume_error(sts, role_arn: str, **kwargs) -> tuple[int, dict] | None:
+    try:
+        sts.assume_role(RoleArn=role_arn, RoleSessionName="selfcheck", **kwargs)
+    except sts.exceptions.ClientError as e:
+        return e.response["ResponseMetadata"]["HTTPStatusCode"], e.response["Error"]
+    return None
+
+
+def check_accounts(endpoint: str, provider_zip: str) -> None:
+    covers("sts_assume_role_trust", "lambda_execution_role")
+    b = account_session(endpoint, OTHER_ACCOUNT)
+    client_b = lambda name: b.client(name, endpoint_url=endpoint)  # noqa: E731
+    ident = client_b("sts").get_caller_identity()
+    check("an IAM user's key of another account acts in it", ident["Account"] == OTHER_ACCOUNT, ident)
+    iam_b = client_b("iam")
+    allow = {"Effect": "Allow", "Action": "sts:AssumeRole"}
+    roles = {
+        "by-account": trust_policy(dict(allow, Principal={"AWS": "123456789012"})),
+        "by-root": trust_policy(dict(allow, Principal={"AWS": "arn:aws:iam::123456789012:root"})),
+        "stranger": trust_policy(dict(allow, Principal={"AWS": "444455556666"})),
+        "service": trust_policy(dict(allow, Principal={"Service": "lambda.amazonaws.com"})),
+        "denied": trust_policy(dict(allow, Principal={"AWS": "*"}),
+                               {"Effect": "Deny", "Action": "sts:AssumeRole", "Principal": {"AWS": "123456789012"}}),
+        "external": trust_policy(dict(allow, Principal={"AWS": "123456789012"},
+                                      Condition={"StringEquals": {"sts:ExternalId": "s3cret"}})),
+        "by-role": trust_policy(dict(allow, Principal={"AWS": f"arn:aws:iam::{OTHER_ACCOUNT}:role/by-account"})),
+    }
+    arn = {name: iam_b.create_role(RoleName=name, AssumeRolePolicyDocument=doc)["Role"]["Arn"] for name, doc in roles.items()}
+    sts = boto3.client("sts", endpoint_url=endpoint, region_name=REGION,
+                       aws_access_key_id="testing", aws_secret_access_key="testing")
+    caller = sts.get_caller_identity()["Arn"]
+    for name in ("by-account", "by-root"):
+        creds = sts.assume_role(RoleArn=arn[name], RoleSessionName="selfcheck")["Credentials"]
+        as_role = boto3.client("sts", endpoint_url=endpoint, region_name=REGION, aws_access_key_id=creds["AccessKeyId"],
+                               aws_secret_access_key=creds["SecretAccessKey"], aws_session_token=creds["SessionToken"])
+        ident = as_role.get_caller_identity()
+        check(f"AssumeRole trusted ({name}): the session acts in the role's account",
+              ident["Account"] == OTHER_ACCOUNT and ident["Arn"].endswith(f":assumed-role/{name}/selfcheck"), ident)
+    missing = f"arn:aws:iam::{OTHER_ACCOUNT}:role/missing"
+    expected = (403, {"Type": "Sender", "Code": "AccessDenied",
+                      "Message": f"User: {caller} is not authorized to perform: sts:AssumeRole on resource: {missing}"})
+    check("AssumeRole of a role that does not exist: 403 AccessDenied, AWS's message", assume_error(sts, missing) == expected,
+          assume_error(sts, missing))
+    for name in ("stranger", "service", "denied", "external"):
+        error = assume_error(sts, arn[name])
+        check(f"AssumeRole refused ({name}): 403 AccessDenied", error is not None and error[:1] == (403,)
+              and error[1]["Code"] == "AccessDenied" and arn[name] in error[1]["Message"], error)
+    check("AssumeRole with the trusted ExternalId", assume_error(sts, arn["external"], ExternalId="s3cret") is None)
+    session = sts.assume_role(RoleArn=arn["by-account"], RoleSessionName="hop")["Credentials"]
+    hop = boto3.client("sts", endpoint_url=endpoint, region_name=REGION, aws_access_key_id=session["AccessKeyId"],
+                       aws_secret_access_key=session["SecretAccessKey"], aws_session_token=session["SessionToken"])
+    check("a role principal lets its sessions in, and nobody else", assume_error(hop, arn["by-role"]) is None
+          and assume_error(sts, arn["by-role"]) is not None, (assume_error(hop, arn["by-role"]), assume_error(sts, arn["by-role"])))
+    check_functions_in_account(b, endpoint, provider_zip)
+
+
+def check_functions_in_account(b, endpoint: str, provider_zip: str) -> None:
+    client_b = lambda name: b.client(name, endpoint_url=endpoint)  # noqa: E731
+    lam, cfn, iot = client_b("lambda"), client_b("cloudformation"), client_b("iot")
+    role = client_b("iam").create_role(RoleName="selfcheck-exec", AssumeRolePolicyDocument=trust_policy(
+        {"Effect": "Allow", "Action": "sts:AssumeRole", "Principal": {"Service": "lambda.amazonaws.com"}}))["Role"]["Arn"]
+    lam.create_function(FunctionName="fake-b", Runtime="provided.al2023", Handler="bootstrap", Role=role,
+                        Code={"ZipFile": fake_zip()}, Timeout=5)
+    _, out = invoke(lam, "fake-b", {"echo": 1})
+    env = out.get("env", {}) if isinstance(out, dict) else {}
+    check("executor: a function gets temporary credentials (with a session token), not the dummy key",
+          env.get("AWS_ACCESS_KEY_ID") not in (None, "testing") and bool(env.get("AWS_SESSION_TOKEN")), env.get("AWS_ACCESS_KEY_ID"))
+    ident = boto3.client("sts", endpoint_url=endpoint, region_name=REGION, aws_access_key_id=env.get("AWS_ACCESS_KEY_ID"),
+                         aws_secret_access_key=env.get("AWS_SECRET_ACCESS_KEY"),
+                         aws_session_token=env.get("AWS_SESSION_TOKEN")).get_caller_identity() if env else {}
+    check("executor: the function acts as its execution role's session, named after it, in its account",
+          ident.get("Arn") == f"arn:aws:sts::{OTHER_ACCOUNT}:assumed-role/selfcheck-exec/fake-b", ident)
+    _, again = invoke(lam, "fake-b", {"echo": 2})
+    check("executor: the same credentials keep the warm process", isinstance(again, dict) and again.get("pid") == out.get("pid"),
+          (out.get("pid"), again.get("pid") if isinstance(again, dict) else again))
+    lam.create_function(FunctionName="ca-provider", Runtime="provided.al2023", Handler="bootstrap", Role=role,
+                        Code={"ZipFile": open(provider_zip, "rb").read()}, Timeout=120, MemorySize=128)
+    cfn.create_stack(StackName="ca-in-b", TemplateBody=template(ca_pem("selfcheck CA of account B")))
+    status, _ = wait_stack(cfn, "ca-in-b")
+    ca_id = outputs(cfn, "ca-in-b").get("CaCertificateId", "")
+    iot_a = boto3.client("iot", endpoint_url=endpoint, region_name=REGION, aws_access_key_id="testing", aws_secret_access_key="testing")
+    check("custom resource in another account: the provider registers the CA there, not in the default account",
+          status == "CREATE_COMPLETE" and registered(iot, ca_id) and not registered(iot_a, ca_id), (status, ca_id, events(cfn, "ca-in-b")))
+    cfn.delete_stack(StackName="ca-in-b")
+    wait_stack_gone(cfn, "ca-in-b")
+    check("custom resource in another account: Delete deregisters it there", not registered(iot, ca_id), ca_id)
+
+
+def wait_stack_gone(cfn, name: str, timeout: float = 60) -> bool:
+    give_up = time.monotonic() + timeout
+    while time.monotonic() < give_up:
+        try:
+            cfn.describe_stacks(StackName=name)
+        except cfn.exceptions.ClientError:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+SLOW_SECONDS = 2.0
+
+
+def check_slow_operations() -> None:
+    """A second server with JITR_MOTO_CFN_SECONDS: operations read IN_PROGRESS for that long."""
+    print(f"11. slow stacks: JITR_MOTO_CFN_SECONDS={SLOW_SECONDS}")
+    covers("cfn_slow_operations")
+    server, endpoint, log_path, log = start_server({"JITR_MOTO_CFN_SECONDS": str(SLOW_SECONDS)})
+    try:
+        cfn = boto3.client("cloudformation", endpoint_url=endpoint, region_name=REGION,
+                           aws_access_key_id="testing", aws_secret_access_key="testing")
+        check_slow_change_set(cfn)
+        check_slow_stack_operations(cfn)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(15)
+        log.close()
+
+
+def slow_template(value: str) -> str:
+    return json.dumps({"Resources": {"P": {"Type": "AWS::SSM::Parameter",
+                                           "Properties": {"Name": "/selfcheck/slow", "Type": "String", "Value": value}}}})
+
+
+def stack_status(cfn, name: str) -> str:
+    return cfn.describe_stacks(StackName=name)["Stacks"][0]["StackStatus"]
+
+
+def stack_events(cfn, name: str) -> list[tuple[str, str]]:
+    return [(e["LogicalResourceId"], e["ResourceStatus"]) for e in cfn.describe_stack_events(StackName=name)["StackEvents"]]
+
+
+def until_settled(read, busy: str) -> tuple[str, float]:
+    start = time.monotonic()
+    while True:
+        value = read()
+        if value != busy or time.monotonic() - start > 30:
+            return value, time.monotonic() - start
+        time.sleep(0.05)
+
+
+def check_slow_change_set(cfn) -> None:
+    start = time.monotonic()
+    cs = cfn.create_change_set(StackName="slow", ChangeSetName="one", ChangeSetType="CREATE", TemplateBody=slow_template("1"))
+    described = cfn.describe_change_set(ChangeSetName=cs["Id"])
+    check("slow: a new change set reads CREATE_IN_PROGRESS, UNAVAILABLE, no changes yet",
+          (described["Status"], described["ExecutionStatus"], described.get("Changes", [])) == ("CREATE_IN_PROGRESS", "UNAVAILABLE", []),
+          described)
+    try:
+        cfn.execute_change_set(ChangeSetName=cs["Id"])
+        code = None
+    except cfn.exceptions.ClientError as e:
+        code = e.response["Error"]["Code"]
+    check("slow: executing it before it is ready: InvalidChangeSetStatus", code == "InvalidChangeSetStatus", code)
+    status, _ = until_settled(lambda: cfn.describe_change_set(ChangeSetName=cs["Id"])["Status"], "CREATE_IN_PROGRESS")
+    took = time.monotonic() - start
+    check(f"slow: the change set is CREATE_COMPLETE after {SLOW_SECONDS} s ({took:.2f} s)",
+          status == "CREATE_COMPLETE" and SLOW_SECONDS <= took < SLOW_SECONDS + 1.5, (status, took))
+    start = time.monotonic()
+    cfn.execute_change_set(ChangeSetName=cs["Id"])
+    check("slow: ExecuteChangeSet: the stack reads CREATE_IN_PROGRESS", stack_status(cfn, "slow") == "CREATE_IN_PROGRESS")
+    check("slow: its newest event is the stack's CREATE_IN_PROGRESS",
+          stack_events(cfn, "slow")[0] == ("slow", "CREATE_IN_PROGRESS"), stack_events(cfn, "slow"))
+    status, _ = until_settled(lambda: stack_status(cfn, "slow"), "CREATE_IN_PROGRESS")
+    took = time.monotonic() - start
+    check(f"slow: CREATE_COMPLETE after {SLOW_SECONDS} s ({took:.2f} s), with its final events",
+          status == "CREATE_COMPLETE" and SLOW_SECONDS <= took < SLOW_SECONDS + 1.5
+          and stack_events(cfn, "slow")[0] == ("slow", "CREATE_COMPLETE"), (status, took, stack_events(cfn, "slow")))
+
+
+def check_slow_stack_operations(cfn) -> None:
+    start = time.monotonic()
+    cfn.update_stack(StackName="slow", TemplateBody=slow_template("2"))
+    status, _ = until_settled(lambda: stack_status(cfn, "slow"), "UPDATE_IN_PROGRESS")
+    took = time.monotonic() - start
+    check(f"slow: UpdateStack reads UPDATE_IN_PROGRESS for {SLOW_SECONDS} s ({took:.2f} s)",
+          status == "UPDATE_COMPLETE" and SLOW_SECONDS <= took < SLOW_SECONDS + 1.5, (status, took))
+    start = time.monotonic()
+    cfn.delete_stack(StackName="slow")
+    during = stack_status(cfn, "slow")
+    gone = wait_stack_gone(cfn, "slow")
+    took = time.monotonic() - start
+    check(f"slow: DeleteStack: described by name as DELETE_IN_PROGRESS, then gone after {SLOW_SECONDS} s ({took:.2f} s)",
+          during == "DELETE_IN_PROGRESS" and gone and SLOW_SECONDS <= took < SLOW_SECONDS + 1.5, (during, gone, took))
 
 
 def events(cfn, name: str) -> list[dict]:

@@ -72,7 +72,8 @@ Modules: 1 iot_certificate_ids; 2 lambda_executor; 3, 4 custom_resources; 5 iot_
 reserved_concurrency_throttle, stack_deletion, stack_policy; 9 s3_expected_owner,
 lambda_account_concurrency; 10 cloudwatch_alarm_cfn,
 lambda_environment_strings; 11 cloudwatch_rpc_v2_cbor, emf_metrics; 12
-iot_list_certificates_by_ca; 13 lambda_layers. `_base` holds the server's address and the shared moto imports.
+iot_list_certificates_by_ca; 13 lambda_layers; 14 sts_assume_role_trust,
+lambda_execution_role; 15 cfn_slow_operations. `_base` holds the server's address and the shared moto imports.
 """
 from __future__ import annotations
 
@@ -98,6 +99,9 @@ PATCHES = (
     "emf_metrics",
     "iot_list_certificates_by_ca",
     "lambda_layers",
+    "sts_assume_role_trust",
+    "lambda_execution_role",
+    "cfn_slow_operations",
 )
 
 

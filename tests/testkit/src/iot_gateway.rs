@@ -107,19 +107,41 @@ impl IotGateway {
     /// Callable from sync tests and from inside a tokio runtime alike (it sets up on a thread
     /// of its own).
     pub fn start(moto_endpoint: &str, activator: &str) -> IotGateway {
+        Self::start_in(
+            moto_endpoint,
+            activator,
+            &crate::accounts::Creds::default_account(),
+            crate::REGION,
+        )
+    }
+
+    /// [`IotGateway::start`] for the AWS IoT of another account and region: the registry
+    /// and the activator are those `creds` (see [`crate::accounts`]) reach in `region`.
+    pub fn start_in(
+        moto_endpoint: &str,
+        activator: &str,
+        creds: &crate::accounts::Creds,
+        region: &str,
+    ) -> IotGateway {
         let (endpoint, activator) = (moto_endpoint.to_string(), activator.to_string());
-        std::thread::spawn(move || Self::start_here(&endpoint, &activator))
+        let (creds, region) = (creds.clone(), region.to_string());
+        std::thread::spawn(move || Self::start_here(&endpoint, &activator, &creds, &region))
             .join()
             .expect("the gateway started")
     }
 
-    fn start_here(moto_endpoint: &str, activator: &str) -> IotGateway {
+    fn start_here(
+        moto_endpoint: &str,
+        activator: &str,
+        creds: &crate::accounts::Creds,
+        region: &str,
+    ) -> IotGateway {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()
             .unwrap();
-        let conf = runtime.block_on(crate::sdk_config(moto_endpoint));
+        let conf = runtime.block_on(creds.sdk_config(moto_endpoint, region));
         let shared = Arc::new(Shared {
             iot: aws_sdk_iot::Client::new(&conf),
             lambda: aws_sdk_lambda::Client::new(&conf),

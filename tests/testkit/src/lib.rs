@@ -12,8 +12,10 @@
 //!   certificates, just-in-time registration against moto, CONNECT, PUBLISH);
 //! - [`pki`]: throwaway CAs and device certificates;
 //! - [`openssl`]: the same for every signature algorithm, through the openssl CLI;
-//! - [`project::Project`]: the temporary project directory the CLI tests run in.
+//! - [`project::Project`]: the temporary project directory the CLI tests run in;
+//! - [`accounts`]: other AWS accounts on the one moto server (credentials, roles, AssumeRole).
 
+pub mod accounts;
 pub mod http;
 pub mod iot_gateway;
 pub mod jitr;
@@ -150,12 +152,8 @@ pub async fn iot_client(endpoint: &str) -> aws_sdk_iot::Client {
 
 /// The SDK configuration for `endpoint` with dummy credentials and the test region.
 pub async fn sdk_config(endpoint: &str) -> aws_config::SdkConfig {
-    let creds = aws_sdk_iot::config::Credentials::new("testing", "testing", None, None, "testkit");
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new(REGION))
-        .endpoint_url(endpoint)
-        .credentials_provider(creds)
-        .load()
+    accounts::Creds::default_account()
+        .sdk_config(endpoint, REGION)
         .await
 }
 
@@ -170,6 +168,16 @@ pub fn moto() -> &'static Moto {
                 _child: None,
             };
         }
+        Moto::start(&[])
+    })
+}
+
+impl Moto {
+    /// A moto server of its own (not the process's shared one, and never
+    /// `JITR_TEST_MOTO_ENDPOINT`), started with `env` on top of this process's environment:
+    /// e.g. `JITR_MOTO_CFN_SECONDS` for CloudFormation operations that take time
+    /// (tests/moto_jitr/cfn_slow_operations.py). Stopped when the process ends.
+    pub fn start(env: &[(&str, &str)]) -> Moto {
         let venv = std::env::var_os("JITR_VENV")
             .map(PathBuf::from)
             .unwrap_or_else(|| workspace_root().join(".venv"));
@@ -184,6 +192,9 @@ pub fn moto() -> &'static Moto {
         // The wrapper makes moto name certificates by their DER's SHA-256, as AWS does.
         cmd.arg(workspace_root().join("tests/moto_server.py"))
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            // Slow stacks only where asked for: never inherited by the shared server.
+            .env_remove("JITR_MOTO_CFN_SECONDS")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
@@ -204,7 +215,7 @@ pub fn moto() -> &'static Moto {
             endpoint,
             _child: Some(Mutex::new(child)),
         }
-    })
+    }
 }
 
 fn free_port() -> u16 {

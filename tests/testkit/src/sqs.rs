@@ -7,7 +7,6 @@
 use crate::http::{forward, HttpRequest};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use std::time::SystemTime;
 
 /// SQS at `endpoint` (`http://host:port`), with the test credentials and region.
 #[derive(Debug, Clone)]
@@ -83,7 +82,8 @@ impl Sqs {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
         .collect();
-        for (k, v) in sign(&self.host, &headers, &body)? {
+        let creds = crate::accounts::Creds::default_account();
+        for (k, v) in crate::accounts::sign(&self.host, "sqs", &creds, &headers, &body)? {
             headers.insert(k.to_ascii_lowercase(), v);
         }
         let request = HttpRequest {
@@ -110,41 +110,6 @@ fn text(answer: &Value, field: &str) -> Result<String, String> {
         .as_str()
         .map(str::to_string)
         .ok_or_else(|| format!("no {field} in {answer}"))
-}
-
-/// The SigV4 headers (`authorization`, `x-amz-date`) for a POST to `/` of `host`.
-fn sign(
-    host: &str,
-    headers: &BTreeMap<String, String>,
-    body: &[u8],
-) -> Result<Vec<(String, String)>, String> {
-    use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
-    let creds = aws_sdk_iot::config::Credentials::new("testing", "testing", None, None, "testkit");
-    let identity = creds.into();
-    let params = aws_sigv4::sign::v4::SigningParams::builder()
-        .identity(&identity)
-        .region(crate::REGION)
-        .name("sqs")
-        .time(SystemTime::now())
-        .settings(SigningSettings::default())
-        .build()
-        .map_err(|e| e.to_string())?
-        .into();
-    let uri = format!("http://{host}/");
-    let signable = SignableRequest::new(
-        "POST",
-        &uri,
-        headers.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-        SignableBody::Bytes(body),
-    )
-    .map_err(|e| e.to_string())?;
-    let (instructions, _) = sign(signable, &params)
-        .map_err(|e| e.to_string())?
-        .into_parts();
-    Ok(instructions
-        .headers()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect())
 }
 
 #[cfg(test)]
