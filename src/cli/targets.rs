@@ -110,6 +110,7 @@ pub fn diff(args: &Args, s: &Synthesized, console: &Console) -> Result<i32, Erro
     let mut rows = Vec::new();
     let mut entries = Vec::new();
     let mut diffs = Vec::new();
+    let mut ca_lines = Vec::new();
     for run in &runs {
         let result = match &run.result {
             Ok((d, _)) if d.is_empty() => "no changes",
@@ -125,10 +126,12 @@ pub fn diff(args: &Args, s: &Synthesized, console: &Console) -> Result<i32, Erro
         ));
         if let Ok((d, cas)) = &run.result {
             diffs.push((run.label(), d.clone()));
-            for line in cas.lines().iter().chain(cas.warnings().iter()) {
-                console.note(&format!("[{}] {line}\n", run.label()));
-            }
+            let lines = cas.lines().into_iter().chain(cas.warnings());
+            ca_lines.push((run.label(), lines.collect()));
         }
+    }
+    for line in collapse(&ca_lines) {
+        console.note(&format!("{line}\n"));
     }
     let grouped = crate::diff::group_by_targets(&diffs);
     if !console.json() {
@@ -147,6 +150,26 @@ pub fn diff(args: &Args, s: &Synthesized, console: &Console) -> Result<i32, Erro
         exit::OK if changed => exit::CHANGES,
         c => c,
     })
+}
+
+/// Each target's lines, each distinct line once: `line (in all N targets)` when every target
+/// has it, else `[target, target] line`; in the order they first appear.
+fn collapse(per_target: &[(String, Vec<String>)]) -> Vec<String> {
+    let mut seen: Vec<(&str, Vec<&str>)> = Vec::new();
+    for (label, lines) in per_target {
+        for line in lines {
+            match seen.iter_mut().find(|(l, _)| l == line) {
+                Some((_, labels)) => labels.push(label),
+                None => seen.push((line, vec![label])),
+            }
+        }
+    }
+    seen.into_iter()
+        .map(|(line, labels)| match labels.len() {
+            n if n == per_target.len() && n > 1 => format!("{line} (in all {n} targets)"),
+            _ => format!("[{}] {line}", labels.join(", ")),
+        })
+        .collect()
 }
 
 /// `deploy` over the targets: plan all, one grouped diff, one approval, execute all.
@@ -319,8 +342,9 @@ pub fn destroy(
         _ => super::commands::confirm_destroy(&what, yes, console),
     };
     let opts = args.deploy_options();
+    let planning: Vec<_> = plans.iter().map(|r| r.duration).collect();
     let items: Vec<_> = plans.into_iter().map(|r| (r.target, r.result)).collect();
-    let runs = rt.block_on(fanout::each_with(items, args.concurrency, |t, planned| {
+    let mut runs = rt.block_on(fanout::each_with(items, args.concurrency, |t, planned| {
         let (opts, confirmed) = (&opts, &confirmed);
         async move {
             let (clients, plan) = planned?;
@@ -334,6 +358,9 @@ pub fn destroy(
                 .map(|s| Some((plan, s)))
         }
     }));
+    for (run, planned) in runs.iter_mut().zip(planning) {
+        run.duration += planned;
+    }
     let mut rows = Vec::new();
     let mut entries = Vec::new();
     for run in &runs {
