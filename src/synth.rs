@@ -14,7 +14,7 @@ use crate::constructs::{
 use crate::error::{io, Error};
 use crate::revocation_layer::{layer_zip, LayerZip};
 use crate::stage::{self, Problem, Stage, StageError};
-use serde_json::json;
+use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 
 /// The default output directory, relative to the project root; each stage gets a
@@ -208,8 +208,26 @@ fn manifest(s: &Synthesized) -> String {
             entry(("layer", id), &l.sha256, l.zip.len())
         }))
         .collect();
-    // One stack per target, all from the one template (it names no region or account).
-    let stacks: Vec<_> = stage
+    let stacks = manifest_stacks(s, &json!(parameters), &json!(cas));
+    let manifest = json!({
+        "version": 1,
+        "tool": format!("jitr-infra {}", env!("CARGO_PKG_VERSION")),
+        "stage": stage.name,
+        "stageFile": stage.file.to_string_lossy().replace('\\', "/"),
+        "assetBucket": ASSET_BUCKET,
+        "stacks": stacks,
+        "assets": assets,
+    });
+    let mut text = serde_json::to_string_pretty(&manifest).expect("manifest serializes");
+    text.push('\n');
+    text
+}
+
+/// The manifest's `stacks`: one per target, all from the one template (it names no region
+/// or account).
+fn manifest_stacks(s: &Synthesized, parameters: &Value, cas: &Value) -> Vec<Value> {
+    let stage = &s.stage;
+    stage
         .targets()
         .iter()
         .map(|t| {
@@ -227,19 +245,7 @@ fn manifest(s: &Synthesized) -> String {
                 "cas": cas,
             })
         })
-        .collect();
-    let manifest = json!({
-        "version": 1,
-        "tool": format!("jitr-infra {}", env!("CARGO_PKG_VERSION")),
-        "stage": stage.name,
-        "stageFile": stage.file.to_string_lossy().replace('\\', "/"),
-        "assetBucket": ASSET_BUCKET,
-        "stacks": stacks,
-        "assets": assets,
-    });
-    let mut text = serde_json::to_string_pretty(&manifest).expect("manifest serializes");
-    text.push('\n');
-    text
+        .collect()
 }
 
 /// Writes the output directory `out` atomically: the files go to a sibling temporary

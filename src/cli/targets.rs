@@ -44,37 +44,72 @@ fn announce(
     ));
 }
 
-/// One target's entry in `--json`: where, what happened, how long, and `extra` (the
-/// command's own fields) or the error.
-fn target_json<T>(run: &TargetRun<T>, result: &str, extra: impl FnOnce(&T) -> Value) -> Value {
-    let mut v = json!({
-        "target": run.label(),
-        "region": run.target.region,
-        "account": run.target.account,
-        "result": result,
-        "durationSeconds": (run.duration.as_secs_f64() * 10.0).round() / 10.0,
-    });
-    match &run.result {
-        Ok(t) => {
-            if let (Value::Object(m), Value::Object(e)) = (&mut v, extra(t)) {
-                m.extend(e);
-            }
-        }
-        Err(e) => {
-            v["error"] = json!({"message": e.to_string(), "exitCode": e.exit_code()});
-        }
-    }
-    v
+/// What each target's run says: a word for the table (`deployed`), its resource changes
+/// (`+1 ~2 -0`) and its own `--json` fields.
+struct Said {
+    word: &'static str,
+    changes: Option<String>,
+    json: Value,
 }
 
-fn row<T>(run: &TargetRun<T>, result: &str, changes: Option<String>) -> Row {
-    Row {
-        target: run.label(),
-        result: result.to_string(),
-        changes: changes.unwrap_or_else(|| "-".into()),
-        duration: run.duration,
-        error: run.result.as_ref().err().map(|e| e.to_string()),
+/// The table rows and the `--json` entries of `runs`, each told by `say` (a failed target:
+/// `FAILED` or `not approved`, with its error).
+fn report<T>(runs: &[TargetRun<T>], say: impl Fn(&T) -> Said) -> (Vec<Row>, Vec<Value>) {
+    let mut rows = Vec::new();
+    let mut entries = Vec::new();
+    for run in runs {
+        let mut v = json!({
+            "target": run.label(),
+            "region": run.target.region,
+            "account": run.target.account,
+            "durationSeconds": (run.duration.as_secs_f64() * 10.0).round() / 10.0,
+        });
+        let (word, changes) = match &run.result {
+            Ok(t) => {
+                let said = say(t);
+                if let (Value::Object(m), Value::Object(e)) = (&mut v, said.json) {
+                    m.extend(e);
+                }
+                (said.word, said.changes)
+            }
+            Err(e) => {
+                v["error"] = json!({"message": e.to_string(), "exitCode": e.exit_code()});
+                (failed(e), None)
+            }
+        };
+        v["result"] = json!(word);
+        rows.push(Row {
+            target: run.label(),
+            result: word.to_string(),
+            changes: changes.unwrap_or_else(|| "-".into()),
+            duration: run.duration,
+            error: run.result.as_ref().err().map(|e| e.to_string()),
+        });
+        entries.push(v);
     }
+    (rows, entries)
+}
+
+/// Prints the result (the table, or `{"ok", "stage", "stackName", "targets"}`) and returns
+/// the exit code: [`fanout::exit_code`], or `when_ok` when every target succeeded.
+fn finish<T>(
+    console: &Console,
+    st: &Stage,
+    runs: &[TargetRun<T>],
+    text: String,
+    entries: Vec<Value>,
+    when_ok: i32,
+) -> i32 {
+    let code = match fanout::exit_code(runs) {
+        exit::OK => when_ok,
+        c => c,
+    };
+    console.result(
+        &json!({"ok": code == exit::OK, "stage": st.name, "stackName": st.stack_name,
+            "targets": entries}),
+        || text,
+    );
+    code
 }
 
 /// What a failed target reads as in the table.
@@ -83,14 +118,6 @@ fn failed(e: &Error) -> &'static str {
         Error::ApprovalRequired(_) => "not approved",
         _ => "FAILED",
     }
-}
-
-/// Prints the result: the table (text) or the targets' entries (JSON).
-fn finish(console: &Console, st: &Stage, rows: &[Row], entries: Vec<Value>, ok: bool) {
-    console.result(
-        &json!({"ok": ok, "stage": st.name, "stackName": st.stack_name, "targets": entries}),
-        || fanout::summary(rows),
-    );
 }
 
 /// `diff` over the targets: one grouped diff (each change once, with the targets it is in);
@@ -107,23 +134,18 @@ pub fn diff(args: &Args, s: &Synthesized, console: &Console) -> Result<i32, Erro
             deploy::diff_stack(&clients, &fanout::deploy::for_target(s, &t)).await
         },
     ));
-    let mut rows = Vec::new();
-    let mut entries = Vec::new();
+    let (rows, entries) = report(&runs, |(d, cas)| Said {
+        word: if d.is_empty() {
+            "no changes"
+        } else {
+            "changes"
+        },
+        changes: Some(Row::changes_of(d)),
+        json: json!({"diff": d, "cas": cas}),
+    });
     let mut diffs = Vec::new();
     let mut ca_lines = Vec::new();
     for run in &runs {
-        let result = match &run.result {
-            Ok((d, _)) if d.is_empty() => "no changes",
-            Ok(_) => "changes",
-            Err(e) => failed(e),
-        };
-        let changes = run.result.as_ref().ok().map(|(d, _)| Row::changes_of(d));
-        rows.push(row(run, result, changes));
-        entries.push(target_json(
-            run,
-            result,
-            |(d, cas)| json!({"diff": d, "cas": cas}),
-        ));
         if let Ok((d, cas)) = &run.result {
             diffs.push((run.label(), d.clone()));
             let lines = cas.lines().into_iter().chain(cas.warnings());
@@ -133,23 +155,30 @@ pub fn diff(args: &Args, s: &Synthesized, console: &Console) -> Result<i32, Erro
     for line in collapse(&ca_lines) {
         console.note(&format!("{line}\n"));
     }
-    let grouped = crate::diff::group_by_targets(&diffs);
+    show_grouped(
+        console,
+        &diffs,
+        &format!("jitr-infra diff: {}", s.stage.stack_name),
+    );
     if !console.json() {
+        console.note(&format!("{}\n", CapacityReport::of(&s.stage, None).line()));
+    }
+    let changed = diffs.iter().any(|(_, d)| !d.is_empty());
+    let when_ok = if changed { exit::CHANGES } else { exit::OK };
+    let text = fanout::summary(&rows);
+    Ok(finish(console, &s.stage, &runs, text, entries, when_ok))
+}
+
+/// The grouped diff on stderr (text mode) and in the job summary.
+fn show_grouped(console: &Console, diffs: &[(String, crate::diff::StackDiff)], title: &str) {
+    let grouped = crate::diff::group_by_targets(diffs);
+    if !console.json() && !diffs.is_empty() {
         console.note(&crate::diff::render_grouped_text(
             &grouped,
             console::color(true),
         ));
-        console.note(&format!("{}\n", CapacityReport::of(&s.stage, None).line()));
     }
-    let title = format!("jitr-infra diff: {}", s.stage.stack_name);
-    console::step_summary(&crate::diff::render_grouped_markdown(&grouped, &title));
-    let code = fanout::exit_code(&runs);
-    finish(console, &s.stage, &rows, entries, code == exit::OK);
-    let changed = diffs.iter().any(|(_, d)| !d.is_empty());
-    Ok(match code {
-        exit::OK if changed => exit::CHANGES,
-        c => c,
-    })
+    console::step_summary(&crate::diff::render_grouped_markdown(&grouped, title));
 }
 
 /// Each target's lines, each distinct line once: `line (in all N targets)` when every target
@@ -198,37 +227,29 @@ pub fn deploy(
             Some((r.label(), ready.diff.clone()))
         })
         .collect();
-    let grouped = crate::diff::group_by_targets(&diffs);
-    if !console.json() && !diffs.is_empty() {
-        console.note(&crate::diff::render_grouped_text(
-            &grouped,
-            console::color(true),
-        ));
-    }
-    let title = format!("jitr-infra deploy: {}", s.stage.stack_name);
-    console::step_summary(&crate::diff::render_grouped_markdown(&grouped, &title));
+    show_grouped(
+        console,
+        &diffs,
+        &format!("jitr-infra deploy: {}", s.stage.stack_name),
+    );
     let finished = rt.block_on(decide(&opts, &diffs, planned, args.concurrency, console));
     if let Some(path) = &d.outputs_file {
         write_outputs(path, &finished)?;
     }
-    let mut rows = Vec::new();
-    let mut entries = Vec::new();
-    for run in &finished {
-        let result = match &run.result {
-            Ok(f) => outcome_word(&f.outcome),
-            Err(e) => failed(e),
-        };
-        let changes = run.result.as_ref().ok().and_then(|f| f.changes.clone());
-        rows.push(row(run, result, changes));
-        entries.push(target_json(
-            run,
-            result,
-            |f| json!({"outcome": f.outcome, "capacity": f.capacity}),
-        ));
-    }
-    let code = fanout::exit_code(&finished);
-    finish(console, &s.stage, &rows, entries, code == exit::OK);
-    Ok(code)
+    let (rows, entries) = report(&finished, |f| Said {
+        word: outcome_word(&f.outcome),
+        changes: f.changes.clone(),
+        json: json!({"outcome": f.outcome, "capacity": f.capacity}),
+    });
+    let text = fanout::summary(&rows);
+    Ok(finish(
+        console,
+        &s.stage,
+        &finished,
+        text,
+        entries,
+        exit::OK,
+    ))
 }
 
 fn outcome_word(o: &Outcome) -> &'static str {
@@ -308,20 +329,7 @@ pub fn destroy(
     let rt = super::commands::runtime()?;
     let targets = access(args, st)?;
     announce(console, "destroying", st, &targets, args);
-    let plans = rt.block_on(fanout::each_with(
-        targets,
-        args.concurrency,
-        |t, a| async move {
-            let clients = crate::aws::Clients::for_target(&a).await?;
-            let narrowed = st.for_target(&t);
-            deploy::account::check(&clients, &narrowed).await?;
-            let plan = destroy::destroy_plan(&clients, &narrowed).await?;
-            if let Some(p) = &plan {
-                destroy::admissible(p, detach)?;
-            }
-            Ok((clients, plan))
-        },
-    ));
+    let plans = rt.block_on(destroy_plans(targets, st, detach, args.concurrency));
     for run in &plans {
         if let Ok((_, Some(plan))) = &run.result {
             for line in super::console::destroy_plan_text(plan, detach).lines() {
@@ -353,32 +361,55 @@ pub fn destroy(
                 return Err(Error::ApprovalRequired(e.to_string()));
             }
             let prefixed = Prefixed::new(t.label(), console);
-            destroy::destroy(&clients, &plan, detach, opts, &prefixed)
-                .await
-                .map(|s| Some((plan, s)))
+            let settled = destroy::destroy(&clients, &plan, detach, opts, &prefixed).await?;
+            Ok(Some((plan, settled)))
         }
     }));
     for (run, planned) in runs.iter_mut().zip(planning) {
         run.duration += planned;
     }
-    let mut rows = Vec::new();
-    let mut entries = Vec::new();
-    for run in &runs {
-        let result = match &run.result {
-            Ok(None) => "no stack",
-            Ok(Some(_)) => "destroyed",
-            Err(e) => failed(e),
-        };
-        rows.push(row(run, result, None));
-        entries.push(target_json(run, result, |d| match d {
-            None => json!({}),
-            Some((plan, settled)) => json!({"stackStatus": settled.status.as_str(),
+    let (rows, entries) = report(&runs, |d| match d {
+        None => Said {
+            word: "no stack",
+            changes: None,
+            json: json!({}),
+        },
+        Some((plan, settled)) => Said {
+            word: "destroyed",
+            changes: Some(format!("-{}", plan.resources.len())),
+            json: json!({"stackStatus": settled.status.as_str(),
                 "caRetained": plan.ca_retained, "events": settled.events}),
-        }));
-    }
-    let code = fanout::exit_code(&runs);
-    finish(console, st, &rows, entries, code == exit::OK);
-    Ok(code)
+        },
+    });
+    Ok(finish(
+        console,
+        st,
+        &runs,
+        fanout::summary(&rows),
+        entries,
+        exit::OK,
+    ))
+}
+
+/// Every target's clients and destroy plan (`None`: no stack), its account checked and the
+/// plan admissible (`--detach-devices` when devices still use the policy).
+async fn destroy_plans(
+    targets: Vec<(Target, crate::aws::Target)>,
+    st: &Stage,
+    detach: bool,
+    concurrency: usize,
+) -> Vec<TargetRun<(crate::aws::Clients, Option<destroy::DestroyPlan>)>> {
+    fanout::each_with(targets, concurrency, |t, a| async move {
+        let clients = crate::aws::Clients::for_target(&a).await?;
+        let narrowed = st.for_target(&t);
+        deploy::account::check(&clients, &narrowed).await?;
+        let plan = destroy::destroy_plan(&clients, &narrowed).await?;
+        if let Some(p) = &plan {
+            destroy::admissible(p, detach)?;
+        }
+        Ok((clients, plan))
+    })
+    .await
 }
 
 /// `status` over the targets: each target's report under its name; exit 5 when any needs
@@ -395,36 +426,26 @@ pub fn status(args: &Args, st: &Stage, max_pages: u32, console: &Console) -> Res
             crate::ops::status::status(&clients, &deployed, max_pages).await
         },
     ));
-    let mut rows = Vec::new();
-    let mut entries = Vec::new();
+    let (rows, entries) = report(&runs, |s| Said {
+        word: if s.healthy {
+            "healthy"
+        } else {
+            "needs attention"
+        },
+        changes: None,
+        json: json!({"status": s}),
+    });
     let mut text = String::new();
     for run in &runs {
-        let result = match &run.result {
-            Ok(s) if s.healthy => "healthy",
-            Ok(_) => "needs attention",
-            Err(e) => failed(e),
-        };
         if let Ok(s) = &run.result {
-            text.push_str(&format!(
-                "== {} ==\n{}\n",
-                run.label(),
-                crate::ops::status_text::text(s)
-            ));
+            let shown = crate::ops::status_text::text(s);
+            text.push_str(&format!("== {} ==\n{shown}\n", run.label()));
         }
-        rows.push(row(run, result, None));
-        entries.push(target_json(run, result, |s| json!({"status": s})));
     }
-    let code = fanout::exit_code(&runs);
+    text.push_str(&fanout::summary(&rows));
     let attention = runs
         .iter()
         .any(|r| r.result.as_ref().is_ok_and(|s| !s.healthy));
-    console.result(
-        &json!({"ok": code == exit::OK && !attention, "stage": st.name,
-            "stackName": st.stack_name, "targets": entries}),
-        || format!("{text}{}", fanout::summary(&rows)),
-    );
-    Ok(match code {
-        exit::OK if attention => exit::ATTENTION,
-        c => c,
-    })
+    let when_ok = if attention { exit::ATTENTION } else { exit::OK };
+    Ok(finish(console, st, &runs, text, entries, when_ok))
 }
