@@ -28,10 +28,7 @@ fn project() -> Project {
 
 fn deploy(p: &Project, endpoint: &str) -> Duration {
     let args = ["deploy", "--stage", "bench", "--require-approval", "never"];
-    let mut cmd = p.aws_cli(env!("CARGO_BIN_EXE_jitr-infra"), &args, endpoint);
-    let start = Instant::now();
-    let out = cmd.output().unwrap();
-    let took = start.elapsed();
+    let (out, took) = p.run_aws_timed(env!("CARGO_BIN_EXE_jitr-infra"), &args, endpoint);
     assert!(
         out.status.success(),
         "{}",

@@ -10,7 +10,7 @@
 //! N = 1 is the one-target stage (`region:` / `account:`), today's single deploy and the
 //! baseline; N > 1 is a `targets:` list.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use testkit::project::Project;
 use testkit::Moto;
 
@@ -60,10 +60,7 @@ fn deploy(p: &Project, n: usize, endpoint: &str) -> Duration {
     if n > 1 {
         args.extend(["--concurrency", CONCURRENCY]);
     }
-    let mut cmd = p.aws_cli(env!("CARGO_BIN_EXE_jitr-infra"), &args, endpoint);
-    let start = Instant::now();
-    let out = cmd.output().unwrap();
-    let took = start.elapsed();
+    let (out, took) = p.run_aws_timed(env!("CARGO_BIN_EXE_jitr-infra"), &args, endpoint);
     assert!(
         out.status.success(),
         "deploy of {n} target(s) failed:\n{}",

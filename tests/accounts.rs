@@ -118,8 +118,9 @@ async fn a_stage_deployed_with_another_accounts_session_registers_its_ca_there()
         .certificate_id(&ca_id)
         .send()
         .await;
+    let not_found = in_default.as_ref().err().and_then(|e| e.as_service_error());
     assert!(
-        in_default.is_err(),
+        not_found.is_some_and(|e| e.is_resource_not_found_exception()),
         "the CA must not be registered in {}: {in_default:?}",
         testkit::ACCOUNT
     );

@@ -1542,32 +1542,14 @@ fn fresh_account() -> String {
     format!("9{:0>11}", &digits[digits.len().saturating_sub(11)..])
 }
 
-/// Credentials moto maps to `account` (an assumed role there, as in a multi-account setup).
+/// Credentials of `account`: a session of a role there that trusts the default account, as in
+/// a multi-account setup (the harness refuses AssumeRole of a role that does not exist).
 async fn credentials_for(account: &str) -> Vec<(String, String)> {
-    let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new(testkit::REGION))
-        .endpoint_url(moto().endpoint())
-        .credentials_provider(aws_sdk_cloudformation::config::Credentials::new(
-            "testing", "testing", None, None, "e2e",
-        ))
-        .load()
-        .await;
-    let out = aws_sdk_sts::Client::new(&conf)
-        .assume_role()
-        .role_arn(format!("arn:aws:iam::{account}:role/jitr-e2e"))
-        .role_session_name("jitr-e2e")
-        .send()
-        .await
-        .unwrap();
-    let c = out.credentials().unwrap();
-    vec![
-        ("AWS_ACCESS_KEY_ID".into(), c.access_key_id().to_string()),
-        (
-            "AWS_SECRET_ACCESS_KEY".into(),
-            c.secret_access_key().to_string(),
-        ),
-        ("AWS_SESSION_TOKEN".into(), c.session_token().to_string()),
-    ]
+    let endpoint = moto().endpoint();
+    let admin = testkit::accounts::admin(endpoint, account);
+    let role =
+        testkit::accounts::create_role(endpoint, &admin, &unique("jitr-e2e"), testkit::ACCOUNT);
+    testkit::accounts::assume(endpoint, &role).env()
 }
 
 fn env_refs(env: &[(String, String)]) -> Vec<(&str, &str)> {

@@ -47,19 +47,23 @@ impl Creds {
         env
     }
 
-    /// An SDK configuration for `endpoint` and `region` with these credentials.
-    pub async fn sdk_config(&self, endpoint: &str, region: &str) -> aws_config::SdkConfig {
-        let creds = aws_sdk_iot::config::Credentials::new(
+    /// The SDK's form of these credentials.
+    pub fn sdk(&self) -> aws_sdk_iot::config::Credentials {
+        aws_sdk_iot::config::Credentials::new(
             &self.access_key_id,
             &self.secret_access_key,
             self.session_token.clone(),
             None,
-            "testkit-accounts",
-        );
+            "testkit",
+        )
+    }
+
+    /// An SDK configuration for `endpoint` and `region` with these credentials.
+    pub async fn sdk_config(&self, endpoint: &str, region: &str) -> aws_config::SdkConfig {
         aws_config::defaults(aws_config::BehaviorVersion::latest())
             .region(aws_config::Region::new(region.to_string()))
             .endpoint_url(endpoint)
-            .credentials_provider(creds)
+            .credentials_provider(self.sdk())
             .load()
             .await
     }
@@ -264,14 +268,7 @@ pub(crate) fn sign(
     body: &[u8],
 ) -> Result<Vec<(String, String)>, String> {
     use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
-    let identity = aws_sdk_iot::config::Credentials::new(
-        &creds.access_key_id,
-        &creds.secret_access_key,
-        creds.session_token.clone(),
-        None,
-        "testkit",
-    )
-    .into();
+    let identity = creds.sdk().into();
     let params = aws_sigv4::sign::v4::SigningParams::builder()
         .identity(&identity)
         .region(crate::REGION)

@@ -119,6 +119,19 @@ impl Project {
         self.aws_cli(bin, args, endpoint).output().unwrap()
     }
 
+    /// [`Project::run_aws`] and the process's wall time (for benchmarks).
+    pub fn run_aws_timed(
+        &self,
+        bin: impl AsRef<Path>,
+        args: &[&str],
+        endpoint: &str,
+    ) -> (Output, std::time::Duration) {
+        let mut cmd = self.aws_cli(bin, args, endpoint);
+        let start = std::time::Instant::now();
+        let out = cmd.output().unwrap();
+        (out, start.elapsed())
+    }
+
     /// `deploy --stage <stage> --require-approval never --json` against `endpoint`; asserts
     /// it succeeded and returns the JSON outcome.
     pub fn deploy(&self, bin: impl AsRef<Path>, stage: &str, endpoint: &str) -> Value {
