@@ -43,6 +43,13 @@ impl Multi {
         self.p.stage("multi", &yaml);
     }
 
+    /// Rewrites the stage file.
+    fn edit(&self, change: impl FnOnce(&str) -> String) {
+        let path = self.p.path("stacks/multi.yaml");
+        let yaml = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(path, change(&yaml)).unwrap();
+    }
+
     /// `jitr-infra --project P <args> --stage multi` with the caller's (account A's) key.
     fn run(&self, args: &[&str]) -> Output {
         let mut all = args.to_vec();
@@ -223,16 +230,19 @@ async fn three_regions_in_two_accounts_deploy_in_parallel_with_one_approval() {
         );
     }
 
-    // A target whose role cannot be assumed fails alone; the others complete.
-    let refused = format!("arn:aws:iam::{B}:role/{}", unique("not-trusted"));
-    m.targets(&format!(
-        "{list}  - region: us-west-2\n    account: \"{B}\"\n    role_arn: {refused}\n"
-    ));
+    // A target whose role cannot be assumed fails alone; the others, with a change to
+    // deploy, complete.
+    let refused_name = unique("jitr-deploy-later");
+    let refused = format!("arn:aws:iam::{B}:role/{refused_name}");
+    let five =
+        format!("{list}  - region: us-west-2\n    account: \"{B}\"\n    role_arn: {refused}\n");
+    m.targets(&five);
+    m.edit(|y| y.replace("log_retention_days: 1", "log_retention_days: 3"));
     let o = m.run(&["deploy", "--require-approval", "never"]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     let table = String::from_utf8_lossy(&o.stdout);
     assert!(
-        table.contains("5 targets: 4 no changes, 1 FAILED"),
+        table.contains("5 targets: 4 deployed, 1 FAILED"),
         "{}",
         text(&o)
     );
@@ -243,8 +253,18 @@ async fn three_regions_in_two_accounts_deploy_in_parallel_with_one_approval() {
         "{}",
         text(&o)
     );
+    // Once the role exists and trusts the caller, the same command deploys only what still
+    // differs: the fifth target; the others are no-ops.
+    accounts::create_role(endpoint, &admin_b, &refused_name, A);
+    let (v, _) = m.json(&["deploy", "--require-approval", "never"], 0);
+    let mut want: Vec<(String, String)> = labels
+        .iter()
+        .map(|l| (l.clone(), "no changes".into()))
+        .collect();
+    want.push((format!("us-west-2/{B}"), "deployed".into()));
+    assert_eq!(results(&v), want, "{v:#}");
 
-    // status and destroy fan out too; --target picks the four good ones.
+    // status and destroy fan out too; --target picks some.
     let pick = [
         "--target",
         "eu-west-1,us-east-1",
@@ -253,12 +273,10 @@ async fn three_regions_in_two_accounts_deploy_in_parallel_with_one_approval() {
     ];
     let (v, _) = m.json(&[&["status", "--max-pages", "1"], &pick[..]].concat(), 0);
     assert_eq!(results(&v).len(), 4, "{v:#}");
-    let (v, _) = m.json(
-        &[&["destroy", "--yes", "--detach-devices"], &pick[..]].concat(),
-        0,
-    );
+    let (v, _) = m.json(&["destroy", "--yes", "--detach-devices"], 0);
+    assert_eq!(results(&v).len(), 5, "{v:#}");
     assert!(results(&v).iter().all(|(_, r)| r == "destroyed"), "{v:#}");
-    for (region, account, _) in &placed {
+    for (region, account, _) in placed.iter().chain([&("us-west-2", B, None)]) {
         let creds = if *account == A { &a } else { &session_b };
         assert!(
             !stack_exists(creds, region, &m.stack).await,

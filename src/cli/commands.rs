@@ -31,16 +31,25 @@ pub fn list(args: &Args, console: &Console) -> Result<i32, Error> {
     for name in names {
         match stage::load(&args.root, &name) {
             Ok(s) => {
+                let targets: Vec<String> = s.targets().iter().map(|t| t.label()).collect();
+                let (region, account) = match s.targets() {
+                    [one] => (one.region.clone(), one.account.clone()),
+                    many => (format!("{} targets", many.len()), None),
+                };
                 text.push_str(&format!(
                     "{:<12} {:<30} {:<16} {}\n",
                     name,
                     s.stack_name,
-                    s.region,
-                    s.account.as_deref().unwrap_or("(any)")
+                    region,
+                    match (account, targets.len()) {
+                        (_, n) if n > 1 => targets.join(", "),
+                        (Some(a), _) => a,
+                        (None, _) => "(any)".into(),
+                    }
                 ));
                 stages.push(
                     json!({"stage": name, "valid": true, "stackName": s.stack_name,
-                    "region": s.region, "account": s.account}),
+                    "region": s.region, "account": s.account, "targets": targets}),
                 );
             }
             Err(e) => {
