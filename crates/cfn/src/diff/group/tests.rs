@@ -290,7 +290,7 @@ fn equal_changes_match_as_multisets() {
     let g = group_by_targets(&targets(&[(A, &once), (B, &twice)]));
     assert_eq!(g.groups.len(), 2);
     assert_eq!(g.groups[0].targets, [A, B]);
-    assert_eq!(g.groups[0].diff.security, [grant.clone()]);
+    assert_eq!(g.groups[0].diff.security, std::slice::from_ref(&grant));
     assert_eq!(g.groups[1].targets, [B]);
     assert_eq!(g.groups[1].diff.security, [grant]);
 }
