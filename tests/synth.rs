@@ -1033,3 +1033,50 @@ fn a_ca_list_names_its_resources_by_name_never_by_position() {
     assert_eq!(names, ["ca-2026", "default"]);
     assert_eq!(cas[0]["registration"], "CaRegistrationCa2026");
 }
+
+/// A stage with `targets:` synthesizes the very template of its one-target form (it names no
+/// region or account), and its manifest lists one stack per target, with its role.
+#[test]
+fn targets_share_one_template_and_the_manifest_lists_a_stack_per_target() {
+    let dev = std::fs::read_to_string(root().join("stacks/dev.yaml")).unwrap();
+    let role = "arn:aws:iam::210987654321:role/jitr-deploy";
+    let targets = format!(
+        "targets:\n  - region: eu-west-1\n    account: \"123456789012\"\n  - region: us-east-1\n    \
+         account: \"210987654321\"\n    role_arn: {role}\n"
+    );
+    let multi = dev.replacen("region: eu-west-1\n", &targets, 1);
+    assert_ne!(multi, dev, "test setup: dev.yaml has `region: eu-west-1`");
+    let p = project(&[("dev", &dev), ("multi", &multi)]);
+    let (one, many) = (p.synth("dev"), p.synth("multi"));
+    // The same template but for its description, which names the stage.
+    let same = one.template_json.replace("for stage dev ", "for stage multi ");
+    assert!(same == many.template_json, "the targets change the template");
+    let manifest: Value = serde_json::from_str(&many.manifest_json).unwrap();
+    let stacks = manifest["stacks"].as_array().unwrap();
+    let placed: Vec<(Value, Value, Value)> = stacks
+        .iter()
+        .map(|s| {
+            (
+                s["region"].clone(),
+                s["account"].clone(),
+                s["roleArn"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        placed,
+        [
+            (json!("eu-west-1"), json!("123456789012"), Value::Null),
+            (json!("us-east-1"), json!("210987654321"), json!(role)),
+        ]
+    );
+    assert!(stacks
+        .iter()
+        .all(|s| s["templateSha256"] == json!(many.template_sha256)));
+    let labels: Vec<String> = many.stage.targets().iter().map(|t| t.label()).collect();
+    assert_eq!(labels, ["eu-west-1/123456789012", "us-east-1/210987654321"]);
+    // The schema offers `targets` beside `region`.
+    let o = cli().arg("schema").assert().success();
+    let schema: Value = serde_json::from_slice(&o.get_output().stdout).unwrap();
+    assert!(schema["properties"]["targets"].is_object(), "{schema:#}");
+}
