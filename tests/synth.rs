@@ -1049,8 +1049,13 @@ fn targets_share_one_template_and_the_manifest_lists_a_stack_per_target() {
     let p = project(&[("dev", &dev), ("multi", &multi)]);
     let (one, many) = (p.synth("dev"), p.synth("multi"));
     // The same template but for its description, which names the stage.
-    let same = one.template_json.replace("for stage dev ", "for stage multi ");
-    assert!(same == many.template_json, "the targets change the template");
+    let same = one
+        .template_json
+        .replace("for stage dev ", "for stage multi ");
+    assert!(
+        same == many.template_json,
+        "the targets change the template"
+    );
     let manifest: Value = serde_json::from_str(&many.manifest_json).unwrap();
     let stacks = manifest["stacks"].as_array().unwrap();
     let placed: Vec<(Value, Value, Value)> = stacks

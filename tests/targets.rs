@@ -178,6 +178,13 @@ async fn three_regions_in_two_accounts_deploy_in_parallel_with_one_approval() {
         );
     }
 
+    // --no-execute: a change set per target, left for review; the next deploy takes over.
+    let (v, _) = m.json(&["deploy", "--no-execute"], 0);
+    assert!(
+        results(&v).iter().all(|(_, r)| r == "change set created"),
+        "{v:#}"
+    );
+
     // diff: one grouped diff, every change read once; exit 3.
     let o = m.run(&["diff"]);
     assert_eq!(o.status.code(), Some(3), "{}", text(&o));
@@ -216,6 +223,17 @@ async fn three_regions_in_two_accounts_deploy_in_parallel_with_one_approval() {
         let ca_id = by_target[label]["CaCertificateId"].as_str().unwrap();
         let creds = if *account == A { &a } else { &session_b };
         onboard(&m, creds, region, ca_id).await;
+        // Each target has its own asset bucket, in its own account.
+        let s3 = aws_sdk_s3::Client::new(&conf(creds, region).await);
+        let bucket = format!("jitr-assets-{account}-{region}");
+        let owned = s3
+            .head_bucket()
+            .bucket(&bucket)
+            .expected_bucket_owner(*account);
+        owned
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{bucket}: {e:?}"));
     }
 
     // A no-op re-run: every target "no changes", no change set left anywhere.
