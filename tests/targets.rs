@@ -113,18 +113,29 @@ async fn onboard(m: &Multi, creds: &Creds, region: &str, ca_id: &str) {
     testkit::jitr::assert_onboarded(&iot, &cert_id, &cn, &arn).await;
 }
 
-/// Change sets of `stack` in `region` of `creds`'s account that were not executed (real
-/// CloudFormation removes executed ones; moto keeps them: tests/deploy_moto.rs counts alike).
+/// Change sets of `stack` in `region` of `creds`'s account that were not executed. Real
+/// CloudFormation lists those of the stack the name resolves to and removes executed ones;
+/// moto lists every change set ever made under the name (also of a deleted stack, such as a
+/// `--no-execute` CREATE's REVIEW_IN_PROGRESS stack) and keeps executed ones: so only the
+/// live stack's unexecuted ones count (tests/deploy_moto.rs counts alike).
 async fn change_sets(creds: &Creds, region: &str, stack: &str) -> usize {
     let cfn = aws_sdk_cloudformation::Client::new(&conf(creds, region).await);
+    let Ok(described) = cfn.describe_stacks().stack_name(stack).send().await else {
+        return 0; // no stack
+    };
+    let live = described
+        .stacks()
+        .first()
+        .and_then(|s| s.stack_id())
+        .map(str::to_string);
     match cfn.list_change_sets().stack_name(stack).send().await {
         Ok(out) => out
             .summaries()
             .iter()
-            .filter(|c| c.stack_name() == Some(stack))
+            .filter(|c| c.stack_id().map(str::to_string) == live)
             .filter(|c| c.execution_status().map(|e| e.as_str()) != Some("EXECUTE_COMPLETE"))
             .count(),
-        Err(_) => 0, // no stack
+        Err(_) => 0,
     }
 }
 
