@@ -196,21 +196,26 @@ async fn three_regions_in_two_accounts_deploy_in_parallel_with_one_approval() {
         "{v:#}"
     );
 
-    // diff: one grouped diff, every change read once; exit 3.
+    // diff: one grouped diff on stdout (the result, as for one stack), every change read
+    // once, then the table; exit 3.
     let o = m.run(&["diff"]);
     assert_eq!(o.status.code(), Some(3), "{}", text(&o));
-    let stderr = String::from_utf8_lossy(&o.stderr);
-    assert!(stderr.contains("in all 4 targets"), "{stderr}");
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(stdout.contains("in all 4 targets"), "{stdout}");
     let once = "[+] Custom::JitrCaRegistration CaRegistration";
     assert_eq!(
-        stderr.matches(once).count(),
+        stdout.matches(once).count(),
         1,
-        "one grouped diff: {stderr}"
+        "one grouped diff: {stdout}"
     );
     let ca_line = "CA added: default";
     assert!(
-        stderr.contains(ca_line) && stderr.contains("(in all 4 targets)"),
-        "{stderr}"
+        stdout.contains(ca_line) && stdout.contains("(in all 4 targets)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("4 targets: 4 changes"),
+        "the table: {stdout}"
     );
 
     // deploy, four at once, one object per target in the outputs file.

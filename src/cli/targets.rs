@@ -144,28 +144,33 @@ pub fn diff(args: &Args, s: &Synthesized, console: &Console) -> Result<i32, Erro
         json: json!({"diff": d, "cas": cas}),
     });
     let mut diffs = Vec::new();
-    let mut ca_lines = Vec::new();
+    let (mut ca_lines, mut ca_warnings) = (Vec::new(), Vec::new());
     for run in &runs {
         if let Ok((d, cas)) = &run.result {
             diffs.push((run.label(), d.clone()));
-            let lines = cas.lines().into_iter().chain(cas.warnings());
-            ca_lines.push((run.label(), lines.collect()));
+            ca_lines.push((run.label(), cas.lines()));
+            ca_warnings.push((run.label(), cas.warnings()));
         }
     }
-    for line in collapse(&ca_lines) {
+    // As for one stack: warnings on stderr; the diff, the CA lines and the capacity are the
+    // result on stdout (before the table), so `diff > file` keeps them.
+    for line in collapse(&ca_warnings) {
         console.note(&format!("{line}\n"));
     }
-    show_grouped(
-        console,
-        &diffs,
-        &format!("jitr-infra diff: {}", s.stage.stack_name),
-    );
-    if !console.json() {
-        console.note(&format!("{}\n", CapacityReport::of(&s.stage, None).line()));
+    let grouped = crate::diff::group_by_targets(&diffs);
+    let title = format!("jitr-infra diff: {}", s.stage.stack_name);
+    console::step_summary(&crate::diff::render_grouped_markdown(&grouped, &title));
+    let mut text = crate::diff::render_grouped_text(&grouped, console::color(false));
+    for line in collapse(&ca_lines) {
+        text.push_str(&format!("{line}\n"));
     }
+    text.push_str(&format!(
+        "{}\n\n{}",
+        CapacityReport::of(&s.stage, None).line(),
+        fanout::summary(&rows)
+    ));
     let changed = diffs.iter().any(|(_, d)| !d.is_empty());
     let when_ok = if changed { exit::CHANGES } else { exit::OK };
-    let text = fanout::summary(&rows);
     Ok(finish(console, &s.stage, &runs, text, entries, when_ok))
 }
 
