@@ -40,10 +40,6 @@ pub struct Clients {
 }
 
 impl Clients {
-    pub async fn new(target: &Target) -> Clients {
-        Self::from_conf(&Self::base_config(target).await)
-    }
-
     /// Clients for `target`; with a role to assume, the role is assumed once here (through
     /// aws-config's `AssumeRoleProvider`, from the profile's or the chain's credentials, with
     /// STS in the target's region), so a role that cannot be assumed is an error naming it

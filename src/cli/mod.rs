@@ -109,18 +109,6 @@ impl Args {
         self.output == OutputMode::Json
     }
 
-    /// Where the commands that call AWS talk to it: `--region`, else the stage's.
-    pub fn target(&self, stage_region: &str) -> crate::aws::Target {
-        crate::aws::Target {
-            profile: self.profile.clone(),
-            region: self
-                .region
-                .clone()
-                .unwrap_or_else(|| stage_region.to_string()),
-            assume: None,
-        }
-    }
-
     /// The stage's targets this run works on: every target, or those `--target` picks. For
     /// a one-target stage `--region` overrides its region (as it always has); a stage with
     /// `targets:` refuses `--region`.
@@ -420,14 +408,16 @@ mod tests {
         assert_eq!(args.stage, "prod");
         assert_eq!(args.output, OutputMode::Json);
         assert_eq!(args.profile.as_deref(), Some("ci"));
-        assert_eq!(args.target("eu-west-1").region, "eu-central-1");
+        let dev = stage::load(Path::new(env!("CARGO_MANIFEST_DIR")), "dev").unwrap();
+        assert_eq!(args.stage_targets(&dev).unwrap()[0].region, "eu-central-1");
         let opts = args.deploy_options();
         assert!(!opts.execute);
         assert_eq!(opts.require_approval, RequireApproval::Never);
 
         let list = Args::resolve(cli(&["list", "--project", &r])).unwrap();
         assert_eq!(list.stage, DEFAULT_STAGE);
-        assert_eq!(list.target("eu-west-1").region, "eu-west-1", "the stage's");
+        let region = &list.stage_targets(&dev).unwrap()[0].region;
+        assert_eq!(region, "eu-west-1", "the stage's");
         // schema needs no project.
         let schema = Args::resolve(cli(&["schema", "--project", "/nonexistent"])).unwrap();
         assert!(matches!(schema.action, Action::Schema));

@@ -1,6 +1,6 @@
 //! One command over many targets: a stage's stack in several regions and accounts.
 //!
-//! [`each`] runs a per-target operation on every target with at most `concurrency` running
+//! [`each_with`] runs a per-target operation on every target with at most `concurrency` running
 //! at once (one thread: the work is waiting on AWS); a target that fails does not stop the
 //! others, and every target's result comes back, in the stage file's order, with how long it
 //! took. [`Prefixed`] is the per-target [`Reporter`](crate::deploy::Reporter): progress lines
@@ -34,18 +34,9 @@ impl<T> TargetRun<T> {
     }
 }
 
-/// Runs `op` for every target, at most `concurrency` at once; the results in the order of
-/// `targets`, whatever order they finished in.
-pub async fn each<T, F, Fut>(targets: &[Target], concurrency: usize, op: F) -> Vec<TargetRun<T>>
-where
-    F: Fn(Target) -> Fut,
-    Fut: Future<Output = Result<T, Error>>,
-{
-    let items = targets.iter().map(|t| (t.clone(), ())).collect();
-    each_with(items, concurrency, |t, ()| op(t)).await
-}
-
-/// [`each`] over targets that each carry something of their own (`op` gets it by value).
+/// Runs `op` for every target (with something of its own, which `op` gets by value), at
+/// most `concurrency` at once; the results in the order of `items`, whatever order they
+/// finished in.
 pub async fn each_with<I, T, F, Fut>(
     items: Vec<(Target, I)>,
     concurrency: usize,
@@ -115,7 +106,8 @@ mod tests {
             .enable_all()
             .build()
             .unwrap();
-        let runs = rt.block_on(each(&targets, 2, |t| {
+        let items = targets.iter().map(|t| (t.clone(), ())).collect();
+        let runs = rt.block_on(each_with(items, 2, |t, ()| {
             let (running, most) = (&running, &most);
             async move {
                 running.set(running.get() + 1);
